@@ -1,0 +1,51 @@
+"""Settings shared by the CLI, the service and the library: where data lives."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedsearch.errors import InvalidName
+
+DEFAULT_DATA_DIR = "indexes"
+DB_FILENAME = "embedsearch.db"
+
+# A collection name becomes a directory name under the data directory, so it is held to a
+# conservative alphabet: no separators, no leading dot, no "..", bounded length.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_collection_name(name: str) -> str:
+    """Return ``name`` if it is a safe collection name, else raise :class:`InvalidName`."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise InvalidName(
+            f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (no '/', '..' or other path characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where collections live: FAISS files under ``data_dir``, metadata at ``db_url``."""
+
+    data_dir: Path
+    db_url: str
+
+    @classmethod
+    def from_env(cls, data_dir: str | os.PathLike | None = None, db_url: str | None = None) -> Settings:
+        d = Path(data_dir or os.environ.get("EMBEDSEARCH_HOME") or DEFAULT_DATA_DIR).expanduser()
+        d = d.absolute()
+        url = db_url or os.environ.get("EMBEDSEARCH_DB") or f"sqlite:///{d / DB_FILENAME}"
+        return cls(data_dir=d, db_url=url)
+
+    def collection_dir(self, name: str) -> Path:
+        """The directory holding a collection's vector files; never outside ``data_dir``."""
+        validate_collection_name(name)
+        root = self.data_dir.resolve()
+        path = (root / name).resolve()
+        if path.parent != root:
+            raise InvalidName(f"collection name {name!r} escapes the data directory")
+        return path
