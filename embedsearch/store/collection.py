@@ -465,9 +465,9 @@ class Collection:
         result = AddResult()
         bar = None
         if progress:
-            from tqdm import tqdm
-
             import sys
+
+            from tqdm import tqdm
 
             bar = tqdm(total=total, desc=f"adding to {self.name}", unit="doc", disable=None, file=sys.stderr)
         try:

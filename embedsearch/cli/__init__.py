@@ -1,0 +1,111 @@
+"""The ``embedsearch`` command: a click group; each command group lives in its own module.
+
+Commands are thin: they parse options, call a library function and print. Domain errors
+become one-line messages (exit 1, or 2 for usage errors); no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from embedsearch import __version__
+from embedsearch.config import Settings
+from embedsearch.errors import EmbedsearchError
+
+
+@dataclass
+class AppContext:
+    """What every command gets through ``ctx.obj``: settings and a lazily opened store."""
+
+    settings: Settings
+    _store: Any = field(default=None, repr=False)
+
+    @property
+    def store(self):
+        if self._store is None:
+            from embedsearch.store.collection import Store
+
+            self._store = Store(self.settings)
+        return self._store
+
+
+class EmbedsearchGroup(click.Group):
+    """Turns library exceptions into click errors for the whole command tree."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EmbedsearchError as exc:
+            if exc.usage:
+                raise click.UsageError(str(exc)) from None
+            raise click.ClickException(str(exc)) from None
+        except ValueError as exc:
+            # library argument checks (k out of range and the like)
+            raise click.UsageError(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+        except _sqlalchemy_errors() as exc:
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise click.ClickException(f"database error: {first}") from None
+
+
+def _sqlalchemy_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    return (SQLAlchemyError, ArgumentError)
+
+
+def pass_app(f):
+    return click.pass_obj(f)
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+@click.group(cls=EmbedsearchGroup, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--data-dir",
+    envvar="EMBEDSEARCH_HOME",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where collections live (default ./indexes; env EMBEDSEARCH_HOME).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    envvar="EMBEDSEARCH_DB",
+    default=None,
+    help="SQLAlchemy URL of the metadata store (default: sqlite file embedsearch.db in the data dir; env EMBEDSEARCH_DB).",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="embedsearch")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, db_url: str | None) -> None:
+    """Train, index, search and compare text embeddings.
+
+    \b
+    Quick start:
+      embedsearch demo                                  # index a bundled news corpus, run queries
+      embedsearch index create news --model minilm
+      embedsearch index add news docs/ --format txt
+      embedsearch search news "central bank raises interest rates" -k 5
+      embedsearch search news "bushfires" --where '{"source": "lee"}' --json
+    """
+    ctx.obj = AppContext(Settings.from_env(data_dir, db_url))
+
+
+def _register() -> None:
+    from embedsearch.cli import demo, index, search
+
+    main.add_command(index.index)
+    main.add_command(search.search)
+    main.add_command(demo.demo)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""``embedsearch index``: create, add, delete, list, info, verify, repair, drop."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from embedsearch.cli.output import echo_json, table
+from embedsearch.corpus import FORMATS, ReadOptions, iter_documents, resolve_sources, scan, spool_stdin
+from embedsearch.store.vectors import SPEC_HELP
+
+MAX_WARNINGS = 20
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+def device_option(f):
+    return click.option(
+        "--device",
+        default=None,
+        help="Where the model runs: cpu, cuda, cuda:1 … (default: CUDA when available). "
+        "'cpu' also keeps FAISS on the CPU.",
+    )(f)
+
+
+def read_options(f):
+    """Options that say how input files become documents (shared with training later)."""
+    opts = [
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Input format (default: from the extension; stdin: txt)."),
+        click.option("--per-line", is_flag=True, help="txt: one document per non-blank line instead of one per file."),
+        click.option("--text-field", default="text", show_default=True, help="jsonl/csv: field holding the text."),
+        click.option("--id-field", default="id", show_default=True, help="jsonl/csv: field holding the document id."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Input encoding, e.g. latin-1."),
+        click.option("--skip-bad", is_flag=True, help="Skip malformed records (reported on stderr) instead of stopping."),
+        click.option("--glob", "glob_pattern", default="**/*", show_default=True, help="Files to take from directories."),
+        click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Metadata added to every document (repeatable)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _parse_meta(pairs: tuple[str, ...]) -> dict:
+    meta = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--meta")
+        try:
+            meta[key] = json.loads(value)  # numbers, booleans and JSON stay typed
+        except json.JSONDecodeError:
+            meta[key] = value
+    return meta
+
+
+def build_read_options(fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta) -> ReadOptions:
+    return ReadOptions(
+        format=fmt,
+        per_line=per_line,
+        text_field=text_field,
+        id_field=id_field,
+        encoding=encoding,
+        skip_bad=skip_bad,
+        glob=glob_pattern,
+        metadata=_parse_meta(meta),
+    )
+
+
+class Warnings:
+    """Collects skipped-record messages; prints the first few, counts the rest."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self.count <= MAX_WARNINGS:
+            click.echo(f"skipped: {message}", err=True)
+
+    def summary(self) -> None:
+        if self.count > MAX_WARNINGS:
+            click.echo(f"skipped {self.count} records in all ({self.count - MAX_WARNINGS} not shown)", err=True)
+
+
+def _with_examples(text: str):
+    """Append an examples block to a command's help (kept verbatim by click)."""
+
+    def deco(f):
+        f.__doc__ = (f.__doc__ or "") + "\n\n\b\nExamples:\n" + text
+        return f
+
+    return deco
+
+
+@click.group()
+def index() -> None:
+    """Create and maintain collections (FAISS vectors + SQL metadata)."""
+
+
+@index.command("create")
+@click.argument("name")
+@click.option("--model", "-m", default="minilm", show_default=True, help="Built-in model name (minilm, hashing) or a model directory.")
+@click.option("--index", "index_spec", default="auto", show_default=True, help=f"FAISS index: {SPEC_HELP}.")
+@click.option("--metric", type=click.Choice(["cosine", "ip"]), default="cosine", show_default=True, help="Similarity: cosine (normalised) or raw inner product.")
+@device_option
+@json_option
+@_with_examples(
+    "  embedsearch index create news --model minilm\n"
+    "  embedsearch index create big --model minilm --index IVF1024,SQ8\n"
+    "  embedsearch index create local --model ./models/my-st-model --index HNSW32"
+)
+@click.pass_obj
+def create(app, name, model, index_spec, metric, device, as_json):
+    """Create an empty collection NAME bound to a model."""
+    from embedsearch.embedders import load_embedder
+    from embedsearch.store.vectors import validate_spec
+
+    validate_spec(index_spec)  # a bad spec is a usage error before the model loads
+    if app.store.exists(name):
+        from embedsearch.errors import CollectionExists
+
+        raise CollectionExists(f"collection {name!r} already exists")
+    embedder = load_embedder(model, device=device)
+    coll = app.store.create(name, embedder, index_spec, metric)
+    if as_json:
+        echo_json(coll.info())
+    else:
+        click.echo(f"created collection {name!r}: model {embedder.name} ({embedder.dim}-d), index {index_spec}, metric {metric}")
+
+
+@index.command("add")
+@click.argument("name")
+@click.argument("inputs", nargs=-1, required=True)
+@read_options
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 100_000), help="Documents embedded per step.")
+@click.option("--commit-every", default=2048, show_default=True, type=click.IntRange(1), help="Documents per committed batch (a crash keeps every committed batch).")
+@device_option
+@json_option
+@_with_examples(
+    "  embedsearch index add news docs/*.txt\n"
+    "  embedsearch index add news notes.txt --per-line --meta source=notes\n"
+    "  embedsearch index add news articles.jsonl --text-field body --id-field url\n"
+    "  embedsearch index add news table.csv --encoding latin-1\n"
+    "  cat more.jsonl | embedsearch index add news - --format jsonl"
+)
+@click.pass_obj
+def add(app, name, inputs, fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta, batch_size, commit_every, device, as_json):
+    """Add documents from INPUTS (files, directories, or - for stdin) to NAME.
+
+    Documents whose id exists are updated when their text or metadata changed and skipped
+    when not. All input is read and checked once before anything is written, so a bad line
+    stops the command with the collection untouched (or is skipped with --skip-bad).
+    """
+    coll = app.store.open(name)
+    opts = build_read_options(fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta)
+    stdin_path = spool_stdin(click.get_binary_stream("stdin")) if "-" in inputs else None
+    try:
+        sources = resolve_sources(inputs, opts, stdin_path)
+        warn = Warnings()
+        total = scan(sources, opts, on_skip=warn)
+        warn.summary()
+        embedder = coll.load_embedder(device=device)
+        coll.device = device
+        progress = not as_json and sys.stderr.isatty()
+        result = coll.add_documents(
+            iter_documents(sources, opts), embedder, batch_size=batch_size, commit_every=commit_every, progress=progress, total=total
+        )
+    finally:
+        if stdin_path is not None:
+            stdin_path.unlink(missing_ok=True)
+    out = {"collection": name, **result.to_dict(), "skipped": warn.count, "documents": coll.row["doc_count"]}
+    if as_json:
+        echo_json(out)
+    else:
+        click.echo(
+            f"{name}: added {result.added}, updated {result.updated}, unchanged {result.unchanged}"
+            + (f", skipped {warn.count} bad records" if warn.count else "")
+            + f"; {out['documents']} documents (generation {result.generation})"
+        )
+
+
+@index.command("delete")
+@click.argument("name")
+@click.option("--id", "ids", multiple=True, help="Document id to delete (repeatable).")
+@click.option("--ids-file", type=click.File("r", encoding="utf-8"), help="File with one id per line ('-' for stdin).")
+@click.option("--where", default=None, help="Delete every document matching this metadata filter (JSON).")
+@json_option
+@_with_examples(
+    "  embedsearch index delete news --id doc-17\n"
+    "  embedsearch index delete news --ids-file stale.txt\n"
+    "  embedsearch index delete news --where '{\"source\": \"old-feed\"}'"
+)
+@click.pass_obj
+def delete(app, name, ids, ids_file, where, as_json):
+    """Delete documents from NAME by id or by filter."""
+    coll = app.store.open(name)
+    wanted = list(ids)
+    if ids_file is not None:
+        wanted += [line.strip() for line in ids_file if line.strip()]
+    if where:
+        matched = coll.matching_ids(where)
+        wanted += [ext for ext, _, _ in coll.fetch(matched).values()] if matched is not None else []
+    if not wanted and not where:
+        raise click.UsageError("say what to delete: --id, --ids-file or --where")
+    deleted, missing = coll.delete(wanted) if wanted else (0, [])
+    if as_json:
+        echo_json({"collection": name, "deleted": deleted, "not_found": missing, "documents": coll.row["doc_count"]})
+        return
+    click.echo(f"{name}: deleted {deleted}; {coll.row['doc_count']} documents left")
+    if missing:
+        click.echo(f"not found: {', '.join(missing[:20])}" + (" …" if len(missing) > 20 else ""), err=True)
+
+
+@index.command("list")
+@json_option
+@click.pass_obj
+def list_(app, as_json):
+    """List collections."""
+    rows = app.store.list()
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no collections in {app.settings.data_dir} (create one with `embedsearch index create`)")
+        return
+    click.echo(
+        table(
+            [(r["name"], r["doc_count"], r["model"], r["dim"], r["active_spec"] + ("" if r["index_spec"] == r["active_spec"] else f" ({r['index_spec']})"), r["generation"]) for r in rows],
+            ["name", "documents", "model", "dim", "index", "generation"],
+            flex=2,
+        )
+    )
+
+
+@index.command("info")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def info(app, name, as_json):
+    """Show a collection's model, index, counts and files."""
+    data = app.store.open(name).info()
+    if as_json:
+        echo_json(data)
+        return
+    for key in ("name", "model", "model_fingerprint", "dim", "metric", "index_spec", "active_spec", "pending", "doc_count",
+                "faiss_count", "tombstones", "generation", "index_bytes", "path", "created_at", "updated_at", "error"):
+        if data.get(key) is not None:
+            click.echo(f"{key:18} {data[key]}")
+
+
+@index.command("verify")
+@click.argument("name")
+@click.option("--no-model-check", is_flag=True, help="Skip hashing the model files.")
+@json_option
+@click.pass_obj
+def verify(app, name, no_model_check, as_json):
+    """Check that FAISS and SQL agree (ids, counts, generation, dimension, model).
+
+    Exits 1 when a problem is found; `embedsearch index repair NAME` fixes it.
+    """
+    report = app.store.open(name).verify(check_model=not no_model_check)
+    if as_json:
+        echo_json(report.to_dict())
+    elif report.ok:
+        click.echo(f"{name}: ok ({report.sql_count} documents, generation {report.generation})")
+    else:
+        click.echo(f"{name}: {len(report.problems)} problem(s)")
+        for p in report.problems:
+            click.echo(f"  - {p}")
+        click.echo(f"run `embedsearch index repair {name}`" + (" (the index must be rebuilt)" if report.needs_rebuild else ""))
+    if not report.ok:
+        sys.exit(1)
+
+
+@index.command("repair")
+@click.argument("name")
+@click.option("--rebuild", is_flag=True, help="Re-embed every document from its stored text (also adopts a changed model).")
+@click.option("--model", "-m", default=None, help="Model to rebuild with (default: the collection's).")
+@device_option
+@json_option
+@click.pass_obj
+def repair(app, name, rebuild, model, device, as_json):
+    """Make the vectors agree with the stored documents again."""
+    coll = app.store.open(name)
+    embedder = None
+    if model:
+        from embedsearch.embedders import load_embedder
+
+        embedder = load_embedder(model, device=device)
+    result = coll.repair(embedder, rebuild=rebuild or bool(model), progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        echo_json({"collection": name, **result})
+    else:
+        for a in result["actions"]:
+            click.echo(f"{name}: {a}")
+
+
+@index.command("drop")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def drop(app, name, yes):
+    """Delete collection NAME: its documents and its vector file."""
+    coll = app.store.open(name)
+    if not yes:
+        click.confirm(f"drop collection {name!r} with {coll.row['doc_count']} documents?", abort=True)
+    app.store.drop(name)
+    click.echo(f"dropped {name}")
+

@@ -1,0 +1,111 @@
+"""``embedsearch search``: semantic search over a collection."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from embedsearch.cli.index import device_option
+from embedsearch.cli.output import echo_json, shorten, table
+from embedsearch.search import MAX_K, read_queries
+from embedsearch.search import search as run_search
+from embedsearch.store.filters import parse_filter
+
+HIT_FIELDS = ("id", "score", "text", "metadata")
+
+
+def _project(hit, fields: list[str] | None) -> dict:
+    """A hit as a dict with only the requested fields (metadata keys allowed by name)."""
+    full = hit.to_dict()
+    if not fields:
+        return full
+    out = {}
+    for f in fields:
+        if f in HIT_FIELDS:
+            out[f] = full[f]
+        elif f.startswith("metadata."):
+            out[f] = _dig(hit.metadata, f[len("metadata.") :])
+        else:
+            out[f] = _dig(hit.metadata, f)
+    return out
+
+
+def _dig(meta: dict, dotted: str):
+    cur = meta
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+@click.command()
+@click.argument("name")
+@click.argument("query", required=False)
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, MAX_K), help="Number of hits.")
+@click.option("--where", default=None, help='Metadata filter, JSON: {"source": "lee", "year": {"$gte": 2001}}.')
+@click.option("--fields", default=None, help="Comma-separated fields to show: id, score, text, metadata, or metadata keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as one JSON array.")
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="Print one JSON object per hit.")
+@click.option("--queries", "queries_file", default=None, help="Run every query in FILE ('-' for stdin): one per line, or jsonl with a 'query' field. Prints one JSON line per query.")
+@click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (more: better recall, slower).")
+@click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW candidate list size (more: better recall, slower).")
+@device_option
+@click.pass_obj
+def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, nprobe, ef_search, device):
+    """Search collection NAME for QUERY.
+
+    \b
+    Filter operators: $eq $ne $gt $gte $lt $lte $in $nin $exists, $and $or $not;
+    nested metadata with dots ("author.name"). A filtered search returns k hits
+    whenever at least k documents match the filter.
+
+    \b
+    Examples:
+      embedsearch search news "central bank raises interest rates" -k 5
+      embedsearch search news "bushfires" --where '{"source": "lee"}' --json
+      embedsearch search news "floods" --fields id,score,source
+      embedsearch search news --queries questions.txt > results.jsonl
+    """
+    if (query is None) == (queries_file is None):
+        raise click.UsageError("give either a QUERY or --queries FILE")
+    spec = parse_filter(where)  # a malformed filter fails before the model loads
+    field_list = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+    coll = app.store.open(name)
+    coll.device = device
+    embedder = coll.load_embedder(device=device)
+    if queries_file is not None:
+        queries = list(read_queries(queries_file, click.get_text_stream("stdin")))
+        if not queries:
+            raise click.UsageError(f"{queries_file}: no queries")
+        results = run_search(coll, queries, k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search)
+        for q, hits in zip(queries, results, strict=True):
+            click.echo(json.dumps({"query": q, "hits": [_project(h, field_list) for h in hits]}, ensure_ascii=False))
+        return
+    if not query.strip():
+        raise click.UsageError("the query is empty")
+    hits = run_search(coll, [query], k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search)[0]
+    if as_json:
+        echo_json([_project(h, field_list) for h in hits])
+    elif as_jsonl:
+        for h in hits:
+            click.echo(json.dumps(_project(h, field_list), ensure_ascii=False))
+    elif not hits:
+        click.echo("no hits" + (" (no document matches the filter)" if spec else ""))
+    else:
+        cols = field_list or ["score", "id", "text", "metadata"]
+        rows = []
+        for rank, h in enumerate(hits, 1):
+            d = _project(h, cols)
+            rows.append([rank] + [_cell(c, d.get(c)) for c in cols])
+        flex = 1 + cols.index("text") if "text" in cols else None
+        click.echo(table(rows, ["#"] + cols, flex=flex))
+
+
+def _cell(name: str, value) -> str:
+    if name == "score" and isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (dict, list)):
+        return shorten(json.dumps(value, ensure_ascii=False), 60)
+    return "" if value is None else str(value)
