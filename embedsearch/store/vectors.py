@@ -34,6 +34,10 @@ MAGIC = b"ESVECS01"
 AUTO_HNSW_AT = 50_000  # auto: exact Flat below this many vectors, HNSW32 from here on
 EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly
 COMPACT_RATIO = 0.25  # rebuild an HNSW graph when this share of it is tombstones
+# FAISS's HNSW defaults (efConstruction 40, efSearch 16) give poor recall on real embeddings;
+# these cost a slower build for recall@10 around 0.97 on clustered data (see the contract test)
+HNSW_EF_CONSTRUCTION = 100
+HNSW_EF_SEARCH = 128
 _SPEC_RE = re.compile(
     r"^(?:(?P<flat>Flat)|HNSW(?P<hnsw>\d+)|(?P<sq>SQ8)|IVF(?P<nlist>\d+)(?:,(?P<quant>Flat|SQ8|PQ(?P<pqm>\d+)))?)$",
     re.IGNORECASE,
@@ -167,6 +171,8 @@ class VectorIndex:
             index.train(train)
             # a hashtable direct map makes reconstruct() and remove_ids() work with arbitrary ids
             ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        elif spec.kind == "hnsw":
+            faiss.downcast_index(index.index).hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         elif spec.kind == "sq":
             if train is None or not len(train):
                 raise InvalidIndexSpec("SQ8 needs training vectors")
@@ -306,7 +312,7 @@ class VectorIndex:
             probe = nprobe or min(nlist, max(8, nlist // 8))
             return faiss.SearchParametersIVF(sel=sel, nprobe=int(min(probe, nlist)))
         if "HNSW" in active:
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=int(ef_search or max(64, 2 * k)))
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=int(ef_search or max(HNSW_EF_SEARCH, 2 * k)))
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 
     def search(

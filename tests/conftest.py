@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from embedsearch.config import Settings
+from embedsearch.corpus import Document
+from embedsearch.embedders import load_embedder
+from embedsearch.store.collection import Store
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch):
+    monkeypatch.delenv("EMBEDSEARCH_HOME", raising=False)
+    monkeypatch.delenv("EMBEDSEARCH_DB", raising=False)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(data_dir) -> Store:
+    return Store(Settings.from_env(data_dir))
+
+
+@pytest.fixture(scope="session")
+def hashing():
+    return load_embedder("hashing")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return load_embedder("minilm", device="cpu")
+
+
+def clustered(n: int, dim: int, seed: int = 0, clusters: int = 40, noise: float = 0.35) -> np.ndarray:
+    """Seeded, normalised vectors drawn around cluster centres (IVF and PQ need structure)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    x = centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def topic_docs(n: int, rare_every: int = 40) -> list[Document]:
+    """Documents on four topics; every ``rare_every``-th one is tagged rare (2.5% by default)."""
+    topics = ["bushfire smoke firefighters evacuate", "interest rates bank inflation", "cricket test wickets batsman",
+              "election votes parliament minister"]
+    return [
+        Document(
+            f"doc-{i}",
+            f"{topics[i % 4]} story {i} with words {i % 7} {i % 11}",
+            {"source": "lee" if i % 2 else "bbc", "year": 1995 + i % 10, "rare": i % rare_every == 0, "topic": i % 4},
+        )
+        for i in range(n)
+    ]
+
+
+class Cli:
+    """Runs the CLI in-process against a temporary data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | bytes | None = None):
+        from embedsearch.cli import main
+
+        return self.runner.invoke(main, ["--data-dir", str(self.data_dir), *args], input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(data_dir) -> Cli:
+    return Cli(data_dir)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def pg_url() -> str | None:
+    return os.environ.get("EMBEDSEARCH_TEST_PG_URL")

@@ -1,0 +1,164 @@
+"""Collections through the library: upsert, delete, filtered search, verify and repair."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, update
+
+from embedsearch.config import Settings
+from embedsearch.corpus import Document
+from embedsearch.embedders.hashing import HashingEmbedder
+from embedsearch.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DimensionMismatch,
+    FingerprintMismatch,
+    IndexCorrupted,
+    InvalidName,
+)
+from embedsearch.search import search
+from embedsearch.store.collection import Store
+from embedsearch.store.metadata import collections, documents
+from tests.conftest import topic_docs
+
+
+@pytest.fixture
+def coll(store, hashing):
+    c = store.create("news", hashing, "HNSW32")
+    c.add_documents(topic_docs(400), hashing, commit_every=100)
+    return c
+
+
+def test_add_is_an_upsert_keyed_by_id_and_content(coll, hashing):
+    assert coll.row["doc_count"] == 400 and coll.count() == 400
+    docs = topic_docs(400)
+    docs[3] = Document("doc-3", "completely new text about floods", {"source": "lee"})
+    r = coll.add_documents(docs[:10] + [Document("new-1", "brand new", {})], hashing)
+    assert (r.added, r.updated, r.unchanged) == (1, 1, 9)
+    assert coll.get("doc-3").text == "completely new text about floods"
+    hits = search(coll, ["completely new text about floods"], 1, embedder=hashing)[0]
+    assert hits[0].id == "doc-3"
+    assert coll.verify(check_model=False).ok
+
+
+def test_duplicate_ids_in_one_input_keep_the_last(store, hashing):
+    c = store.create("dups", hashing, "Flat")
+    r = c.add_documents([Document("x", "first", {}), Document("x", "second", {})], hashing)
+    assert r.added == 1 and c.get("x").text == "second"
+
+
+def test_delete_by_id(coll, hashing):
+    deleted, missing = coll.delete(["doc-1", "doc-2", "nope"])
+    assert (deleted, missing) == (2, ["nope"])
+    assert coll.row["doc_count"] == 398
+    hits = search(coll, ["interest rates bank inflation story 1"], 400, embedder=hashing)[0]
+    assert {"doc-1", "doc-2"}.isdisjoint(h.id for h in hits)
+    assert len(hits) == 398
+    assert coll.verify(check_model=False).ok
+
+
+def test_filtered_search_returns_k_when_the_filter_keeps_under_5_percent(store, hashing):
+    c = store.create("big", hashing, "HNSW32")
+    c.add_documents(topic_docs(2000, rare_every=50), hashing)  # 40 rare documents: 2%
+    query = ["bushfire smoke firefighters"]
+    hits = search(c, query, 10, where={"rare": True}, embedder=hashing)[0]
+    assert len(hits) == 10 and all(h.metadata["rare"] is True for h in hits)
+    # a post-filter over the unfiltered top 10 would have found almost none of them
+    unfiltered = search(c, query, 10, embedder=hashing)[0]
+    assert sum(h.metadata["rare"] for h in unfiltered) < 10
+    hits = search(c, query, 100, where={"rare": True}, embedder=hashing)[0]
+    assert len(hits) == 40  # fewer match than k: all of them
+    assert search(c, query, 5, where={"source": "nowhere"}, embedder=hashing)[0] == []
+
+
+def test_filtered_hits_are_the_best_matching_documents(store, hashing):
+    c = store.create("exact", hashing, "IVF4,Flat")
+    docs = topic_docs(600)
+    c.add_documents(docs, hashing)
+    assert c.row["active_spec"] == "IVF4,Flat"
+    q = hashing.embed(["cricket test wickets batsman"])
+    hits = c.search_vectors(q, 5, where={"year": {"$gte": 2003}, "source": "lee"})[0]
+    allowed = [d for d in docs if d.metadata["year"] >= 2003 and d.metadata["source"] == "lee"]
+    scores = hashing.embed([d.text for d in allowed]) @ q[0]
+    # many documents tie, so compare the scores of the top 5 rather than tie-broken ids
+    np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:5], rtol=1e-5)
+    assert all(h.metadata["year"] >= 2003 and h.metadata["source"] == "lee" for h in hits)
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "", "x" * 65, "a\\b", "nul\x00", "/abs", "~user"])
+def test_collection_names_cannot_escape_the_data_dir(store, hashing, name):
+    with pytest.raises(InvalidName):
+        store.create(name, hashing)
+    assert not any(p.is_dir() for p in store.settings.data_dir.parent.iterdir() if p.name != "data")
+
+
+def test_create_twice_and_open_missing(store, hashing):
+    store.create("one", hashing)
+    with pytest.raises(CollectionExists):
+        store.create("one", hashing)
+    with pytest.raises(CollectionNotFound):
+        store.open("two")
+
+
+def test_a_model_with_another_dimension_or_fingerprint_is_refused(coll):
+    with pytest.raises(DimensionMismatch, match="128-d .* 256-d"):
+        coll.add_documents([Document("z", "z", {})], HashingEmbedder(128))
+    other = HashingEmbedder(256)
+    other.fingerprint = "0" * 64
+    with pytest.raises(FingerprintMismatch):
+        coll.add_documents([Document("z", "z", {})], other)
+    with pytest.raises(DimensionMismatch):
+        coll.search_vectors(np.zeros((1, 100), dtype=np.float32), 3)
+    assert coll.row["doc_count"] == 400
+
+
+def test_verify_finds_rows_without_vectors_and_repair_fixes_them(coll, store, hashing):
+    with store.engine.begin() as conn:  # simulate drift: a document row deleted behind our back
+        conn.execute(delete(documents).where(documents.c.external_id == "doc-5"))
+        conn.execute(update(collections).values(doc_count=399))
+    coll.refresh()
+    report = coll.verify(check_model=False)
+    assert not report.ok and any("vectors have no document" in p for p in report.problems)
+    result = coll.repair(hashing)
+    assert result["repaired"] and any("removed 1 vectors" in a for a in result["actions"])
+    assert coll.verify(check_model=False).ok
+
+
+def test_corrupted_index_file_is_reported_and_rebuilt_from_text(coll, store, hashing):
+    path = coll.dir / f"vectors-{coll.generation:012d}.faiss"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    fresh = Store(Settings(store.settings.data_dir, store.settings.db_url)).open("news")  # a new process's view
+    with pytest.raises(IndexCorrupted, match="checksum mismatch.*index repair news"):
+        search(fresh, ["rates"], 3, embedder=hashing)
+    assert fresh.verify(check_model=False).needs_rebuild
+    fresh.repair(hashing)
+    assert fresh.verify(check_model=False).ok
+    assert len(search(fresh, ["interest rates"], 3, embedder=hashing)[0]) == 3
+
+
+def test_failed_commit_leaves_the_previous_generation(coll, hashing, monkeypatch):
+    gen, count = coll.generation, coll.row["doc_count"]
+    from embedsearch.store import vectors
+
+    def boom(self, path, generation):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vectors.VectorIndex, "save", boom)
+    with pytest.raises(OSError):
+        coll.add_documents([Document("n1", "new doc", {})], hashing)
+    monkeypatch.undo()
+    coll.refresh()
+    assert (coll.generation, coll.row["doc_count"]) == (gen, count)
+    assert coll.get("n1") is None
+    assert coll.verify(check_model=False).ok
+    assert sorted(p.name for p in coll.dir.glob("vectors-*")) == [f"vectors-{gen:012d}.faiss"]
+
+
+def test_drop_removes_rows_and_files(coll, store):
+    directory = coll.dir
+    store.drop("news")
+    assert not directory.exists()
+    assert store.list() == []
