@@ -296,7 +296,11 @@ def _read_csv(source: Source, opts: ReadOptions, on_skip: SkipHandler | None) ->
         if None in row:
             _bad(f"{where}: more fields than the header has", opts, on_skip)
             continue
-        record = {k: (_coerce_csv_value(v) if k not in (opts.text_field, opts.id_field) else v) for k, v in row.items() if v not in (None, "")}
+        record = {
+            k: (_coerce_csv_value(v) if k not in (opts.text_field, opts.id_field) else v)
+            for k, v in row.items()
+            if v not in (None, "")
+        }
         doc = _record_to_document(record, where, f"{source.display}:{reader.line_num}", opts, on_skip)
         if doc is not None:
             yield doc

@@ -46,8 +46,14 @@ class DemoResult:
     queries: list[tuple[str, dict | None, list[Hit]]]
 
 
-def run_demo(store: Store, model: str = "minilm", name: str = DEMO_COLLECTION, k: int = 3, progress: bool = False,
-             device: str | None = None) -> DemoResult:
+def run_demo(
+    store: Store,
+    model: str = "minilm",
+    name: str = DEMO_COLLECTION,
+    k: int = 3,
+    progress: bool = False,
+    device: str | None = None,
+) -> DemoResult:
     """Create (or reuse) the demo collection, add the Lee corpus, run the sample queries."""
     from embedsearch.embedders import load_embedder
     from embedsearch.search import search

@@ -51,8 +51,12 @@ def clustered(n: int, dim: int, seed: int = 0, clusters: int = 40, noise: float 
 
 def topic_docs(n: int, rare_every: int = 40) -> list[Document]:
     """Documents on four topics; every ``rare_every``-th one is tagged rare (2.5% by default)."""
-    topics = ["bushfire smoke firefighters evacuate", "interest rates bank inflation", "cricket test wickets batsman",
-              "election votes parliament minister"]
+    topics = [
+        "bushfire smoke firefighters evacuate",
+        "interest rates bank inflation",
+        "cricket test wickets batsman",
+        "election votes parliament minister",
+    ]
     return [
         Document(
             f"doc-{i}",

@@ -17,7 +17,10 @@ def test_txt_one_document_per_file(tmp_path):
     (tmp_path / "a.txt").write_text("Hello\nworld\n")
     (tmp_path / "b.txt").write_text("Second")
     out = docs([tmp_path / "a.txt", tmp_path / "b.txt"])
-    assert [(d.text, d.metadata["path"]) for d in out] == [("Hello\nworld", str(tmp_path / "a.txt")), ("Second", str(tmp_path / "b.txt"))]
+    assert [(d.text, d.metadata["path"]) for d in out] == [
+        ("Hello\nworld", str(tmp_path / "a.txt")),
+        ("Second", str(tmp_path / "b.txt")),
+    ]
 
 
 def test_txt_per_line_skips_blank_lines_and_numbers_ids(tmp_path):
@@ -31,7 +34,10 @@ def test_jsonl_fields_ids_and_metadata(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_text('{"id": "a", "text": "alpha", "year": 2001, "tags": {"x": 1}}\n\n{"body": "beta", "text": "b2", "id": 7}\n')
     out = docs([p])
-    assert [(d.id, d.text, d.metadata) for d in out] == [("a", "alpha", {"year": 2001, "tags": {"x": 1}}), ("7", "b2", {"body": "beta"})]
+    assert [(d.id, d.text, d.metadata) for d in out] == [
+        ("a", "alpha", {"year": 2001, "tags": {"x": 1}}),
+        ("7", "b2", {"body": "beta"}),
+    ]
     out = docs([p], text_field="body", skip_bad=True)
     assert [(d.id, d.text) for d in out] == [("7", "beta")]
 

@@ -195,9 +195,7 @@ def test_readding_a_tombstoned_id_makes_it_visible_again():
     assert found[0, 0] == 5 and vi.ntotal == 300
 
 
-@pytest.mark.parametrize(
-    "spec", ["", "Flat2", "HNSW", "HNSW1", "IVF0,Flat", "IVF16,PQ5", "IVF16,Foo", "LSH", "Flat; rm -rf /"]
-)
+@pytest.mark.parametrize("spec", ["", "Flat2", "HNSW", "HNSW1", "IVF0,Flat", "IVF16,PQ5", "IVF16,Foo", "LSH", "Flat; rm -rf /"])
 def test_bad_specs_are_rejected_with_the_valid_forms(spec):
     with pytest.raises(InvalidIndexSpec, match="valid|must|divide"):
         validate_spec(spec, dim=DIM)

@@ -32,12 +32,14 @@ def demo(app, model, name, k, device, as_json):
 
     result = run_demo(app.store, model=model, name=name, k=k, progress=not as_json and sys.stderr.isatty(), device=device)
     if as_json:
-        echo_json({
-            "collection": name,
-            "data_dir": str(app.settings.data_dir),
-            "add": result.added.to_dict(),
-            "queries": [{"query": q, "where": w, "hits": [h.to_dict() for h in hits]} for q, w, hits in result.queries],
-        })
+        echo_json(
+            {
+                "collection": name,
+                "data_dir": str(app.settings.data_dir),
+                "add": result.added.to_dict(),
+                "queries": [{"query": q, "where": w, "hits": [h.to_dict() for h in hits]} for q, w, hits in result.queries],
+            }
+        )
         return
     a = result.added
     click.echo(

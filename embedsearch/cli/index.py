@@ -22,15 +22,20 @@ def device_option(f):
     return click.option(
         "--device",
         default=None,
-        help="Where the model runs: cpu, cuda, cuda:1 … (default: CUDA when available). "
-        "'cpu' also keeps FAISS on the CPU.",
+        help="Where the model runs: cpu, cuda, cuda:1 … (default: CUDA when available). 'cpu' also keeps FAISS on the CPU.",
     )(f)
 
 
 def read_options(f):
     """Options that say how input files become documents (shared with training later)."""
     opts = [
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Input format (default: from the extension; stdin: txt)."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(FORMATS),
+            default=None,
+            help="Input format (default: from the extension; stdin: txt).",
+        ),
         click.option("--per-line", is_flag=True, help="txt: one document per non-blank line instead of one per file."),
         click.option("--text-field", default="text", show_default=True, help="jsonl/csv: field holding the text."),
         click.option("--id-field", default="id", show_default=True, help="jsonl/csv: field holding the document id."),
@@ -103,9 +108,17 @@ def index() -> None:
 
 @index.command("create")
 @click.argument("name")
-@click.option("--model", "-m", default="minilm", show_default=True, help="Built-in model name (minilm, hashing) or a model directory.")
+@click.option(
+    "--model", "-m", default="minilm", show_default=True, help="Built-in model name (minilm, hashing) or a model directory."
+)
 @click.option("--index", "index_spec", default="auto", show_default=True, help=f"FAISS index: {SPEC_HELP}.")
-@click.option("--metric", type=click.Choice(["cosine", "ip"]), default="cosine", show_default=True, help="Similarity: cosine (normalised) or raw inner product.")
+@click.option(
+    "--metric",
+    type=click.Choice(["cosine", "ip"]),
+    default="cosine",
+    show_default=True,
+    help="Similarity: cosine (normalised) or raw inner product.",
+)
 @device_option
 @json_option
 @_with_examples(
@@ -136,8 +149,16 @@ def create(app, name, model, index_spec, metric, device, as_json):
 @click.argument("name")
 @click.argument("inputs", nargs=-1, required=True)
 @read_options
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 100_000), help="Documents embedded per step.")
-@click.option("--commit-every", default=2048, show_default=True, type=click.IntRange(1), help="Documents per committed batch (a crash keeps every committed batch).")
+@click.option(
+    "--batch-size", default=256, show_default=True, type=click.IntRange(1, 100_000), help="Documents embedded per step."
+)
+@click.option(
+    "--commit-every",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Documents per committed batch (a crash keeps every committed batch).",
+)
 @device_option
 @json_option
 @_with_examples(
@@ -148,7 +169,23 @@ def create(app, name, model, index_spec, metric, device, as_json):
     "  cat more.jsonl | embedsearch index add news - --format jsonl"
 )
 @click.pass_obj
-def add(app, name, inputs, fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta, batch_size, commit_every, device, as_json):
+def add(
+    app,
+    name,
+    inputs,
+    fmt,
+    per_line,
+    text_field,
+    id_field,
+    encoding,
+    skip_bad,
+    glob_pattern,
+    meta,
+    batch_size,
+    commit_every,
+    device,
+    as_json,
+):
     """Add documents from INPUTS (files, directories, or - for stdin) to NAME.
 
     Documents whose id exists are updated when their text or metadata changed and skipped
@@ -157,7 +194,7 @@ def add(app, name, inputs, fmt, per_line, text_field, id_field, encoding, skip_b
     """
     coll = app.store.open(name)
     opts = build_read_options(fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta)
-    stdin_path = spool_stdin(click.get_binary_stream("stdin")) if "-" in inputs else None
+    stdin_path = spool_stdin(sys.stdin) if "-" in inputs else None
     try:
         sources = resolve_sources(inputs, opts, stdin_path)
         warn = Warnings()
@@ -167,7 +204,12 @@ def add(app, name, inputs, fmt, per_line, text_field, id_field, encoding, skip_b
         coll.device = device
         progress = not as_json and sys.stderr.isatty()
         result = coll.add_documents(
-            iter_documents(sources, opts), embedder, batch_size=batch_size, commit_every=commit_every, progress=progress, total=total
+            iter_documents(sources, opts),
+            embedder,
+            batch_size=batch_size,
+            commit_every=commit_every,
+            progress=progress,
+            total=total,
         )
     finally:
         if stdin_path is not None:
@@ -192,7 +234,7 @@ def add(app, name, inputs, fmt, per_line, text_field, id_field, encoding, skip_b
 @_with_examples(
     "  embedsearch index delete news --id doc-17\n"
     "  embedsearch index delete news --ids-file stale.txt\n"
-    "  embedsearch index delete news --where '{\"source\": \"old-feed\"}'"
+    '  embedsearch index delete news --where \'{"source": "old-feed"}\''
 )
 @click.pass_obj
 def delete(app, name, ids, ids_file, where, as_json):
@@ -229,7 +271,17 @@ def list_(app, as_json):
         return
     click.echo(
         table(
-            [(r["name"], r["doc_count"], r["model"], r["dim"], r["active_spec"] + ("" if r["index_spec"] == r["active_spec"] else f" ({r['index_spec']})"), r["generation"]) for r in rows],
+            [
+                (
+                    r["name"],
+                    r["doc_count"],
+                    r["model"],
+                    r["dim"],
+                    r["active_spec"] + ("" if r["index_spec"] == r["active_spec"] else f" ({r['index_spec']})"),
+                    r["generation"],
+                )
+                for r in rows
+            ],
             ["name", "documents", "model", "dim", "index", "generation"],
             flex=2,
         )
@@ -246,8 +298,25 @@ def info(app, name, as_json):
     if as_json:
         echo_json(data)
         return
-    for key in ("name", "model", "model_fingerprint", "dim", "metric", "index_spec", "active_spec", "pending", "doc_count",
-                "faiss_count", "tombstones", "generation", "index_bytes", "path", "created_at", "updated_at", "error"):
+    for key in (
+        "name",
+        "model",
+        "model_fingerprint",
+        "dim",
+        "metric",
+        "index_spec",
+        "active_spec",
+        "pending",
+        "doc_count",
+        "faiss_count",
+        "tombstones",
+        "generation",
+        "index_bytes",
+        "path",
+        "created_at",
+        "updated_at",
+        "error",
+    ):
         if data.get(key) is not None:
             click.echo(f"{key:18} {data[key]}")
 
@@ -310,4 +379,3 @@ def drop(app, name, yes):
         click.confirm(f"drop collection {name!r} with {coll.row['doc_count']} documents?", abort=True)
     app.store.drop(name)
     click.echo(f"dropped {name}")
-

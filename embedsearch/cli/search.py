@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -48,12 +49,24 @@ def _dig(meta: dict, dotted: str):
 @click.option("--fields", default=None, help="Comma-separated fields to show: id, score, text, metadata, or metadata keys.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as one JSON array.")
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="Print one JSON object per hit.")
-@click.option("--queries", "queries_file", default=None, help="Run every query in FILE ('-' for stdin): one per line, or jsonl with a 'query' field. Prints one JSON line per query.")
+@click.option(
+    "--queries",
+    "queries_file",
+    default=None,
+    help="Run every query in FILE ('-' for stdin): one per line, or jsonl with a 'query' field. Prints one JSON line per query.",
+)
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (more: better recall, slower).")
 @click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW candidate list size (more: better recall, slower).")
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    help="Model to embed queries with; must be the collection's model "
+    "(useful when its directory moved). Default: the collection's.",
+)
 @device_option
 @click.pass_obj
-def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, nprobe, ef_search, device):
+def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, nprobe, ef_search, model, device):
     """Search collection NAME for QUERY.
 
     \b
@@ -74,9 +87,15 @@ def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, 
     field_list = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
     coll = app.store.open(name)
     coll.device = device
-    embedder = coll.load_embedder(device=device)
+    if model:
+        from embedsearch.embedders import load_embedder
+
+        embedder = load_embedder(model, device=device)
+        coll.check_embedder(embedder)
+    else:
+        embedder = coll.load_embedder(device=device)
     if queries_file is not None:
-        queries = list(read_queries(queries_file, click.get_text_stream("stdin")))
+        queries = list(read_queries(queries_file, sys.stdin))
         if not queries:
             raise click.UsageError(f"{queries_file}: no queries")
         results = run_search(coll, queries, k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search)

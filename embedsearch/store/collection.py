@@ -400,9 +400,7 @@ class Collection:
                     if current != gen:
                         raise InconsistentCollection(f"collection {self.name!r} changed underneath this writer")
                     for part in _chunks(remove_row_ids):
-                        conn.execute(
-                            delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part))
-                        )
+                        conn.execute(delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part)))
                     if new_docs:
                         conn.execute(
                             insert(documents),
@@ -524,6 +522,41 @@ class Collection:
         result.generation = self.generation
         return result
 
+    def add_vectors(self, docs: list[Document], vectors: np.ndarray, *, commit_every: int = 100_000) -> AddResult:
+        """Add documents whose vectors were computed elsewhere (same model, same dimension).
+
+        Upsert semantics as in :meth:`add_documents`; the caller vouches for the model.
+        """
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise DimensionMismatch(f"vectors have shape {vectors.shape}; collection {self.name!r} is {self.dim}-d")
+        if len(vectors) != len(docs):
+            raise DimensionMismatch(f"{len(docs)} documents but {len(vectors)} vectors")
+        latest = {d.id: i for i, d in enumerate(docs)}  # the last version of an id wins
+        result = AddResult()
+        with self._writing():
+            self.vectors()
+            order = list(latest.items())
+            for start in range(0, len(order), commit_every):
+                part = order[start : start + commit_every]
+                with self.store.engine.connect() as conn:
+                    existing = self._lookup(conn, [ext for ext, _ in part])
+                todo = [(docs[i], docs[i].content_hash, i) for ext, i in part]
+                changed = [(d, h, i) for d, h, i in todo if not (d.id in existing and existing[d.id][1] == h)]
+                result.unchanged += len(todo) - len(changed)
+                if not changed:
+                    continue
+                self._commit(
+                    [(d, h) for d, h, _ in changed],
+                    vectors[[i for _, _, i in changed]],
+                    [existing[d.id][0] for d, _, _ in changed if d.id in existing],
+                )
+                result.updated += sum(1 for d, _, _ in changed if d.id in existing)
+                result.added += sum(1 for d, _, _ in changed if d.id not in existing)
+                result.commits += 1
+        result.generation = self.generation
+        return result
+
     def delete(self, external_ids: Iterable[str]) -> tuple[int, list[str]]:
         """Delete documents by id; returns (deleted count, ids that were not found)."""
         wanted = list(dict.fromkeys(external_ids))
@@ -614,14 +647,15 @@ class Collection:
         return results
 
     # ---- verify and repair ------------------------------------------------------------------
+    def _sql_ids(self) -> np.ndarray:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(documents.c.row_id).where(documents.c.collection_id == self.id))
+            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
     def verify(self, check_model: bool = True) -> VerifyReport:
         """Compare SQL and FAISS: generation, file integrity, ids, counts, dimension, model."""
         self.refresh()
-        with self.store.engine.connect() as conn:
-            sql_ids = np.fromiter(
-                (r[0] for r in conn.execute(select(documents.c.row_id).where(documents.c.collection_id == self.id))),
-                dtype=np.int64,
-            )
+        sql_ids = self._sql_ids()
         report = VerifyReport(self.name, True, self.generation, len(sql_ids), None)
         path = self.dir / _vector_file(self.generation)
         vi = None
@@ -661,7 +695,8 @@ class Collection:
                 fp = model_fingerprint(self.row["model"])
                 if fp != self.row["model_fingerprint"]:
                     report.problems.append(
-                        f"model {self.row['model']} changed on disk (fingerprint {fp[:12]} != {self.row['model_fingerprint'][:12]})"
+                        f"model {self.row['model']} changed on disk "
+                        f"(fingerprint {fp[:12]} != {self.row['model_fingerprint'][:12]})"
                     )
             except Exception as exc:  # the model may be gone; that is a finding, not a crash
                 report.problems.append(f"model {self.row['model']} cannot be checked: {exc}")
@@ -688,11 +723,7 @@ class Collection:
             if not rebuild:
                 # partial repairs mix old and new vectors, so they need the very same model
                 self.check_embedder(embedder)
-            with self.store.engine.connect() as conn:
-                sql_ids = np.fromiter(
-                    (r[0] for r in conn.execute(select(documents.c.row_id).where(documents.c.collection_id == self.id))),
-                    dtype=np.int64,
-                )
+            sql_ids = self._sql_ids()
             if rebuild or report.needs_rebuild:
                 vi = VectorIndex(embedder.dim, self.row["index_spec"], self.row["metric"])
                 todo = sql_ids

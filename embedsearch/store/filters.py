@@ -101,7 +101,7 @@ class FilterCompiler:
                 raise InvalidFilter(f"{key}: nested objects are matched with dotted names (e.g. '{key}.{ops[0]}'), not by value")
             return and_(*[self._op(key, path, op, arg) for op, arg in value.items()])
         if isinstance(value, list):
-            raise InvalidFilter(f"{key}: to match one of several values use {{\"$in\": [...]}}")
+            raise InvalidFilter(f'{key}: to match one of several values use {{"$in": [...]}}')
         return self._op(key, path, "$eq", value)
 
     # ---- values --------------------------------------------------------------------------
@@ -123,7 +123,10 @@ class FilterCompiler:
         return case((self._json_type(path).in_(bool_types), self._elem(path).as_boolean()), else_=None)
 
     def _text(self, path) -> ColumnElement:
-        return case((self._json_type(path) == ("string" if self.dialect == "postgresql" else "text"), self._elem(path).as_string()), else_=None)
+        return case(
+            (self._json_type(path) == ("string" if self.dialect == "postgresql" else "text"), self._elem(path).as_string()),
+            else_=None,
+        )
 
     def _exists(self, path) -> ColumnElement[bool]:
         return and_(self._json_type(path).is_not(None), self._json_type(path) != "null")

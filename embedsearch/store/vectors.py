@@ -214,11 +214,7 @@ class VectorIndex:
         else:
             ivf = faiss.extract_index_ivf(self.index)
             inv = ivf.invlists
-            parts = [
-                faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy()
-                for i in range(inv.nlist)
-                if inv.list_size(i)
-            ]
+            parts = [faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy() for i in range(inv.nlist) if inv.list_size(i)]
             all_ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
         if len(self.tombstones):
             all_ids = np.setdiff1d(all_ids, self.tombstones, assume_unique=False)

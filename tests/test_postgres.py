@@ -1,0 +1,53 @@
+"""Collections on a real PostgreSQL server (started by .ci/run; skipped when none is configured)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from embedsearch.config import Settings
+from embedsearch.search import search
+from embedsearch.store.collection import Store
+from tests.conftest import pg_url, topic_docs
+
+pytestmark = pytest.mark.skipif(not pg_url(), reason="set EMBEDSEARCH_TEST_PG_URL to a PostgreSQL database")
+
+
+def test_collection_lifecycle_on_postgres(tmp_path, hashing):
+    store = Store(Settings.from_env(tmp_path, pg_url()))
+    assert store.dialect == "postgresql"
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    coll = store.create(name, hashing, "HNSW32")
+    try:
+        coll.add_documents(topic_docs(1000, rare_every=50), hashing, commit_every=300)
+        assert coll.count() == 1000 and coll.verify(check_model=False).ok
+        hits = search(coll, ["cricket test"], 10, where={"rare": True, "year": {"$gte": 1995}}, embedder=hashing)[0]
+        assert len(hits) == 10 and all(h.metadata["rare"] for h in hits)
+        assert coll.delete(["doc-0", "doc-50"]) == (2, [])
+        r = coll.add_documents(topic_docs(1000, rare_every=50), hashing)
+        assert (r.added, r.unchanged) == (2, 998)
+        assert coll.verify(check_model=False).ok
+    finally:
+        store.drop(name)
+
+
+def test_cli_with_a_postgres_url(cli, tmp_path):
+    from click.testing import CliRunner
+
+    from embedsearch.cli import main
+
+    name = f"pgcli-{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "d.jsonl"
+    src.write_text(
+        '{"id": "1", "text": "bushfire near town", "source": "lee"}\n{"id": "2", "text": "rates rise", "source": "x"}\n'
+    )
+    run = CliRunner().invoke
+    base = ["--data-dir", str(tmp_path), "--db", pg_url()]
+    assert run(main, [*base, "index", "create", name, "--model", "hashing"]).exit_code == 0
+    try:
+        assert run(main, [*base, "index", "add", name, str(src)]).exit_code == 0
+        r = run(main, [*base, "search", name, "bushfire", "--where", '{"source": "lee"}', "--fields", "id", "--jsonl"])
+        assert r.output.strip() == '{"id": "1"}'
+    finally:
+        run(main, [*base, "index", "drop", name, "--yes"])
