@@ -16,6 +16,14 @@ class EmbedsearchError(Exception):
     code: str = "error"
 
 
+class InvalidArgument(EmbedsearchError):
+    """A parameter out of its range (k, batch sizes...)."""
+
+    usage = True
+    http_status = 422
+    code = "invalid_argument"
+
+
 class InvalidName(EmbedsearchError):
     usage = True
     code = "invalid_name"

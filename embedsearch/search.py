@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from embedsearch.embedders.base import Embedder
-from embedsearch.errors import CorpusError
+from embedsearch.errors import CorpusError, InvalidArgument
 from embedsearch.store.collection import Collection, Hit
 from embedsearch.store.filters import parse_filter
 
@@ -31,7 +31,7 @@ def search(
     ``embedder`` is passed, which must be that same model.
     """
     if not 1 <= k <= MAX_K:
-        raise ValueError(f"k must be between 1 and {MAX_K}")
+        raise InvalidArgument(f"k must be between 1 and {MAX_K}")
     spec = parse_filter(where) if not isinstance(where, dict) else where  # fail on a bad filter before embedding
     if embedder is None:
         embedder = collection.load_embedder()

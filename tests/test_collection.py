@@ -162,3 +162,24 @@ def test_drop_removes_rows_and_files(coll, store):
     store.drop("news")
     assert not directory.exists()
     assert store.list() == []
+
+
+def test_a_reader_follows_a_commit_made_by_another_process(coll, store, hashing):
+    # a second Store stands in for another process; the first still holds the old row and file
+    other = Store(Settings(store.settings.data_dir, store.settings.db_url)).open("news")
+    assert coll.vectors().ntotal == 400
+    other.add_documents([Document("late", "a late arrival about volcanoes", {})], hashing)
+    assert not (coll.dir / f"vectors-{coll.generation:012d}.faiss").exists()  # coll was not refreshed
+    coll._vectors = None
+    assert coll.vectors().ntotal == 401  # re-read the generation instead of failing
+    hits = search(coll, ["a late arrival about volcanoes"], 1, embedder=hashing)[0]
+    assert hits[0].id == "late"
+
+
+def test_k_out_of_range_is_a_domain_error(coll, hashing):
+    from embedsearch.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument):
+        search(coll, ["x"], 0, embedder=hashing)
+    with pytest.raises(InvalidArgument):
+        coll.search_vectors(hashing.embed(["x"]), 0)

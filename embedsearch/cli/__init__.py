@@ -43,9 +43,6 @@ class EmbedsearchGroup(click.Group):
             if exc.usage:
                 raise click.UsageError(str(exc)) from None
             raise click.ClickException(str(exc)) from None
-        except ValueError as exc:
-            # library argument checks (k out of range and the like)
-            raise click.UsageError(str(exc)) from None
         except OSError as exc:
             raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
         except _sqlalchemy_errors() as exc:

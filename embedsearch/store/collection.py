@@ -40,6 +40,7 @@ from embedsearch.errors import (
     FingerprintMismatch,
     InconsistentCollection,
     IndexCorrupted,
+    InvalidArgument,
 )
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.metadata import collections, documents, get_engine
@@ -303,6 +304,17 @@ class Collection:
 
     def vectors(self) -> VectorIndex:
         """The FAISS index of the committed generation, checked against SQL."""
+        try:
+            return self._load_vectors()
+        except InconsistentCollection:
+            # another process may have committed (and removed our file) since we read the row
+            before = self.generation
+            self.refresh()
+            if self.generation == before:
+                raise
+            return self._load_vectors()
+
+    def _load_vectors(self) -> VectorIndex:
         gen = self.generation
         if self._vectors is not None and self._loaded_generation == gen:
             return self._vectors
@@ -626,7 +638,7 @@ class Collection:
         if queries.shape[1] != self.dim:
             raise DimensionMismatch(f"query vectors are {queries.shape[1]}-d; collection {self.name!r} is {self.dim}-d")
         if k < 1:
-            raise ValueError("k must be at least 1")
+            raise InvalidArgument("k must be at least 1")
         allowed = self.matching_ids(where)
         self.refresh()
         with self._rw.read():

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedsearch.errors import DimensionMismatch, IndexCorrupted, InvalidIndexSpec
+from embedsearch.errors import DimensionMismatch, IndexCorrupted, InvalidArgument, InvalidIndexSpec
 
 METRICS = ("cosine", "ip")
 MAGIC = b"ESVECS01"
@@ -329,7 +329,7 @@ class VectorIndex:
         queries = self._check(queries)
         k = int(k)
         if k <= 0:
-            raise ValueError("k must be positive")
+            raise InvalidArgument("k must be positive")
         nq = len(queries)
         if allowed is None:
             if not len(self.tombstones):
