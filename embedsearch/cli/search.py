@@ -87,13 +87,7 @@ def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, 
     field_list = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
     coll = app.store.open(name)
     coll.device = device
-    if model:
-        from embedsearch.embedders import load_embedder
-
-        embedder = load_embedder(model, device=device)
-        coll.check_embedder(embedder)
-    else:
-        embedder = coll.load_embedder(device=device)
+    embedder = coll.load_embedder(device=device, spec=model)
     if queries_file is not None:
         queries = list(read_queries(queries_file, sys.stdin))
         if not queries:

@@ -353,11 +353,12 @@ class Collection:
                 f"use that model, or re-embed with `embedsearch index repair {self.name} --rebuild`"
             )
 
-    def load_embedder(self, device: str | None = None, batch_size: int = 32) -> Embedder:
-        """Load the collection's model and check that it is still the same model."""
+    def load_embedder(self, device: str | None = None, batch_size: int = 32, spec: str | None = None) -> Embedder:
+        """Load the collection's model (or ``spec``, e.g. the same model moved elsewhere) and
+        check that it is the model the collection was built with."""
         from embedsearch.embedders import load_embedder
 
-        embedder = load_embedder(self.row["model"], device=device, batch_size=batch_size)
+        embedder = load_embedder(spec or self.row["model"], device=device, batch_size=batch_size)
         self.check_embedder(embedder)
         return embedder
 
@@ -455,6 +456,22 @@ class Collection:
         old = self.dir / _vector_file(gen)
         old.unlink(missing_ok=True)
 
+    def _commit_upsert(
+        self, items: list[tuple], vectors: np.ndarray, existing: dict[str, tuple[int, str]], result: AddResult
+    ) -> None:
+        """Commit ``(document, hash, ...)`` items as one generation: documents whose id exists
+        replace their old row; counts go into ``result``."""
+        self._commit(
+            [(item[0], item[1]) for item in items],
+            vectors,
+            [existing[item[0].id][0] for item in items if item[0].id in existing],
+        )
+        updated = sum(1 for item in items if item[0].id in existing)
+        result.updated += updated
+        result.added += len(items) - updated
+        result.commits += 1
+        result.generation = self.generation
+
     def add_documents(
         self,
         docs: Iterable[Document],
@@ -491,15 +508,7 @@ class Collection:
                     with self.store.engine.connect() as conn:
                         existing = self._lookup(conn, list(pending))
                     items = list(pending.values())
-                    self._commit(
-                        [(d, h) for d, h, _ in items],
-                        np.vstack([v for _, _, v in items]),
-                        [existing[d.id][0] for d, _, _ in items if d.id in existing],
-                    )
-                    result.updated += sum(1 for d, _, _ in items if d.id in existing)
-                    result.added += sum(1 for d, _, _ in items if d.id not in existing)
-                    result.commits += 1
-                    result.generation = self.generation
+                    self._commit_upsert(items, np.vstack([v for _, _, v in items]), existing, result)
                     pending.clear()
                     if on_commit is not None:
                         on_commit(result)
@@ -556,16 +565,8 @@ class Collection:
                 todo = [(docs[i], docs[i].content_hash, i) for ext, i in part]
                 changed = [(d, h, i) for d, h, i in todo if not (d.id in existing and existing[d.id][1] == h)]
                 result.unchanged += len(todo) - len(changed)
-                if not changed:
-                    continue
-                self._commit(
-                    [(d, h) for d, h, _ in changed],
-                    vectors[[i for _, _, i in changed]],
-                    [existing[d.id][0] for d, _, _ in changed if d.id in existing],
-                )
-                result.updated += sum(1 for d, _, _ in changed if d.id in existing)
-                result.added += sum(1 for d, _, _ in changed if d.id not in existing)
-                result.commits += 1
+                if changed:
+                    self._commit_upsert(changed, vectors[[i for _, _, i in changed]], existing, result)
         result.generation = self.generation
         return result
 
