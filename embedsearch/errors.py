@@ -91,3 +91,25 @@ class InconsistentCollection(EmbedsearchError):
 class CollectionLocked(EmbedsearchError):
     http_status = 409
     code = "collection_locked"
+
+
+class OutOfVocabulary(EmbedsearchError):
+    """A word the model has no vector for (and no subwords to build one from)."""
+
+    http_status = 404
+    code = "out_of_vocabulary"
+
+
+class ModelFormatError(EmbedsearchError):
+    """A vectors or model file that cannot be read: wrong format, inconsistent dimensions..."""
+
+    http_status = 422
+    code = "model_format_error"
+
+
+class OutputExists(EmbedsearchError):
+    """An output path that exists and would be replaced without ``--overwrite``."""
+
+    usage = True
+    http_status = 409
+    code = "output_exists"

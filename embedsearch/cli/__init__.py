@@ -95,10 +95,14 @@ def main(ctx: click.Context, data_dir: str | None, db_url: str | None) -> None:
 
 
 def _register() -> None:
-    from embedsearch.cli import demo, index, search
+    from embedsearch.cli import demo, index, models, search, train, words
 
     main.add_command(index.index)
     main.add_command(search.search)
+    main.add_command(train.train)
+    main.add_command(models.models)
+    main.add_command(words.similar)
+    main.add_command(words.analogy)
     main.add_command(demo.demo)
 
 

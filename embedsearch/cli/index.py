@@ -119,15 +119,28 @@ def index() -> None:
     show_default=True,
     help="Similarity: cosine (normalised) or raw inner product.",
 )
+@click.option(
+    "--pooling",
+    type=click.Choice(["mean", "sif"]),
+    default=None,
+    help="Word-vector models: average word vectors (mean, default) or SIF weighting with the common component removed.",
+)
+@click.option(
+    "--oov",
+    type=click.Choice(["skip", "subword"]),
+    default=None,
+    help="Word-vector models: skip unknown words, or build them from character n-grams (FastText; its default).",
+)
 @device_option
 @json_option
 @_with_examples(
     "  embedsearch index create news --model minilm\n"
+    "  embedsearch index create docs --model models/glove --pooling sif\n"
     "  embedsearch index create big --model minilm --index IVF1024,SQ8\n"
     "  embedsearch index create local --model ./models/my-st-model --index HNSW32"
 )
 @click.pass_obj
-def create(app, name, model, index_spec, metric, device, as_json):
+def create(app, name, model, index_spec, metric, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
     from embedsearch.embedders import load_embedder
     from embedsearch.store.vectors import validate_spec
@@ -137,12 +150,15 @@ def create(app, name, model, index_spec, metric, device, as_json):
         from embedsearch.errors import CollectionExists
 
         raise CollectionExists(f"collection {name!r} already exists")
-    embedder = load_embedder(model, device=device)
+    embedder = load_embedder(model, device=device, options={"pooling": pooling, "oov": oov})
     coll = app.store.create(name, embedder, index_spec, metric)
     if as_json:
         echo_json(coll.info())
     else:
-        click.echo(f"created collection {name!r}: model {embedder.name} ({embedder.dim}-d), index {index_spec}, metric {metric}")
+        opts = "".join(f", {k} {v}" for k, v in embedder.config().get("options", {}).items())
+        click.echo(
+            f"created collection {name!r}: model {embedder.name} ({embedder.dim}-d{opts}), index {index_spec}, metric {metric}"
+        )
 
 
 @index.command("add")
@@ -359,7 +375,7 @@ def repair(app, name, rebuild, model, device, as_json):
     if model:
         from embedsearch.embedders import load_embedder
 
-        embedder = load_embedder(model, device=device)
+        embedder = load_embedder(model, device=device, options=coll.embedder_options or None)
     result = coll.repair(embedder, rebuild=rebuild or bool(model), progress=not as_json and sys.stderr.isatty())
     if as_json:
         echo_json({"collection": name, **result})

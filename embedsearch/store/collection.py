@@ -353,12 +353,17 @@ class Collection:
                 f"use that model, or re-embed with `embedsearch index repair {self.name} --rebuild`"
             )
 
+    @property
+    def embedder_options(self) -> dict[str, Any]:
+        """Options the collection's embedder was built with (word-vector pooling, OOV policy)."""
+        return dict((self.row["embedder_config"] or {}).get("options") or {})
+
     def load_embedder(self, device: str | None = None, batch_size: int = 32, spec: str | None = None) -> Embedder:
         """Load the collection's model (or ``spec``, e.g. the same model moved elsewhere) and
         check that it is the model the collection was built with."""
         from embedsearch.embedders import load_embedder
 
-        embedder = load_embedder(spec or self.row["model"], device=device, batch_size=batch_size)
+        embedder = load_embedder(spec or self.row["model"], device=device, batch_size=batch_size, options=self.embedder_options)
         self.check_embedder(embedder)
         return embedder
 
@@ -705,7 +710,7 @@ class Collection:
             from embedsearch.embedders import model_fingerprint
 
             try:
-                fp = model_fingerprint(self.row["model"])
+                fp = model_fingerprint(self.row["model"], self.embedder_options)
                 if fp != self.row["model_fingerprint"]:
                     report.problems.append(
                         f"model {self.row['model']} changed on disk "
@@ -732,7 +737,7 @@ class Collection:
             if embedder is None:
                 from embedsearch.embedders import load_embedder
 
-                embedder = load_embedder(self.row["model"])
+                embedder = load_embedder(self.row["model"], options=self.embedder_options)
             if not rebuild:
                 # partial repairs mix old and new vectors, so they need the very same model
                 self.check_embedder(embedder)

@@ -1,0 +1,114 @@
+"""``embedsearch train {word2vec,fasttext,glove}``: options generated from each trainer's
+parameter dataclass, so the help text lives in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+import click
+
+from embedsearch.cli.index import Warnings, json_option
+from embedsearch.cli.output import echo_json
+from embedsearch.corpus import FORMATS, ReadOptions, spool_stdin
+from embedsearch.trainers import TRAINER_NAMES, get_trainer
+
+
+@click.group()
+def train() -> None:
+    """Train word embeddings on your own text.
+
+    \b
+    Corpora are read like `index add` reads documents (txt, jsonl, csv, directories, - for
+    stdin); a txt file is one document per line unless --per-file. Every model directory
+    gets a manifest.json with the parameters, corpus fingerprint, versions, timings and
+    the loss curve. Nothing is written until training succeeded.
+    """
+
+
+def _param_option(f: dataclasses.Field) -> click.Option:
+    meta = f.metadata
+    name = f.name.replace("_", "-")
+    kwargs: dict[str, Any] = {"default": f.default, "show_default": True, "help": meta.get("help")}
+    if f.type in (bool, "bool"):
+        decl = meta.get("flag") or f"--{name}"
+        if "/" not in decl and not f.default:
+            kwargs["is_flag"] = True
+        return click.Option([decl, f.name], **kwargs)
+    if meta.get("choices"):
+        kwargs["type"] = click.Choice(meta["choices"])
+    else:
+        kwargs["type"] = {"int": int, "float": float, "str": str}.get(str(f.type), f.type if isinstance(f.type, type) else str)
+    return click.Option([f"--{name}", f.name], **kwargs)
+
+
+def _make_command(name: str) -> click.Command:
+    trainer = get_trainer(name)
+    fields = dataclasses.fields(trainer.Params)
+
+    def callback(inputs, output, overwrite, fmt, per_file, text_field, encoding, skip_bad, glob_pattern, as_json, **values):
+        from embedsearch.trainers import train as run_training
+
+        params = trainer.Params(**{f.name: values[f.name] for f in fields})
+        opts = ReadOptions(format=fmt, per_line=not per_file, text_field=text_field, encoding=encoding,
+                           skip_bad=skip_bad, glob=glob_pattern)  # fmt: skip
+        warnings = Warnings()
+        stdin_path = spool_stdin(sys.stdin) if "-" in inputs else None
+        try:
+            report = run_training(
+                trainer, list(inputs), output, params, read_options=opts, stdin_path=stdin_path, overwrite=overwrite,
+                progress=not as_json and sys.stderr.isatty(), on_skip=warnings,
+            )  # fmt: skip
+        finally:
+            if stdin_path is not None:
+                stdin_path.unlink(missing_ok=True)
+        warnings.summary()
+        m = report.manifest
+        if as_json:
+            echo_json({"path": str(report.path), **m})
+            return
+        last = m["loss_curve"][-1].get("loss") if m["loss_curve"] else None
+        click.echo(
+            f"trained {name} -> {report.path}\n"
+            f"  corpus: {m['corpus']['documents']:,} documents, {m['corpus']['tokens']:,} tokens\n"
+            f"  vocabulary: {m['vocab_size']:,} words (min count {params.min_count}), {params.dim} dimensions\n"
+            f"  time: {m['prepare_seconds']:.1f}s reading + {m['train_seconds']:.1f}s training, "
+            f"{m['threads']} thread(s), backend {m.get('backend', '-')}"
+            + (f"\n  final loss: {last:.6g}" if isinstance(last, float) else "")
+        )
+
+    params = [
+        click.Argument(["inputs"], nargs=-1, required=True),
+        click.Option(
+            ["-o", "--output", "output"],
+            required=True,
+            type=click.Path(file_okay=False),
+            help="Model directory to write (must not exist unless --overwrite).",
+        ),  # fmt: skip
+        click.Option(["--overwrite"], is_flag=True, help="Replace an existing model directory (only once training succeeded)."),
+        click.Option(
+            ["--format", "fmt"],
+            type=click.Choice(FORMATS),
+            default=None,
+            help="Input format (default: from the extension; stdin: txt).",
+        ),  # fmt: skip
+        click.Option(["--per-file"], is_flag=True, help="txt: one document per file instead of one per line."),
+        click.Option(["--text-field"], default="text", show_default=True, help="jsonl/csv: field holding the text."),
+        click.Option(["--encoding"], default="utf-8", show_default=True, help="Input encoding, e.g. latin-1."),
+        click.Option(["--skip-bad"], is_flag=True, help="Skip malformed records (reported on stderr) instead of stopping."),
+        click.Option(["--glob", "glob_pattern"], default="**/*", show_default=True, help="Files to take from directories."),
+        *[_param_option(f) for f in fields],
+    ]
+    params.append(click.Option(["--json", "as_json"], is_flag=True, help="Print the manifest as JSON."))
+    help_text = (
+        f"{trainer.summary[0].upper()}{trainer.summary[1:]}.\n\nINPUTS: corpus files, directories, or - for stdin."
+        "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in trainer.examples)
+    )
+    return click.Command(name, callback=callback, params=params, help=help_text, short_help=trainer.summary)
+
+
+for _name in TRAINER_NAMES:
+    train.add_command(_make_command(_name))
+
+__all__ = ["json_option", "train"]

@@ -1,0 +1,175 @@
+"""Compiled inner loops of GloVe (numba): co-occurrence counting and AdaGrad epochs.
+
+Imported only when GloVe runs, so numba's compile cost never touches other commands.
+Functions are cached to disk (``cache=True``) after their first compilation.
+
+Counting. Every token looks back ``window`` positions inside its document and adds
+1/distance to the pair (min(i, j), max(i, j)); the matrix is symmetric, so only its upper
+triangle is counted and the lower half is mirrored at the end. Pairs of two frequent words
+(both ids below ``dense_k``; ids are frequency ranks, so this is where most events land) go
+to a packed dense triangle; the rest go to an open-addressing hash table of fixed size.
+Thread ``t`` of ``T`` owns the pairs whose smaller id is ``t`` mod ``T``: all threads scan
+the same token stream but never write the same cell, so no locks and no merge step. When a
+thread's table passes its load limit, the caller drains it into sorted arrays and
+continues from where the thread stopped, so memory stays bounded by the table size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_EMPTY = np.int64(-1)
+
+
+@njit(cache=True, nogil=True)
+def _hash(key, mask):
+    # multiplicative hashing (Knuth); keys are i * V + j, close together for a row
+    h = (key * np.int64(-7046029254386353131)) ^ (key >> np.int64(29))
+    return h & mask
+
+
+@njit(cache=True, parallel=True)
+def count_cooccurrences(ids, doc_ends, window, dense_k, dense, keys, vals, filled, positions, max_fill, vocab_size):
+    """Count co-occurrences of ``ids`` (documents end at ``doc_ends``) into ``dense`` (packed
+    upper triangle over ids < dense_k) and the per-thread hash tables ``keys``/``vals``.
+
+    ``positions[t]`` is where thread t resumes; a thread stops early when its table holds
+    ``max_fill`` entries and reports that position. Returns True when every thread finished.
+    """
+    n_threads = keys.shape[0]
+    mask = np.int64(keys.shape[1] - 1)
+    n = ids.shape[0]
+    n_docs = doc_ends.shape[0]
+    done = np.zeros(n_threads, dtype=np.bool_)
+    for t in prange(n_threads):
+        p = positions[t]
+        # find the document that holds position p
+        lo = 0
+        hi = n_docs
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if doc_ends[mid] <= p:
+                lo = mid + 1
+            else:
+                hi = mid
+        doc = lo
+        doc_start = 0 if doc == 0 else doc_ends[doc - 1]
+        fill = filled[t]
+        stopped = False
+        while p < n:
+            while doc_ends[doc] <= p:
+                doc += 1
+                doc_start = doc_ends[doc - 1]
+            if fill >= max_fill:
+                stopped = True
+                break
+            wi = np.int64(ids[p])
+            first = p - window
+            if first < doc_start:
+                first = doc_start
+            for q in range(p - 1, first - 1, -1):
+                wj = np.int64(ids[q])
+                if wi < wj:
+                    a = wi
+                    b = wj
+                else:
+                    a = wj
+                    b = wi
+                if a % n_threads != t:
+                    continue
+                # a pair of the same word is counted for both orders, as the reference does
+                w = np.float32(1.0) / np.float32(p - q)
+                if a == b:
+                    w = w + w
+                if b < dense_k:
+                    dense[b * (b + 1) // 2 + a] += w
+                else:
+                    key = a * vocab_size + b
+                    h = _hash(key, mask)
+                    while True:
+                        k = keys[t, h]
+                        if k == key:
+                            vals[t, h] += w
+                            break
+                        if k == -1:
+                            keys[t, h] = key
+                            vals[t, h] = w
+                            fill += 1
+                            break
+                        h = (h + 1) & mask
+            p += 1
+        positions[t] = p
+        filled[t] = fill
+        done[t] = not stopped
+    return done.all()
+
+
+@njit(cache=True)
+def dense_to_coo(dense, dense_k):
+    """Non-zero cells of the packed triangle as (a, b, value) with a <= b."""
+    nnz = 0
+    for x in range(dense.shape[0]):
+        if dense[x] != 0:
+            nnz += 1
+    rows = np.empty(nnz, dtype=np.int32)
+    cols = np.empty(nnz, dtype=np.int32)
+    out = np.empty(nnz, dtype=np.float32)
+    k = 0
+    for b in range(dense_k):
+        base = b * (b + 1) // 2
+        for a in range(b + 1):
+            v = dense[base + a]
+            if v != 0:
+                rows[k] = a
+                cols[k] = b
+                out[k] = v
+                k += 1
+    return rows, cols, out
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def glove_epoch(W, C, bw, bc, gW, gC, gbw, gbc, rows, cols, logx, fx, lr, n_threads, grad_clip):
+    """One AdaGrad pass over the non-zero entries (Hogwild: threads share the weights).
+
+    Each thread takes a contiguous slice of the (pre-shuffled) entries. Returns the summed
+    weighted squared error 0.5 * f(X) * (w.c + b + b' - log X)^2.
+    """
+    n = rows.shape[0]
+    dim = W.shape[1]
+    chunk = (n + n_threads - 1) // n_threads
+    costs = np.zeros(n_threads, dtype=np.float64)
+    for t in prange(n_threads):
+        start = t * chunk
+        stop = min(n, start + chunk)
+        cost = 0.0
+        for k in range(start, stop):
+            i = rows[k]
+            j = cols[k]
+            diff = bw[i] + bc[j] - logx[k]
+            for d in range(dim):
+                diff += W[i, d] * C[j, d]
+            fdiff = fx[k] * diff
+            cost += 0.5 * fdiff * diff
+            fdiff *= lr
+            for d in range(dim):
+                g1 = fdiff * C[j, d]
+                g2 = fdiff * W[i, d]
+                if g1 > grad_clip:
+                    g1 = grad_clip
+                elif g1 < -grad_clip:
+                    g1 = -grad_clip
+                if g2 > grad_clip:
+                    g2 = grad_clip
+                elif g2 < -grad_clip:
+                    g2 = -grad_clip
+                W[i, d] -= g1 / np.sqrt(gW[i, d])
+                C[j, d] -= g2 / np.sqrt(gC[j, d])
+                gW[i, d] += g1 * g1
+                gC[j, d] += g2 * g2
+            bw[i] -= fdiff / np.sqrt(gbw[i])
+            bc[j] -= fdiff / np.sqrt(gbc[j])
+            gbw[i] += fdiff * fdiff
+            gbc[j] += fdiff * fdiff
+        costs[t] = cost
+    return costs.sum()
