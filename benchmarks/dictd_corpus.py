@@ -17,6 +17,9 @@ from pathlib import Path
 
 DICT_FILES = ("/usr/share/dictd/gcide.dict.dz", "/usr/share/dictd/foldoc.dict.dz")
 _SOURCE_TAGS = re.compile(r"\[(?:1913 Webster|Webster 1913 Suppl\.|WordNet 1\.5|PJC)\]")
+# GCIDE's syllabified headword (\Ag"i*tate\) right after the headword, and its accent codes
+# ([`a], [^i], [=e]): split by the tokenizer they become fragments ("ag", "i", "tate")
+_HEADWORD_FORMS = re.compile(r"\\[^\\\n]{1,80}\\|\[(?:[`^=.~'\"]?[a-z]{1,2}|[a-z]{1,2}[`^=.~'\"])\]")
 
 
 def write_dictd_corpus(out: Path) -> Path:
@@ -29,7 +32,7 @@ def write_dictd_corpus(out: Path) -> Path:
             # a handful of stray cp1252 bytes in GCIDE: replace them rather than fail
             text = gzip.open(f).read().decode("utf-8", errors="replace")
             for para in re.split(r"\n\s*\n", text):
-                para = " ".join(_SOURCE_TAGS.sub(" ", para).split())
+                para = " ".join(_HEADWORD_FORMS.sub(" ", _SOURCE_TAGS.sub(" ", para)).split())
                 if para:
                     fh.write(para + "\n")
     return out

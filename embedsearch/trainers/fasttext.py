@@ -17,6 +17,7 @@ from embedsearch.errors import CorpusError, InvalidArgument
 from embedsearch.trainers.base import FitResult, Trainer, WordParams, param
 from embedsearch.trainers.prepare import PreparedCorpus
 from embedsearch.trainers.progress import Bar, GensimProgress, capture_fd2, parse_fasttext_progress
+from embedsearch.wordvectors import EOS
 
 BACKENDS = ("fasttext", "gensim")
 #: measured faster by benchmarks/bench_trainers.py (see the README's benchmark section)
@@ -140,7 +141,7 @@ class FastTextTrainer(Trainer):
                 bar.close()
         seconds = time.perf_counter() - started
         model.save_model(str(out_dir / "model.bin"))
-        words = model.get_words()
+        words = [w for w in model.get_words() if w != EOS]
         return FitResult(
             kind="fasttext",
             vocab_size=len(words),

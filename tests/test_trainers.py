@@ -1,0 +1,205 @@
+"""Trainers on real and planted corpora: train, save, reload without pickle, neighbours,
+FastText subwords, GloVe's counts against brute force, and bad input."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedsearch.corpus import ReadOptions
+from embedsearch.errors import CorpusError, OutputExists
+from embedsearch.evaluation.intrinsic import gensim_data
+from embedsearch.models import load_word_vectors, read_manifest
+from embedsearch.trainers import get_trainer, train
+
+LEE = str(gensim_data("lee_background.cor"))
+LEE_OPTS = ReadOptions(per_line=True, encoding="latin-1")
+
+#: small but real settings per trainer (fastText's 2M n-gram buckets would be 800 MB)
+FAST = {
+    "word2vec": {"dim": 32, "epochs": 3},
+    "fasttext": {"dim": 32, "epochs": 3, "bucket": 20_000},
+    "fasttext-gensim": {"dim": 32, "epochs": 3, "bucket": 20_000, "backend": "gensim"},
+    "glove": {"dim": 32, "epochs": 5, "min_count": 2},
+}
+
+
+def _trainer(key: str):
+    return get_trainer(key.split("-")[0])
+
+
+def _train(key: str, out: Path, corpus: str = LEE, opts: ReadOptions = LEE_OPTS, **params):
+    trainer = _trainer(key)
+    p = trainer.Params(**{**FAST[key], **params})
+    return train(trainer, [corpus], out, p, read_options=opts)
+
+
+@pytest.fixture
+def no_pickle(monkeypatch):
+    """Any pickle load while the block runs fails the test."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("pickle was used to load a model")
+
+    monkeypatch.setattr(pickle, "load", boom)
+    monkeypatch.setattr(pickle, "loads", boom)
+    monkeypatch.setattr(pickle, "Unpickler", boom)
+
+
+def planted_corpus(path: Path, n_sentences: int = 3000, seed: int = 0) -> Path:
+    """Random sentences over 300 filler words; every sentence that holds 'planta' is repeated
+    with 'plantb' in its place, so the two words share all their contexts and nothing else does."""
+    rng = np.random.default_rng(seed)
+    fillers = [f"w{i:03d}x" for i in range(300)]
+    lines = []
+    for _ in range(n_sentences):
+        words = [fillers[i] for i in rng.integers(0, len(fillers), 12)]
+        if rng.random() < 0.3:
+            words[rng.integers(0, 12)] = "planta"
+            lines.append(" ".join(words))
+            lines.append(" ".join(words).replace("planta", "plantb"))
+        else:
+            lines.append(" ".join(words))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("key", list(FAST))
+def test_trains_saves_and_reloads_without_pickle(key, tmp_path, request):
+    report = _train(key, tmp_path / "m", deterministic=True)
+    m = read_manifest(report.path)
+    assert m["algorithm"] == key.split("-")[0]
+    assert m["kind"] == ("fasttext" if key.startswith("fasttext") else "word-vectors")
+    assert m["corpus"]["documents"] == 300 and m["corpus"]["tokens"] > 50_000
+    assert len(m["corpus"]["fingerprint"]) == 64 and m["corpus"]["tokenizer"]
+    assert m["threads"] == 1 and m["params"]["deterministic"] is True
+    assert m["wall_seconds"] > 0 and m["versions"]["numpy"]
+    assert m["loss_curve"], "every trainer records a loss or progress curve"
+    assert m["sif"]["component_from"].endswith("training documents")
+    request.getfixturevalue("no_pickle")
+    wv = load_word_vectors(report.path)
+    assert len(wv) == m["vocab_size"] and wv.dim == 32
+    assert np.isfinite(wv.vectors).all() and np.abs(wv.vectors).sum() > 0
+    # the same seed, one thread: a second run gives the same vectors
+    again = load_word_vectors(_train(key, tmp_path / "m2", deterministic=True).path)
+    assert again.words == wv.words
+    np.testing.assert_array_equal(again.vectors, wv.vectors)
+    # no temporary directories left beside the model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m2"]
+
+
+@pytest.mark.parametrize("key", list(FAST))
+def test_words_sharing_all_contexts_come_out_nearest(key, tmp_path):
+    corpus = planted_corpus(tmp_path / "planted.txt")
+    params = {"epochs": 10 if key != "glove" else 25, "min_count": 2, "window": 3}
+    report = _train(key, tmp_path / "m", corpus=str(corpus), opts=ReadOptions(per_line=True), **params)
+    wv = load_word_vectors(report.path)
+    assert wv.similar("planta", 3)[0].word == "plantb"
+    assert wv.similar("plantb", 3)[0].word == "planta"
+
+
+def test_fasttext_answers_for_unseen_words(tmp_path):
+    wv = load_word_vectors(_train("fasttext", tmp_path / "ft").path)
+    assert wv.has_subwords
+    assert "governmentalism" not in wv.index
+    v = wv.vector("governmentalism")
+    assert v.shape == (32,) and np.linalg.norm(v) > 0
+    words = [n.word for n in wv.similar("governmentalism", 10)]
+    assert any(w.startswith("government") for w in words), words
+    assert "</s>" not in wv.index  # fastText's end-of-line token is not offered as a word
+
+
+def test_glove_loss_decreases_and_manifest_records_counts(tmp_path):
+    report = _train("glove", tmp_path / "g", epochs=6)
+    losses = [p["loss"] for p in report.manifest["loss_curve"]]
+    assert len(losses) == 6
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
+    assert report.manifest["cooccurrence"]["nonzeros"] > 100_000
+    assert report.manifest["backend"] == "numba"
+
+
+def test_word2vec_records_per_epoch_loss(tmp_path):
+    report = _train("word2vec", tmp_path / "w", epochs=3, sg=True)
+    curve = report.manifest["loss_curve"]
+    assert [p["epoch"] for p in curve] == [1, 2, 3]
+    assert all(p["loss"] > 0 for p in curve)
+    assert report.manifest["architecture"] == "skip-gram"
+
+
+def test_fasttext_backend_is_recorded(tmp_path):
+    report = _train("fasttext", tmp_path / "f")
+    assert report.manifest["backend"] == "fasttext"
+    assert report.manifest["backend_choice"].startswith("default")
+    assert report.manifest["loss_curve"][-1]["loss"] < report.manifest["loss_curve"][0]["loss"]
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def test_empty_corpus(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(CorpusError, match="empty"):
+        _train("glove", tmp_path / "m", corpus=str(empty), opts=ReadOptions(per_line=True))
+    assert not (tmp_path / "m").exists()
+
+
+def test_corpus_with_no_word_above_min_count(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("each word here is different\nanother line entirely new\n")
+    for key in ("word2vec", "glove", "fasttext"):
+        with pytest.raises(CorpusError, match="no word occurs at least 5 times"):
+            _train(key, tmp_path / key, corpus=str(corpus), opts=ReadOptions(per_line=True), min_count=5)
+        assert not (tmp_path / key).exists()
+
+
+def test_non_utf8_corpus_names_the_line(tmp_path):
+    corpus = tmp_path / "latin.txt"
+    corpus.write_bytes(b"plain line\ncaf\xe9 au lait\n")
+    with pytest.raises(CorpusError, match=r"latin\.txt:2.*--encoding"):
+        _train("glove", tmp_path / "m", corpus=str(corpus), opts=ReadOptions(per_line=True))
+
+
+def test_existing_output_is_refused_then_replaced_only_with_overwrite(tmp_path):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExists):
+        _train("glove", out)
+    assert (out / "keep.txt").read_text() == "mine"
+    trainer = _trainer("glove")
+    report = train(trainer, [LEE], out, trainer.Params(**FAST["glove"]), read_options=LEE_OPTS, overwrite=True)
+    assert (report.path / "vectors.npy").exists() and not (out / "keep.txt").exists()
+
+
+def test_failed_training_with_overwrite_keeps_the_old_model(tmp_path):
+    out = _train("glove", tmp_path / "m").path
+    before = (out / "vectors.npy").read_bytes()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    trainer = _trainer("glove")
+    with pytest.raises(CorpusError):
+        train(trainer, [str(empty)], out, trainer.Params(**FAST["glove"]), read_options=ReadOptions(per_line=True),
+              overwrite=True)  # fmt: skip
+    assert (out / "vectors.npy").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "m"]
+
+
+def test_parameter_ranges_are_checked(tmp_path):
+    from embedsearch.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="--dim must be at least 1"):
+        _train("glove", tmp_path / "m", dim=0)
+    with pytest.raises(InvalidArgument, match="--minn"):
+        _train("fasttext", tmp_path / "m", minn=5, maxn=3)
+
+
+def test_manifest_is_json_with_the_parameters(tmp_path):
+    report = _train("word2vec", tmp_path / "w", window=3, sg=True)
+    data = json.loads((report.path / "manifest.json").read_text())
+    assert data["params"]["window"] == 3 and data["params"]["sg"] is True
+    assert data["versions"]["gensim"]
