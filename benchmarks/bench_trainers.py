@@ -2,7 +2,7 @@
 
     apt-get install dict-gcide dict-foldoc          # the corpus (see dictd_corpus.py)
     python benchmarks/bench_trainers.py              # ~10 minutes on 2 cores
-    python benchmarks/bench_trainers.py --corpus my.txt --threads 4 --skip fasttext-gensim
+    python benchmarks/bench_trainers.py --corpus my.txt --threads 4 --skip fasttext
 
 What it prints:
 
@@ -11,8 +11,8 @@ What it prints:
   called directly with the same parameters on the same tokenised file, as words/s and the
   ratio ours/raw. Our reading and tokenising time is printed separately (it is shared by
   all trainers and the raw calls are handed the file it produced).
-- FastText backends: the fasttext library against gensim's FastText, same corpus and threads
-  (the measurement behind the default backend).
+- FastText backends: the fasttext library against gensim's FastText, same corpus, threads and
+  parameters (the measurement behind the default backend), each also against our trainer.
 - GloVe: co-occurrence counting time and seconds per epoch, each as a ratio of one gensim
   skip-gram epoch measured above; peak resident memory during GloVe.
 - Quality of every model trained here: WordSim-353 and SimLex-999 Spearman, Google
@@ -84,9 +84,12 @@ def main() -> None:
     ap.add_argument("--corpus", help="a text file, one document per line (default: the dictd corpus)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dim", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=5, help="word2vec and FastText epochs (GloVe: --glove-epochs)")
+    ap.add_argument("--epochs", type=int, default=5, help="word2vec and FastText epochs of the quality runs")
+    ap.add_argument("--speed-epochs", type=int, default=1, help="epochs of each side-by-side speed run")
+    ap.add_argument("--reps", type=int, default=4, help="pairs of speed runs (ABBA order)")
     ap.add_argument("--glove-epochs", type=int, default=15)
-    ap.add_argument("--skip", default="", help="comma list of: word2vec, fasttext, fasttext-gensim, glove")
+    ap.add_argument("--glove-seeds", type=int, default=3, help="GloVe runs at the default lr (one more at lr 0.05)")
+    ap.add_argument("--skip", default="", help="comma list of: word2vec, fasttext, glove")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -114,82 +117,143 @@ def main() -> None:
             report = train(trainer, [str(corpus_path)], out, p, read_options=opts)
             return report, p
 
+        def alternate(run_raw, run_ours):
+            """``--reps`` pairs of runs in ABBA order (raw first, then ours first...), so a drift in
+            machine speed (this VM's first minutes run faster) hits both sides alike."""
+            raw_t, ours_t = [], []
+            for i in range(args.reps):
+                pair = [(raw_t, run_raw), (ours_t, run_ours)]
+                for bucket, fn in pair if i % 2 == 0 else pair[::-1]:
+                    gc.collect()
+                    bucket.append(fn())
+            return raw_t, ours_t
+
+        def speed_line(label: str, raw_name: str, raw_t: list, ours_t: list) -> dict:
+            words = tokens * args.speed_epochs
+            paired = sorted(r / o for r, o in zip(raw_t, ours_t, strict=True))  # ours words/s over raw words/s
+            median = (
+                paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
+            )
+            r = {"raw_seconds": [round(x, 2) for x in raw_t], "ours_seconds": [round(x, 2) for x in ours_t],
+                 "raw_words_s_mean": round(words * len(raw_t) / sum(raw_t)),
+                 "ours_words_s_mean": round(words * len(ours_t) / sum(ours_t)),
+                 "ratio_of_means": round(sum(raw_t) / sum(ours_t), 3), "paired_ratio_median": round(median, 3)}  # fmt: skip
+            print(f"{label:<17} ours {r['ours_words_s_mean']:>9,} words/s   {raw_name:<8} {r['raw_words_s_mean']:>9,} words/s   "
+                  f"ratio {r['ratio_of_means']:.3f} (median of paired runs {median:.3f}; {args.reps} pairs, {args.speed_epochs} "
+                  f"epoch(s); raw {r['raw_seconds']} s, ours {r['ours_seconds']} s)", flush=True)  # fmt: skip
+            return r
+
         # ---- word2vec skip-gram ----------------------------------------------------------
         sg_epoch = None
         if "word2vec" not in skip:
             from gensim.models import Word2Vec
 
-            from embedsearch.trainers.word2vec import gensim_word2vec_kwargs
+            from embedsearch.trainers.word2vec import LossCurve, gensim_word2vec_kwargs
 
-            report, p = ours("word2vec", sg=True, epochs=args.epochs)
-            ours_s = report.manifest["train_seconds"]
-            gc.collect()
-            t = time.perf_counter()
-            raw = Word2Vec(corpus_file=tokens_file, compute_loss=True, **gensim_word2vec_kwargs(p, args.threads))
-            raw_s = time.perf_counter() - t
-            sg_epoch = raw_s / args.epochs
-            del raw
-            wps_ours, wps_raw = tokens * args.epochs / ours_s, tokens * args.epochs / raw_s
-            q = quality(load_word_vectors(report.path))
-            results["word2vec_sg"] = {"ours_seconds": ours_s, "raw_seconds": round(raw_s, 2), "ours_words_s": round(wps_ours),
-                                      "raw_words_s": round(wps_raw), "ratio": round(wps_ours / wps_raw, 3),
-                                      "raw_epoch_seconds": round(sg_epoch, 2), "quality": q}  # fmt: skip
-            print(f"word2vec sg   ours {wps_ours:>10,.0f} words/s   gensim {wps_raw:>10,.0f} words/s   "
-                  f"ratio {wps_ours / wps_raw:.3f}   (gensim epoch {sg_epoch:.2f}s)   {q}")  # fmt: skip
+            p = get_trainer("word2vec").Params(**common, sg=True, epochs=args.speed_epochs)
+            raw_epochs: list[float] = []
 
-        # ---- FastText ----------------------------------------------------------------------
+            def raw_w2v():
+                curve = LossCurve()
+                t = time.perf_counter()
+                Word2Vec(corpus_file=tokens_file, compute_loss=True, callbacks=[curve], **gensim_word2vec_kwargs(p, args.threads))
+                raw_epochs.extend(pt["seconds"] for pt in curve.points)
+                return time.perf_counter() - t
+
+            raw_t, ours_t = alternate(
+                raw_w2v, lambda: ours("word2vec", sg=True, epochs=args.speed_epochs)[0].manifest["train_seconds"]
+            )
+            r = speed_line("word2vec sg", "gensim", raw_t, ours_t)
+            sg_epoch = sorted(raw_epochs)[len(raw_epochs) // 2]  # the median gensim epoch
+            r["raw_epoch_seconds"] = round(sg_epoch, 2)
+            report, _ = ours("word2vec", sg=True, epochs=args.epochs)
+            r["quality"] = quality(load_word_vectors(report.path))
+            r["quality_epochs"] = args.epochs
+            results["word2vec_sg"] = r
+            print(
+                f"word2vec sg quality after {args.epochs} epochs: {r['quality']}; median gensim sg epoch {sg_epoch:.2f}s",
+                flush=True,
+            )
+
+        # ---- FastText: both backends against their raw libraries ------------------------------
         if "fasttext" not in skip:
             import fasttext
+            from gensim.models import FastText
 
             from embedsearch.trainers.fasttext import fasttext_library_kwargs, gensim_fasttext_kwargs
 
-            report, p = ours("fasttext", sg=True, epochs=args.epochs, backend="fasttext")
-            ours_s = report.manifest["train_seconds"]
-            gc.collect()
-            t = time.perf_counter()
-            raw = fasttext.train_unsupervised(input=tokens_file, verbose=0, **fasttext_library_kwargs(p, args.threads))
-            raw_s = time.perf_counter() - t
-            del raw
-            wps_ours, wps_raw = tokens * args.epochs / ours_s, tokens * args.epochs / raw_s
-            q = quality(load_word_vectors(report.path))
-            results["fasttext"] = {"ours_seconds": ours_s, "raw_seconds": round(raw_s, 2), "ours_words_s": round(wps_ours),
-                                   "raw_words_s": round(wps_raw), "ratio": round(wps_ours / wps_raw, 3), "quality": q}  # fmt: skip
-            print(f"fasttext      ours {wps_ours:>10,.0f} words/s   fasttext {wps_raw:>8,.0f} words/s   "
-                  f"ratio {wps_ours / wps_raw:.3f}   {q}")  # fmt: skip
-            if "fasttext-gensim" not in skip:
-                from gensim.models import FastText
+            p = get_trainer("fasttext").Params(**common, sg=True, epochs=args.speed_epochs)
 
-                gc.collect()
+            def raw_library():
                 t = time.perf_counter()
-                graw = FastText(corpus_file=tokens_file, **gensim_fasttext_kwargs(p, args.threads))
-                g_s = time.perf_counter() - t
-                del graw
-                results["fasttext_backends"] = {"fasttext_seconds": round(raw_s, 2), "gensim_seconds": round(g_s, 2),
-                                                "gensim_over_fasttext": round(g_s / raw_s, 3)}  # fmt: skip
-                print(f"fasttext backends: fasttext library {raw_s:.1f}s, gensim FastText {g_s:.1f}s "
-                      f"(gensim takes {g_s / raw_s:.2f}x as long)")  # fmt: skip
+                fasttext.train_unsupervised(input=tokens_file, verbose=0, **fasttext_library_kwargs(p, args.threads))
+                return time.perf_counter() - t
+
+            def raw_gensim():
+                t = time.perf_counter()
+                FastText(corpus_file=tokens_file, **gensim_fasttext_kwargs(p, args.threads))
+                return time.perf_counter() - t
+
+            best = {}
+            for backend, raw_fn, raw_name in (("gensim", raw_gensim, "gensim"), ("fasttext", raw_library, "fasttext")):
+                raw_t, ours_t = alternate(
+                    raw_fn,
+                    lambda b=backend: ours("fasttext", sg=True, epochs=args.speed_epochs, backend=b)[0].manifest["train_seconds"],
+                )
+                r = speed_line(f"fasttext/{backend}", raw_name, raw_t, ours_t)
+                report, _ = ours("fasttext", sg=True, epochs=args.epochs, backend=backend)
+                r["quality"] = quality(load_word_vectors(report.path))
+                r["quality_epochs"] = args.epochs
+                r["quality_train_seconds"] = report.manifest["train_seconds"]
+                results[f"fasttext_{backend}"] = r
+                best[backend] = min(raw_t)
+                print(
+                    f"fasttext/{backend} after {args.epochs} epochs ({r['quality_train_seconds']:.0f}s): {r['quality']}",
+                    flush=True,
+                )
+            full = {b: results[f"fasttext_{b}"]["quality_train_seconds"] for b in best}
+            faster = min(full, key=full.get)
+            results["fasttext_backends"] = {
+                "raw_seconds_speed_epochs": best,
+                f"seconds_{args.epochs}_epochs": full,
+                "faster": faster,
+            }
+            print(f"fasttext backends: {args.speed_epochs} epoch(s), raw libraries {best}; {args.epochs} epochs through our "
+                  f"trainer {full} -> faster at {args.epochs} epochs: {faster}", flush=True)  # fmt: skip
 
         # ---- GloVe -------------------------------------------------------------------------
         if "glove" not in skip:
-            gc.collect()
-            with PeakRSS() as mem:
-                report, p = ours("glove", window=10, x_max=10.0, alpha=0.75, epochs=args.glove_epochs)
-            m = report.manifest
-            count_s = m["cooccurrence"]["count_seconds"]
-            epoch_s = sum(pt["seconds"] for pt in m["loss_curve"]) / len(m["loss_curve"])
-            q = quality(load_word_vectors(report.path))
-            g = {"count_seconds": count_s, "epoch_seconds": round(epoch_s, 2), "nonzeros": m["cooccurrence"]["nonzeros"],
-                 "vocab": m["vocab_size"], "peak_rss_mb": round(mem.peak / 2**20), "rss_growth_mb": round((mem.peak - mem.start) / 2**20),
-                 "loss_first": m["loss_curve"][0]["loss"], "loss_last": m["loss_curve"][-1]["loss"], "quality": q}  # fmt: skip
-            if sg_epoch:
-                g["count_over_sg_epoch"] = round(count_s / sg_epoch, 3)
-                g["epoch_over_sg_epoch"] = round(epoch_s / sg_epoch, 3)
-            results["glove"] = g
-            print(f"glove: {g['vocab']:,} words, {g['nonzeros']:,} non-zeros; count {count_s:.2f}s"
-                  + (f" ({g['count_over_sg_epoch']:.3f}x a gensim sg epoch)" if sg_epoch else "")
-                  + f"; epoch {epoch_s:.2f}s" + (f" ({g['epoch_over_sg_epoch']:.3f}x)" if sg_epoch else "")
-                  + f"; peak RSS {g['peak_rss_mb']} MiB (+{g['rss_growth_mb']} MiB); loss {g['loss_first']:.4f} -> "
-                  f"{g['loss_last']:.4f}; {q}")  # fmt: skip
+            runs = []
+            configs = [(seed, None) for seed in range(1, args.glove_seeds + 1)] + [(1, 0.05)]
+            for seed, lr in configs:
+                gc.collect()
+                extra = {"lr": lr} if lr else {}
+                with PeakRSS() as mem:
+                    report, p = ours("glove", window=10, x_max=10.0, alpha=0.75, epochs=args.glove_epochs, seed=seed, **extra)
+                m = report.manifest
+                epoch_s = sum(pt["seconds"] for pt in m["loss_curve"]) / len(m["loss_curve"])
+                run = {"seed": seed, "lr": p.lr, "count_seconds": m["cooccurrence"]["count_seconds"],
+                       "epoch_seconds": round(epoch_s, 2), "nonzeros": m["cooccurrence"]["nonzeros"], "vocab": m["vocab_size"],
+                       "peak_rss_mb": round(mem.peak / 2**20), "rss_growth_mb": round((mem.peak - mem.start) / 2**20),
+                       "loss_first": round(m["loss_curve"][0]["loss"], 5), "loss_last": round(m["loss_curve"][-1]["loss"], 5),
+                       "quality": quality(load_word_vectors(report.path))}  # fmt: skip
+                if sg_epoch:
+                    run["count_over_sg_epoch"] = round(run["count_seconds"] / sg_epoch, 3)
+                    run["epoch_over_sg_epoch"] = round(epoch_s / sg_epoch, 3)
+                runs.append(run)
+                print(f"glove seed {seed} lr {p.lr}: {run['vocab']:,} words, {run['nonzeros']:,} non-zeros; "
+                      f"count {run['count_seconds']:.2f}s"
+                      + (f" ({run['count_over_sg_epoch']:.3f}x a gensim sg epoch)" if sg_epoch else "")
+                      + f"; epoch {epoch_s:.2f}s" + (f" ({run['epoch_over_sg_epoch']:.3f}x)" if sg_epoch else "")
+                      + f"; peak RSS {run['peak_rss_mb']} MiB (+{run['rss_growth_mb']} MiB during GloVe); "
+                      f"loss {run['loss_first']:.4f} -> {run['loss_last']:.4f}; {run['quality']}", flush=True)  # fmt: skip
+            default_runs = [r for r in runs if r["lr"] == runs[0]["lr"]]
+            ws = [r["quality"]["wordsim353"] for r in default_runs]
+            results["glove"] = {
+                "runs": runs,
+                "wordsim353_default_lr": {"min": min(ws), "mean": round(sum(ws) / len(ws), 4), "max": max(ws)},
+            }
+            print(f"glove WordSim-353 over {len(ws)} seeds at lr {runs[0]['lr']}: {results['glove']['wordsim353_default_lr']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))

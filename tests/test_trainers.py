@@ -23,7 +23,7 @@ LEE_OPTS = ReadOptions(per_line=True, encoding="latin-1")
 FAST = {
     "word2vec": {"dim": 32, "epochs": 3},
     "fasttext": {"dim": 32, "epochs": 3, "bucket": 20_000},
-    "fasttext-gensim": {"dim": 32, "epochs": 3, "bucket": 20_000, "backend": "gensim"},
+    "fasttext-library": {"dim": 32, "epochs": 3, "bucket": 20_000, "backend": "fasttext"},
     "glove": {"dim": 32, "epochs": 5, "min_count": 2},
 }
 
@@ -131,10 +131,13 @@ def test_word2vec_records_per_epoch_loss(tmp_path):
 
 
 def test_fasttext_backend_is_recorded(tmp_path):
-    report = _train("fasttext", tmp_path / "f")
-    assert report.manifest["backend"] == "fasttext"
-    assert report.manifest["backend_choice"].startswith("default")
-    assert report.manifest["loss_curve"][-1]["loss"] < report.manifest["loss_curve"][0]["loss"]
+    default = _train("fasttext", tmp_path / "f").manifest
+    assert default["backend"] == "gensim" and default["backend_choice"].startswith("default")
+    assert [p["epoch"] for p in default["loss_curve"]] == [1, 2, 3]  # gensim's FastText reports no loss
+    library = _train("fasttext-library", tmp_path / "l").manifest
+    assert library["backend"] == "fasttext" and library["backend_choice"] == "requested"
+    curve = library["loss_curve"]
+    assert curve[-1]["loss"] < curve[0]["loss"] and curve[-1]["progress"] == 100.0
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -203,3 +206,137 @@ def test_manifest_is_json_with_the_parameters(tmp_path):
     data = json.loads((report.path / "manifest.json").read_text())
     assert data["params"]["window"] == 3 and data["params"]["sg"] is True
     assert data["versions"]["gensim"]
+
+
+# --- GloVe internals ---------------------------------------------------------------------------
+
+
+def brute_force_cooccurrence(ids: np.ndarray, doc_ends: np.ndarray, vocab: int, window: int) -> np.ndarray:
+    """The definition, one pair at a time: X[i, j] += 1/d for every pair d <= window apart in a document."""
+    x = np.zeros((vocab, vocab), dtype=np.float64)
+    start = 0
+    for end in doc_ends:
+        for p in range(start, end):
+            for q in range(max(start, p - window), p):
+                x[ids[p], ids[q]] += 1.0 / (p - q)
+                x[ids[q], ids[p]] += 1.0 / (p - q)
+        start = end
+    return x
+
+
+@pytest.mark.parametrize(
+    ("threads", "dense_words", "table_slots"),
+    [(1, 0, None), (2, 8, None), (3, 1000, None), (2, 4, 64), (1, 0, 32)],  # the last two drain their tables
+)
+def test_cooccurrence_counts_match_brute_force_exactly(threads, dense_words, table_slots):
+    from embedsearch.trainers.glove_core import cooccurrence
+
+    rng = np.random.default_rng(7)
+    vocab = 40
+    ids = rng.integers(0, vocab, 2500).astype(np.int32)
+    doc_ends = np.array([1, 300, 301, 1800, 2500], dtype=np.int64)  # one-word documents included
+    # window 2: weights 1 and 1/2 and their sums are exact in float32, so equality is exact
+    c = cooccurrence(ids, doc_ends, vocab, 2, threads=threads, dense_words=dense_words, table_slots=table_slots)
+    expected = brute_force_cooccurrence(ids, doc_ends, vocab, 2)
+    np.testing.assert_array_equal(c.to_dense(), expected)
+    assert c.nnz == int((expected != 0).sum())
+    if table_slots:
+        assert c.drains > 0
+    # a wider window: 1/3, 1/5... are rounded in float32, so equal to float32 precision
+    c = cooccurrence(ids, doc_ends, vocab, 5, threads=threads, dense_words=dense_words, table_slots=table_slots)
+    np.testing.assert_allclose(c.to_dense(), brute_force_cooccurrence(ids, doc_ends, vocab, 5), rtol=2e-6)
+
+
+def test_cooccurrence_windows_stop_at_document_ends():
+    from embedsearch.trainers.glove_core import cooccurrence
+
+    c = cooccurrence(np.array([0, 1, 2, 3], dtype=np.int32), np.array([2, 4], dtype=np.int64), 4, 10, threads=1)
+    x = c.to_dense()
+    assert x[0, 1] == x[1, 0] == 1.0 and x[2, 3] == 1.0
+    assert x[1, 2] == 0 and x[0, 3] == 0
+
+
+def test_torch_glove_path_on_cpu_decreases_the_loss(tmp_path):
+    # the CUDA path's code, run on the CPU device: same objective, mini-batch AdaGrad
+    from embedsearch.trainers import glove_core as G
+    from embedsearch.trainers.prepare import prepare_corpus
+
+    corpus = prepare_corpus([LEE], tmp_path, LEE_OPTS)
+    vocab = corpus.vocabulary(3)
+    ids, ends = corpus.encoded(vocab)
+    cooc = G.cooccurrence(ids, ends, len(vocab), 5, threads=2)
+    model = G.GloveModel(len(vocab), 16, seed=0)
+    runner = G.TorchGlove(model, G.prepare_targets(cooc, 10.0, 0.75, model.rng), "cpu", batch_size=4096)
+    losses = [runner.epoch(0.05) for _ in range(4)]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
+    runner.sync()
+    assert np.isfinite(model.vectors()).all()
+
+
+def test_glove_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    import torch
+
+    from embedsearch.errors import InvalidArgument
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InvalidArgument, match="no CUDA device"):
+        _train("glove", tmp_path / "g", device="cuda")
+
+
+# --- the train command ---------------------------------------------------------------------------
+
+
+def test_train_cli_options_come_from_the_dataclasses(cli):
+    r = cli("train", "glove", "--help")
+    assert r.exit_code == 0
+    for option in ("--x-max", "--alpha", "--window", "--min-count", "--deterministic", "--memory-mb", "--device"):
+        assert option in r.output
+    assert "weighting function f(x)" in r.output and "Examples:" in r.output
+    r = cli("train", "word2vec", "--help")
+    assert "--sg / --cbow" in r.output and "--hs / --negative-sampling" in r.output
+    r = cli("train", "fasttext", "--help")
+    assert "[auto|fasttext|gensim]" in r.output
+
+
+def test_train_cli_end_to_end_with_json_and_stdin(cli, tmp_path):
+    text = planted_corpus(tmp_path / "p.txt", n_sentences=400).read_text()
+    out = tmp_path / "models" / "w2v"
+    r = cli("train", "word2vec", "-", "-o", str(out), "--dim", "16", "--epochs", "2", "--min-count", "2", "--sg", "--json",
+            input=text)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["path"] == str(out) and data["params"]["sg"] is True and data["params"]["dim"] == 16
+    assert data["corpus"]["sources"] == ["stdin"] and data["vocab_size"] > 300
+    r = cli("train", "word2vec", "-", "-o", str(out), "--dim", "16", input=text)
+    assert r.exit_code == 2 and "already exists" in r.output and "--overwrite" in r.output
+    r = cli("train", "glove", str(tmp_path / "p.txt"), "-o", str(tmp_path / "g"), "--dim", "8", "--epochs", "2")
+    assert r.exit_code == 0, r.output
+    assert "trained glove" in r.output and "final loss" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["glove", "{missing}", "-o", "{out}"], 1, "nope.txt: no such file or directory"),
+        (["glove", "{empty}", "-o", "{out}"], 1, "empty"),
+        (["glove", "{corpus}", "-o", "{out}", "--dim", "0"], 2, "--dim must be at least 1"),
+        (["glove", "{corpus}", "-o", "{out}", "--min-count", "1000"], 1, "no word occurs at least 1000 times"),
+        (["fasttext", "{corpus}", "-o", "{out}", "--backend", "spacy"], 2, "'spacy' is not one of"),
+        (["bert", "{corpus}", "-o", "{out}"], 2, "No such command 'bert'"),
+    ],
+)
+def test_train_cli_errors(args, code, message, cli, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    planted_corpus(tmp_path / "c.txt", n_sentences=50)
+    paths = {
+        "missing": tmp_path / "nope.txt",
+        "empty": tmp_path / "empty.txt",
+        "corpus": tmp_path / "c.txt",
+        "out": tmp_path / "m",
+    }
+    r = cli("train", *[a.format(**{k: str(v) for k, v in paths.items()}) for a in args])
+    assert r.exit_code == code, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "m").exists()

@@ -58,6 +58,11 @@ class PreparedCorpus:
     def n_docs(self) -> int:
         return int(self.doc_ends.shape[0])
 
+    def require_words(self, min_count: int) -> None:
+        """Raise :class:`CorpusError` when no word occurs ``min_count`` times (cheap: no sorting)."""
+        if not (self.counts >= min_count).any():
+            self.vocabulary(min_count)
+
     def vocabulary(self, min_count: int, max_size: int | None = None) -> Vocabulary:
         """Words seen at least ``min_count`` times, ordered by count (ties by word)."""
         keep = np.flatnonzero(self.counts >= min_count)

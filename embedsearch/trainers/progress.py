@@ -55,18 +55,19 @@ class GensimProgress(logging.Handler):
         self.bar = bar
         self.epochs = epochs
         self.words_per_sec: list[float] = []
-        self.loss: float | None = None
+        self.loss: str | None = None  # set by the epoch callback: gensim reports loss per epoch only
+        self.lr: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         msg = record.msg if isinstance(record.msg, str) else ""
         try:
             if msg.startswith("EPOCH %i - PROGRESS"):
                 epoch, pct, wps = record.args[0], record.args[1], record.args[2]
-                self.bar.update_to((epoch + pct / 100.0) * 100.0 / self.epochs, words_s=f"{wps:,.0f}", loss=self.loss)
+                self.bar.update_to((epoch + pct / 100.0) * 100.0 / self.epochs, words_s=f"{wps:,.0f}", lr=self.lr, loss=self.loss)
             elif msg.startswith("EPOCH %i: training on"):
                 epoch, wps = record.args[0], record.args[4]
                 self.words_per_sec.append(float(wps))
-                self.bar.update_to((epoch + 1) * 100.0 / self.epochs, words_s=f"{wps:,.0f}", loss=self.loss)
+                self.bar.update_to((epoch + 1) * 100.0 / self.epochs, words_s=f"{wps:,.0f}", lr=self.lr, loss=self.loss)
         except (IndexError, TypeError):  # a record of another shape: ignore it, never break training
             pass
 

@@ -68,11 +68,13 @@ class LossCurve:
         total = float(model.get_latest_training_loss())
         loss = total - self._last
         self._last = total
+        lr = float(getattr(model, "min_alpha_yet_reached", 0.0))
         self.points.append(
-            {"epoch": len(self.points) + 1, "loss": loss, "seconds": round(time.perf_counter() - self._started, 3)}
+            {"epoch": len(self.points) + 1, "loss": loss, "lr": lr, "seconds": round(time.perf_counter() - self._started, 3)}
         )
         if self.progress is not None:
-            self.progress.loss = f"{loss:.4g}"
+            self.progress.loss = f"{loss:.4g}" if loss else None
+            self.progress.lr = f"{lr:.5f}"
 
 
 def gensim_vocab_counts(wv) -> list[int]:
@@ -96,7 +98,7 @@ class Word2VecTrainer(Trainer):
         from embedsearch.models import save_word_vectors
 
         threads = params.worker_threads()
-        corpus.vocabulary(params.min_count)  # the same clear error as other trainers when no word qualifies
+        corpus.require_words(params.min_count)  # the same clear error as other trainers when no word qualifies
         bar = Bar(f"word2vec {'skip-gram' if params.sg else 'CBOW'}", progress)
         watcher = GensimProgress(bar, params.epochs)
         curve = LossCurve(watcher)
