@@ -1,20 +1,23 @@
 """Trainers side by side with the raw libraries, in one process, on the same corpus.
 
     apt-get install dict-gcide dict-foldoc          # the corpus (see dictd_corpus.py)
-    python benchmarks/bench_trainers.py              # ~10 minutes on 2 cores
+    python benchmarks/bench_trainers.py              # ~20 minutes on 2 cores
     python benchmarks/bench_trainers.py --corpus my.txt --threads 4 --skip fasttext
 
 What it prints:
 
 - word2vec skip-gram and FastText: our trainer (``embedsearch.trainers.train``, the code
   behind ``embedsearch train``) against ``gensim.models.Word2Vec`` / ``fasttext.train_unsupervised``
-  called directly with the same parameters on the same tokenised file, as words/s and the
-  ratio ours/raw. Our reading and tokenising time is printed separately (it is shared by
-  all trainers and the raw calls are handed the file it produced).
+  / gensim's ``FastText`` called directly with the same parameters on the same tokenised file,
+  each side timed from the start of training to the trained model saved on disk, as words/s and
+  the ratio ours/raw (wall clock and CPU seconds), in ABBA-ordered pairs. Our reading and
+  tokenising time is printed separately (it is shared by all trainers and the raw calls are
+  handed the file it produced).
 - FastText backends: the fasttext library against gensim's FastText, same corpus, threads and
   parameters (the measurement behind the default backend), each also against our trainer.
-- GloVe: co-occurrence counting time and seconds per epoch, each as a ratio of one gensim
-  skip-gram epoch measured above; peak resident memory during GloVe.
+- GloVe: co-occurrence counting time and seconds per epoch, each as a ratio of the median
+  gensim skip-gram epoch measured above; peak resident memory during GloVe; three seeds at our
+  default learning rate and one at the reference's 0.05 (Hogwild threads: runs differ).
 - Quality of every model trained here: WordSim-353 and SimLex-999 Spearman, Google
   analogy accuracy (3CosAdd, 30k most frequent words), from gensim's bundled test data.
 """
@@ -117,6 +120,9 @@ def main() -> None:
             report = train(trainer, [str(corpus_path)], out, p, read_options=opts)
             return report, p
 
+        def timings(report) -> tuple[float, float]:
+            return report.manifest["train_seconds"], report.manifest["train_cpu_seconds"]
+
         def alternate(run_raw, run_ours):
             """``--reps`` pairs of runs in ABBA order (raw first, then ours first...), so a drift in
             machine speed (this VM's first minutes run faster) hits both sides alike."""
@@ -128,8 +134,10 @@ def main() -> None:
                     bucket.append(fn())
             return raw_t, ours_t
 
-        def speed_line(label: str, raw_name: str, raw_t: list, ours_t: list) -> dict:
+        def speed_line(label: str, raw_name: str, raw_runs: list, ours_runs: list) -> dict:
             words = tokens * args.speed_epochs
+            raw_t, ours_t = [w for w, _ in raw_runs], [w for w, _ in ours_runs]
+            raw_cpu, ours_cpu = sum(c for _, c in raw_runs), sum(c for _, c in ours_runs)
             paired = sorted(r / o for r, o in zip(raw_t, ours_t, strict=True))  # ours words/s over raw words/s
             median = (
                 paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
@@ -137,10 +145,13 @@ def main() -> None:
             r = {"raw_seconds": [round(x, 2) for x in raw_t], "ours_seconds": [round(x, 2) for x in ours_t],
                  "raw_words_s_mean": round(words * len(raw_t) / sum(raw_t)),
                  "ours_words_s_mean": round(words * len(ours_t) / sum(ours_t)),
-                 "ratio_of_means": round(sum(raw_t) / sum(ours_t), 3), "paired_ratio_median": round(median, 3)}  # fmt: skip
+                 "ratio_of_means": round(sum(raw_t) / sum(ours_t), 3), "paired_ratio_median": round(median, 3),
+                 "cpu_ratio": round(raw_cpu / ours_cpu, 3), "raw_cpu_seconds": round(raw_cpu, 1),
+                 "ours_cpu_seconds": round(ours_cpu, 1)}  # fmt: skip
             print(f"{label:<17} ours {r['ours_words_s_mean']:>9,} words/s   {raw_name:<8} {r['raw_words_s_mean']:>9,} words/s   "
                   f"ratio {r['ratio_of_means']:.3f} (median of paired runs {median:.3f}; {args.reps} pairs, {args.speed_epochs} "
-                  f"epoch(s); raw {r['raw_seconds']} s, ours {r['ours_seconds']} s)", flush=True)  # fmt: skip
+                  f"epoch(s); raw {r['raw_seconds']} s, ours {r['ours_seconds']} s); CPU seconds raw/ours "
+                  f"{r['cpu_ratio']:.3f}", flush=True)  # fmt: skip
             return r
 
         # ---- word2vec skip-gram ----------------------------------------------------------
@@ -155,14 +166,15 @@ def main() -> None:
 
             def raw_w2v():
                 curve = LossCurve()
-                t = time.perf_counter()
-                Word2Vec(corpus_file=tokens_file, compute_loss=True, callbacks=[curve], **gensim_word2vec_kwargs(p, args.threads))
+                t, c = time.perf_counter(), time.process_time()
+                model = Word2Vec(
+                    corpus_file=tokens_file, compute_loss=True, callbacks=[curve], **gensim_word2vec_kwargs(p, args.threads)
+                )
+                model.wv.save_word2vec_format(str(tmp / "raw.w2v.bin"), binary=True)  # a trained model is kept, as ours is
                 raw_epochs.extend(pt["seconds"] for pt in curve.points)
-                return time.perf_counter() - t
+                return time.perf_counter() - t, time.process_time() - c
 
-            raw_t, ours_t = alternate(
-                raw_w2v, lambda: ours("word2vec", sg=True, epochs=args.speed_epochs)[0].manifest["train_seconds"]
-            )
+            raw_t, ours_t = alternate(raw_w2v, lambda: timings(ours("word2vec", sg=True, epochs=args.speed_epochs)[0]))
             r = speed_line("word2vec sg", "gensim", raw_t, ours_t)
             sg_epoch = sorted(raw_epochs)[len(raw_epochs) // 2]  # the median gensim epoch
             r["raw_epoch_seconds"] = round(sg_epoch, 2)
@@ -179,26 +191,29 @@ def main() -> None:
         if "fasttext" not in skip:
             import fasttext
             from gensim.models import FastText
+            from gensim.models.fasttext import save_facebook_model
 
             from embedsearch.trainers.fasttext import fasttext_library_kwargs, gensim_fasttext_kwargs
 
             p = get_trainer("fasttext").Params(**common, sg=True, epochs=args.speed_epochs)
 
             def raw_library():
-                t = time.perf_counter()
-                fasttext.train_unsupervised(input=tokens_file, verbose=0, **fasttext_library_kwargs(p, args.threads))
-                return time.perf_counter() - t
+                t, c = time.perf_counter(), time.process_time()
+                model = fasttext.train_unsupervised(input=tokens_file, verbose=0, **fasttext_library_kwargs(p, args.threads))
+                model.save_model(str(tmp / "raw.bin"))
+                return time.perf_counter() - t, time.process_time() - c
 
             def raw_gensim():
-                t = time.perf_counter()
-                FastText(corpus_file=tokens_file, **gensim_fasttext_kwargs(p, args.threads))
-                return time.perf_counter() - t
+                t, c = time.perf_counter(), time.process_time()
+                model = FastText(corpus_file=tokens_file, **gensim_fasttext_kwargs(p, args.threads))
+                save_facebook_model(model, str(tmp / "raw-gensim.bin"))
+                return time.perf_counter() - t, time.process_time() - c
 
             best = {}
             for backend, raw_fn, raw_name in (("gensim", raw_gensim, "gensim"), ("fasttext", raw_library, "fasttext")):
                 raw_t, ours_t = alternate(
                     raw_fn,
-                    lambda b=backend: ours("fasttext", sg=True, epochs=args.speed_epochs, backend=b)[0].manifest["train_seconds"],
+                    lambda b=backend: timings(ours("fasttext", sg=True, epochs=args.speed_epochs, backend=b)[0]),
                 )
                 r = speed_line(f"fasttext/{backend}", raw_name, raw_t, ours_t)
                 report, _ = ours("fasttext", sg=True, epochs=args.epochs, backend=backend)
@@ -206,7 +221,7 @@ def main() -> None:
                 r["quality_epochs"] = args.epochs
                 r["quality_train_seconds"] = report.manifest["train_seconds"]
                 results[f"fasttext_{backend}"] = r
-                best[backend] = min(raw_t)
+                best[backend] = round(min(w for w, _ in raw_t), 2)
                 print(
                     f"fasttext/{backend} after {args.epochs} epochs ({r['quality_train_seconds']:.0f}s): {r['quality']}",
                     flush=True,

@@ -141,8 +141,10 @@ def train(
             progress=progress,
         )  # fmt: skip
         prepared = time.perf_counter()
+        cpu_before = time.process_time()
         result = trainer.fit(corpus, params, model_dir, progress=progress)
         trained = time.perf_counter()
+        cpu_seconds = time.process_time() - cpu_before
         manifest = {
             "format": 1,
             "kind": result.kind,
@@ -163,6 +165,7 @@ def train(
             "threads": params.worker_threads(),
             "prepare_seconds": round(prepared - started, 3),
             "train_seconds": round(trained - prepared, 3),
+            "train_cpu_seconds": round(cpu_seconds, 3),  # all threads of this process
             "loss_curve": result.loss_curve,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "host": {"cpus": os.cpu_count(), "machine": platform.machine()},

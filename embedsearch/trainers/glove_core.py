@@ -78,6 +78,9 @@ def cooccurrence(
     dense = np.zeros(dense_k * (dense_k + 1) // 2, dtype=np.float32)
     # the rest for the tables: 12 bytes per slot, a power of two per thread
     slots = 1 << max(10, int(np.log2(max(1024, (budget - dense.nbytes) // (12 * threads)))))
+    # a small corpus cannot fill that: a thread sees at most n_tokens * window / threads pairs
+    needed = int(ids.shape[0]) * int(window) / threads / _MAX_LOAD + 1024
+    slots = min(slots, 1 << int(np.ceil(np.log2(needed))))
     if table_slots is not None:
         slots = 1 << max(4, int(np.log2(table_slots)))
     keys = np.full((threads, slots), -1, dtype=np.int64)
