@@ -1,0 +1,42 @@
+"""``embedsearch serve``: the HTTP API and the search page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to bind (only loopback unless you say otherwise)."
+)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="File holding the API key that writes must send (X-API-Key or Authorization: Bearer).")  # fmt: skip
+@click.option("--read-only", is_flag=True, help="Refuse every write (adding or deleting documents).")
+@click.option("--device", default=None, help="Where models run: cpu, cuda… (default: CUDA when available).")
+@click.pass_obj
+def serve(app, host, port, api_key_file, read_only, device):
+    """Serve the collections of the data directory over HTTP, with a search page at /.
+
+    \b
+    Examples:
+      embedsearch serve                                   # http://127.0.0.1:8765/
+      embedsearch serve --port 9000 --api-key-file key.txt
+      embedsearch serve --read-only --host 0.0.0.0        # visible on the network, no writes
+      curl -s -X POST localhost:8765/collections/news/search -d '{"query": "interest rates", "k": 5}'
+    """
+    import uvicorn
+
+    from embedsearch.errors import InvalidArgument
+    from embedsearch.service.app import create_app
+
+    key = None
+    if api_key_file:
+        key = Path(api_key_file).read_text(encoding="utf-8").strip()
+        if not key:
+            raise InvalidArgument(f"{api_key_file} is empty; an API key must not be empty")
+    service = create_app(app.settings, api_key=key, read_only=read_only, device=device)
+    click.echo(f"serving {app.settings.data_dir} on http://{host}:{port}/ (API docs at /docs)", err=True)
+    uvicorn.run(service, host=host, port=port, log_level="warning")

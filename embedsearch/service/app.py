@@ -1,0 +1,369 @@
+"""The HTTP service: a FastAPI app over the same library functions the CLI uses.
+
+``create_app`` builds an app for one data directory / database; everything it holds (the
+store, opened collections, metrics, the API key) lives on ``app.state`` from the lifespan,
+never in module globals. Endpoints are plain ``def`` functions, so FastAPI runs them in its
+thread pool: searches run concurrently, and a collection's own reader/writer lock keeps a
+search from seeing a half-applied write. Models are loaded once per process and shared.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections import Counter
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from embedsearch import __version__
+from embedsearch.config import Settings
+from embedsearch.errors import EmbedsearchError
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_K = 1000
+MAX_QUERY_CHARS = 10_000
+MAX_BATCH = 256
+MAX_DOCUMENTS = 1000
+MAX_BODY_BYTES = 8 * 2**20
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+# --- request and response models ---------------------------------------------------------------
+
+
+class SearchRequest(BaseModel):
+    query: str | None = Field(None, min_length=1, max_length=MAX_QUERY_CHARS, description="Text to embed and search for.")
+    vector: list[float] | None = Field(None, description="A raw query vector of the collection's dimension, instead of text.")
+    k: int = Field(10, ge=1, le=MAX_K)
+    where: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}.')
+    nprobe: int | None = Field(None, ge=1, le=65536)
+    ef_search: int | None = Field(None, ge=1, le=65536)
+
+    model_config = {"json_schema_extra": {"examples": [{"query": "interest rates", "k": 5, "where": {"source": "lee"}}]}}
+
+
+class BatchSearchRequest(BaseModel):
+    queries: list[Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]] = Field(
+        ..., min_length=1, max_length=MAX_BATCH
+    )
+    k: int = Field(10, ge=1, le=MAX_K)
+    where: dict[str, Any] | None = None
+
+    model_config = {"json_schema_extra": {"examples": [{"queries": ["bushfires", "cricket"], "k": 3}]}}
+
+
+class DocumentIn(BaseModel):
+    id: str = Field(..., min_length=1, max_length=1024)
+    text: str = Field(..., min_length=1, max_length=1_000_000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentsRequest(BaseModel):
+    documents: list[DocumentIn] = Field(..., min_length=1, max_length=MAX_DOCUMENTS)
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"documents": [{"id": "a1", "text": "Rates rise again", "metadata": {"source": "web"}}]}]
+        }
+    }
+
+
+class SimilarRequest(BaseModel):
+    model: str = Field(..., description="A word-vector model directory.")
+    word: str = Field(..., min_length=1, max_length=200)
+    k: int = Field(10, ge=1, le=MAX_K)
+
+
+# --- state -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Metrics:
+    """Request counts by route and status, and a latency histogram (milliseconds)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: Counter = field(default_factory=Counter)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
+    total_ms: float = 0.0
+    count: int = 0
+
+    def observe(self, route: str, status: int, ms: float) -> None:
+        with self.lock:
+            self.requests[f"{route} {status}"] += 1
+            self.count += 1
+            self.total_ms += ms
+            for i, edge in enumerate(LATENCY_BUCKETS_MS):
+                if ms <= edge:
+                    self.buckets[i] += 1
+                    break
+            else:
+                self.buckets[-1] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            hist = {f"le_{edge}ms": n for edge, n in zip(LATENCY_BUCKETS_MS, self.buckets, strict=False)}
+            hist["gt_5000ms"] = self.buckets[-1]
+            return {"requests": dict(self.requests), "count": self.count,
+                    "mean_ms": self.total_ms / self.count if self.count else None, "latency_histogram": hist}  # fmt: skip
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    api_key: str | None
+    read_only: bool
+    device: str | None
+    metrics: Metrics = field(default_factory=Metrics)
+    _store: Any = None
+    _collections: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def store(self):
+        with self._lock:
+            if self._store is None:
+                from embedsearch.store.collection import Store
+
+                self._store = Store(self.settings)
+            return self._store
+
+    def collection(self, name: str):
+        """The opened collection, shared by requests (it follows other processes' commits)."""
+        from embedsearch.config import validate_collection_name
+
+        validate_collection_name(name)
+        store = self.store
+        with self._lock:
+            coll = self._collections.get(name)
+        if coll is None or not store.exists(name):
+            coll = store.open(name)  # raises CollectionNotFound
+            with self._lock:
+                self._collections[name] = coll
+        return coll
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+def require_write(
+    state: Annotated[ServiceState, Depends(get_state)],
+    x_api_key: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ServiceState:
+    """Writes need the API key when one is set, and are refused in read-only mode."""
+    if state.read_only:
+        raise _HTTPError(403, "read_only", "this service runs with --read-only; writes are disabled")
+    if state.api_key is not None:
+        given = x_api_key
+        if given is None and authorization and authorization.lower().startswith("bearer "):
+            given = authorization[7:].strip()
+        if given is None:
+            raise _HTTPError(401, "missing_api_key", "this endpoint needs an API key (X-API-Key or Authorization: Bearer)")
+        if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+            raise _HTTPError(403, "wrong_api_key", "the API key is not valid")
+    return state
+
+
+#: endpoint parameter types (module level: annotations are resolved in module globals)
+State = Annotated[ServiceState, Depends(get_state)]
+Writer = Annotated[ServiceState, Depends(require_write)]
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, *, api_key: str | None = None, read_only: bool = False, device: str | None = None) -> FastAPI:
+    """The service for one data directory and metadata database."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.service = ServiceState(settings, api_key, read_only, device)
+        yield
+        store = app.state.service._store
+        if store is not None and hasattr(store, "close"):
+            store.close()
+
+    app = FastAPI(
+        title="embedsearch",
+        version=__version__,
+        description="Semantic search over embedsearch collections (FAISS vectors + SQL metadata).",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            response = _error(413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "other")
+        service = getattr(request.app.state, "service", None)
+        if service is not None:
+            service.metrics.observe(f"{request.method} {path}", response.status_code, (time.perf_counter() - started) * 1000)
+        return response
+
+    @app.exception_handler(EmbedsearchError)
+    async def domain_error(request: Request, exc: EmbedsearchError):
+        status = exc.http_status if not exc.usage or exc.http_status != 400 else 400
+        return _error(status, exc.code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def starlette_error(request: Request, exc: StarletteHTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(_HTTPError)
+    async def http_error(request: Request, exc: _HTTPError):
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where or 'body'}: {err.get('msg')}")
+        return _error(422, "invalid_request", "; ".join(parts))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # never a traceback to the client
+        return _error(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.get("/health")
+    def health(state: State) -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "read_only": state.read_only, "auth": state.api_key is not None}
+
+    @app.get("/metrics")
+    def metrics(state: State) -> dict[str, Any]:
+        return state.metrics.snapshot()
+
+    @app.get("/collections")
+    def list_collections(state: State) -> dict[str, Any]:
+        return {"collections": state.store.list()}
+
+    @app.get("/collections/{name}")
+    def describe_collection(name: str, state: State) -> dict[str, Any]:
+        return state.collection(name).info()
+
+    @app.get("/models")
+    def list_models(state: State) -> dict[str, Any]:
+        from embedsearch.embedders import BUILTIN_MODELS
+
+        used = sorted({c["model"] for c in state.store.list()})
+        return {"builtin": [{"name": k, "description": v} for k, v in BUILTIN_MODELS.items()], "in_use": used}
+
+    @app.post("/collections/{name}/search")
+    def search_one(name: str, body: SearchRequest, state: State) -> dict[str, Any]:
+        import numpy as np
+
+        from embedsearch.errors import DimensionMismatch, InvalidArgument
+        from embedsearch.search import search
+
+        coll = state.collection(name)
+        if (body.query is None) == (body.vector is None):
+            raise InvalidArgument("give exactly one of 'query' (text) or 'vector'")
+        started = time.perf_counter()
+        if body.vector is not None:
+            vec = np.asarray([body.vector], dtype=np.float32)
+            if vec.shape[1] != coll.dim:
+                raise DimensionMismatch(f"vector has {vec.shape[1]} values; collection {name!r} is {coll.dim}-d")
+            if not np.isfinite(vec).all():
+                raise InvalidArgument("vector values must be finite numbers")
+            if coll.row["metric"] == "cosine":
+                from embedsearch.embedders.base import normalize_rows
+
+                normalize_rows(vec)
+            hits = coll.search_vectors(vec, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
+        else:
+            embedder = coll.load_embedder(device=state.device)
+            hits = search(coll, [body.query], body.k, where=body.where, embedder=embedder, nprobe=body.nprobe,
+                          ef_search=body.ef_search)[0]  # fmt: skip
+        return {"collection": name, "k": body.k, "took_ms": round((time.perf_counter() - started) * 1000, 2),
+                "hits": [h.to_dict() for h in hits]}  # fmt: skip
+
+    @app.post("/collections/{name}/search/batch")
+    def search_batch(name: str, body: BatchSearchRequest, state: State) -> dict[str, Any]:
+        from embedsearch.search import search
+
+        coll = state.collection(name)
+        embedder = coll.load_embedder(device=state.device)
+        results = search(coll, body.queries, body.k, where=body.where, embedder=embedder)
+        pairs = zip(body.queries, results, strict=True)
+        return {
+            "collection": name,
+            "k": body.k,
+            "results": [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in pairs],
+        }
+
+    @app.post("/collections/{name}/documents")
+    def add_documents(name: str, body: DocumentsRequest, state: Writer) -> dict[str, Any]:
+        from embedsearch.corpus import Document
+
+        coll = state.collection(name)
+        embedder = coll.load_embedder(device=state.device)
+        docs = [Document(d.id, d.text, d.metadata) for d in body.documents]
+        result = coll.add_documents(docs, embedder)
+        return {"collection": name, **result.to_dict()}
+
+    @app.delete("/collections/{name}/documents/{doc_id}")
+    def delete_document(name: str, doc_id: str, state: Writer) -> dict[str, Any]:
+        from embedsearch.errors import DocumentNotFound
+
+        coll = state.collection(name)
+        deleted, missing = coll.delete([doc_id])
+        if missing:
+            raise DocumentNotFound(f"no document {doc_id!r} in collection {name!r}")
+        return {"collection": name, "deleted": deleted}
+
+    @app.post("/similar")
+    def similar(body: SimilarRequest, state: State) -> dict[str, Any]:
+        from embedsearch.errors import UnknownModel
+
+        path = Path(body.model)
+        if not path.is_dir():
+            raise UnknownModel(f"{body.model}: no such model directory")
+        wv = _word_model(state, path)
+        return {"model": body.model, "word": body.word, "results": [n.to_dict() for n in wv.similar(body.word.lower(), body.k)]}
+
+    def _word_model(state: ServiceState, path: Path):
+        from embedsearch.models import load_word_vectors
+
+        key = str(path.resolve())
+        with state._lock:
+            cache = state.__dict__.setdefault("_word_models", {})
+            wv = cache.get(key)
+        if wv is None:
+            wv = load_word_vectors(path)
+            with state._lock:
+                cache[key] = wv
+        return wv
+
+    @app.get("/", include_in_schema=False)
+    def index_page():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

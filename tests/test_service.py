@@ -1,0 +1,199 @@
+"""The HTTP service with the real app (TestClient), a real SQLite file and real FAISS indexes."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from embedsearch.config import Settings
+from embedsearch.service.app import MAX_BODY_BYTES, create_app
+from embedsearch.store.collection import Store
+from tests.conftest import topic_docs
+
+KEY = "s3cret-key"
+
+
+@pytest.fixture
+def settings(data_dir, hashing) -> Settings:
+    settings = Settings.from_env(data_dir)
+    store = Store(settings)
+    coll = store.create("news", hashing, "Flat")
+    coll.add_documents(topic_docs(80), hashing)
+    store.create("empty", hashing, "HNSW32")
+    return settings
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings, api_key=KEY)) as c:
+        yield c
+
+
+def error_of(response) -> tuple[int, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert "Traceback" not in response.text
+    return response.status_code, body["error"]["code"]
+
+
+def test_health_collections_and_describe(client):
+    assert client.get("/health").json() == {"status": "ok", "version": client.app.version, "read_only": False, "auth": True}
+    names = {c["name"]: c for c in client.get("/collections").json()["collections"]}
+    assert set(names) == {"news", "empty"} and names["news"]["doc_count"] == 80
+    info = client.get("/collections/news").json()
+    assert info["name"] == "news" and info["dim"] == 256
+    assert "hashing" in client.get("/models").json()["in_use"]
+
+
+def test_text_search_with_filter(client):
+    r = client.post("/collections/news/search", json={"query": "interest rates bank", "k": 5, "where": {"source": "lee"}})
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    assert len(hits) == 5
+    assert all(h["metadata"]["source"] == "lee" for h in hits)
+    assert all("interest rates bank" in h["text"] for h in hits)
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+
+
+def test_vector_search_and_batch(client, hashing):
+    vec = hashing.embed(["cricket test wickets batsman"])[0]
+    r = client.post("/collections/news/search", json={"vector": (vec * 3).tolist(), "k": 3})
+    assert r.status_code == 200, r.text
+    assert all("cricket" in h["text"] for h in r.json()["hits"])
+    r = client.post("/collections/news/search/batch", json={"queries": ["bushfire smoke", "election votes"], "k": 2})
+    results = r.json()["results"]
+    assert [len(x["hits"]) for x in results] == [2, 2]
+    assert "bushfire" in results[0]["hits"][0]["text"] and "election" in results[1]["hits"][0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/collections/nope/search", {"query": "x"}, 404, "collection_not_found"),
+        ("/collections/..%2Fetc/search", {"query": "x"}, 404, "not_found"),  # never reaches the data directory
+        ("/collections/bad name/search", {"query": "x"}, 400, "invalid_name"),
+        ("/collections/news/search", {"vector": [0.1, 0.2, 0.3]}, 422, "dimension_mismatch"),
+        ("/collections/news/search", {"query": "x", "where": {"year": {"$regex": "x"}}}, 422, "invalid_filter"),
+        ("/collections/news/search", {"query": "x", "where": {"$or": "notalist"}}, 422, "invalid_filter"),
+        ("/collections/news/search", {"query": "x", "k": 0}, 422, "invalid_request"),
+        ("/collections/news/search", {"query": "x", "k": 1001}, 422, "invalid_request"),
+        ("/collections/news/search", {"query": ""}, 422, "invalid_request"),
+        ("/collections/news/search", {}, 422, "invalid_argument"),
+        ("/collections/news/search", {"query": "x", "vector": [1.0]}, 422, "invalid_argument"),
+        ("/collections/news/search/batch", {"queries": []}, 422, "invalid_request"),
+    ],
+)
+def test_bad_search_requests(client, path, body, status, code):
+    r = client.post(path, json=body)
+    assert error_of(r) == (status, code), r.text
+
+
+def test_malformed_json_and_oversized_body(client):
+    r = client.post("/collections/news/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert error_of(r) == (422, "invalid_request")
+    big = b'{"query": "' + b"a" * (MAX_BODY_BYTES + 10) + b'"}'
+    r = client.post("/collections/news/search", content=big, headers={"content-type": "application/json"})
+    assert error_of(r) == (413, "body_too_large")
+
+
+def test_writes_need_the_api_key(client):
+    doc = {"documents": [{"id": "new-1", "text": "volcano eruption lava ash", "metadata": {"source": "web"}}]}
+    assert error_of(client.post("/collections/news/documents", json=doc)) == (401, "missing_api_key")
+    assert error_of(client.post("/collections/news/documents", json=doc, headers={"X-API-Key": "wrong"})) == (
+        403,
+        "wrong_api_key",
+    )
+    assert error_of(client.delete("/collections/news/documents/doc-1")) == (401, "missing_api_key")
+    r = client.post("/collections/news/documents", json=doc, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200 and r.json()["added"] == 1
+    hits = client.post("/collections/news/search", json={"query": "volcano eruption", "k": 1}).json()["hits"]
+    assert hits[0]["id"] == "new-1" and hits[0]["metadata"] == {"source": "web"}
+    r = client.delete("/collections/news/documents/new-1", headers={"X-API-Key": KEY})
+    assert r.status_code == 200 and r.json()["deleted"] == 1
+    assert error_of(client.delete("/collections/news/documents/new-1", headers={"X-API-Key": KEY})) == (404, "document_not_found")
+    assert client.get("/collections/news").json()["doc_count"] == 80
+
+
+def test_bad_documents_are_rejected_whole(client):
+    bad = {"documents": [{"id": "ok", "text": "fine"}, {"id": "", "text": "no id"}]}
+    assert error_of(client.post("/collections/news/documents", json=bad, headers={"X-API-Key": KEY}))[0] == 422
+    assert client.get("/collections/news").json()["doc_count"] == 80
+
+
+def test_read_only_mode(settings):
+    with TestClient(create_app(settings, read_only=True)) as c:
+        doc = {"documents": [{"id": "x", "text": "y"}]}
+        assert error_of(c.post("/collections/news/documents", json=doc)) == (403, "read_only")
+        assert c.post("/collections/news/search", json={"query": "cricket", "k": 1}).status_code == 200
+
+
+def test_without_a_key_writes_are_open(settings):
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/collections/news/documents", json={"documents": [{"id": "x", "text": "lava"}]})
+        assert r.status_code == 200
+
+
+def test_concurrent_searches_and_a_writer(client):
+    errors: list[str] = []
+
+    def searcher():
+        for _ in range(15):
+            r = client.post("/collections/news/search", json={"query": "bushfire smoke", "k": 5})
+            if r.status_code != 200 or len(r.json()["hits"]) != 5:
+                errors.append(r.text)
+
+    def writer():
+        for i in range(5):
+            docs = {"documents": [{"id": f"w{i}-{j}", "text": f"bushfire smoke extra {i} {j}"} for j in range(10)]}
+            r = client.post("/collections/news/documents", json=docs, headers={"X-API-Key": KEY})
+            if r.status_code != 200:
+                errors.append(r.text)
+
+    threads = [threading.Thread(target=searcher) for _ in range(4)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert client.get("/collections/news").json()["doc_count"] == 130
+
+
+def test_metrics_count_requests(client):
+    client.get("/health")
+    client.post("/collections/nope/search", json={"query": "x"})
+    m = client.get("/metrics").json()
+    assert m["requests"]["GET /health 200"] >= 1
+    assert m["requests"]["POST /collections/{name}/search 404"] == 1
+    assert sum(m["latency_histogram"].values()) == m["count"]
+
+
+def test_page_and_openapi(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "<form" in r.text and "/static/app.js" in r.text
+    assert "fetch(" in client.get("/static/app.js").text
+    schema = client.get("/openapi.json").json()
+    assert "/collections/{name}/search" in schema["paths"]
+    assert schema["components"]["schemas"]["SearchRequest"]["properties"]["k"]["maximum"] == 1000
+
+
+def test_similar_for_word_models(client, tmp_path):
+    from embedsearch.models import import_vectors
+
+    words = ["alpha", "beta", "gamma"]
+    vectors = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 0, 1]], dtype=np.float32)
+    src = tmp_path / "v.txt"
+    src.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in zip(words, vectors, strict=True)))
+    import_vectors(src, "glove", tmp_path / "wm")
+    r = client.post("/similar", json={"model": str(tmp_path / "wm"), "word": "Alpha", "k": 2})
+    assert r.status_code == 200, r.text
+    assert [x["word"] for x in r.json()["results"]] == ["beta", "gamma"]
+    assert error_of(client.post("/similar", json={"model": str(tmp_path / "wm"), "word": "delta"})) == (404, "out_of_vocabulary")
+    assert error_of(client.post("/similar", json={"model": str(tmp_path / "none"), "word": "x"}))[1] == "unknown_model"
+
+
+def test_serve_binds_loopback_by_default(cli):
+    r = cli("serve", "--help")
+    assert "[default: 127.0.0.1]" in r.output
