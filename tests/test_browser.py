@@ -1,0 +1,102 @@
+"""The search page in a real browser: headless Chromium (Debian's package) driven by
+Playwright, against a server started on 127.0.0.1. Nothing is downloaded: Playwright is
+pointed at the system binary.
+
+Skipped when Chromium or Playwright is missing, unless EMBEDSEARCH_REQUIRE_BROWSER=1 (as
+``.ci/run`` sets), which turns a missing browser into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+from embedsearch.config import Settings
+from embedsearch.store.collection import Store
+from tests.conftest import topic_docs
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _require_browser():
+    required = os.environ.get("EMBEDSEARCH_REQUIRE_BROWSER") == "1"
+    path = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: F401
+    except ImportError:
+        if required:
+            pytest.fail("playwright is not installed but EMBEDSEARCH_REQUIRE_BROWSER=1")
+        pytest.skip("playwright is not installed")
+    if path is None:
+        if required:
+            pytest.fail("no chromium binary but EMBEDSEARCH_REQUIRE_BROWSER=1")
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(data_dir, hashing):
+    import uvicorn
+
+    from embedsearch.service.app import create_app
+
+    settings = Settings.from_env(data_dir)
+    Store(settings).create("news", hashing, "Flat").add_documents(topic_docs(40), hashing)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_search_page_shows_hits_and_errors(server, artifacts):
+    chromium = _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            page.wait_for_selector("#collection option[value='news']", state="attached")
+            page.fill("#query", "cricket wickets batsman")
+            page.fill("#k", "3")
+            page.click("#go")
+            page.wait_for_selector("li.hit")
+            hits = page.locator("li.hit")
+            assert hits.count() == 3
+            assert "cricket" in hits.first.inner_text()
+            assert "hits in" in page.inner_text("#status")
+            page.screenshot(path=str(artifacts / "search-page.png"), full_page=True)
+            # an API error is shown in the page, not swallowed
+            page.fill("#filter", '{"year": {"$regex": "x"}}')
+            page.click("#go")
+            page.wait_for_selector("#status.error")
+            assert "invalid_filter" in page.inner_text("#status")
+            assert page.locator("li.hit").count() == 0
+        finally:
+            browser.close()
