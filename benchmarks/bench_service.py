@@ -4,9 +4,11 @@
     python benchmarks/bench_service.py --seconds 10 --clients 4 --model hashing
 
 The service runs as its own process (``embedsearch serve``) over a collection of gensim's
-Lee corpus (350 news documents); N client threads post text queries for ``--seconds``. Then
-the same N threads call :func:`embedsearch.search.search` in this process for the same time.
-Printed: throughput, p50/p99 latency, errors (must be 0), and service/in-process throughput.
+Lee corpus (350 news documents); N client threads post text queries for ``--seconds``, once
+with the service batching concurrent queries into one model call (the default) and once with
+``--no-batching``. Then the same N threads call :func:`embedsearch.search.search` in this
+process for the same time. Printed: throughput, p50/p99 latency, errors (must be 0), and
+service/in-process throughput.
 """
 
 from __future__ import annotations
@@ -96,17 +98,16 @@ def main() -> None:
         embedder = load_embedder(args.model, device="cpu")
         coll = Store(settings).create("bench", embedder, "Flat")
         coll.add_documents(list(lee_documents()), embedder)
-        port = free_port()
         env = {**os.environ, "EMBEDSEARCH_HOME": tmp}
-        server = subprocess.Popen([sys.executable, "-m", "embedsearch", "serve", "--port", str(port), "--device", "cpu"], env=env)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+
+        def in_process(q: str) -> bool:
+            return len(search(coll, [q], args.k, embedder=embedder)[0]) == args.k
+
+        def run_service(extra: list[str]) -> dict:
+            port = free_port()
+            cmd = [sys.executable, "-m", "embedsearch", "serve", "--port", str(port), "--device", "cpu", *extra]
+            server = subprocess.Popen(cmd, env=env)
+            base = f"http://127.0.0.1:{port}"
             local = threading.local()
 
             def via_service(q: str) -> bool:
@@ -116,28 +117,37 @@ def main() -> None:
                 r = client.post("/collections/bench/search", json={"query": q, "k": args.k})
                 return r.status_code == 200 and len(r.json()["hits"]) == args.k
 
-            def in_process(q: str) -> bool:
-                return len(search(coll, [q], args.k, embedder=embedder)[0]) == args.k
+            try:
+                for _ in range(300):
+                    try:
+                        if httpx.get(base + "/health", timeout=1).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        time.sleep(0.1)
+                for q in QUERIES:  # the server loads its model on the first query
+                    via_service(q)
+                result = load(via_service, args.clients, args.seconds)
+                result["server_batching"] = httpx.get(base + "/metrics").json()["query_batching"]
+                return result
+            finally:
+                server.terminate()
+                server.wait(10)
 
-            for q in QUERIES:  # warm both: the server loads its model on the first query
-                via_service(q)
-                in_process(q)
-            service = load(via_service, args.clients, args.seconds)
-            library = load(in_process, args.clients, args.seconds)
-            metrics = httpx.get(base + "/metrics").json()
-        finally:
-            server.terminate()
-            server.wait(10)
+        for q in QUERIES:
+            in_process(q)
+        service = run_service([])
+        unbatched = run_service(["--no-batching"])
+        library = load(in_process, args.clients, args.seconds)
     ratio = service["per_second"] / library["per_second"]
     print(
         f"model {args.model}, {coll.count()} documents, k={args.k}, {args.clients} concurrent clients, {args.seconds:.0f} s each"
     )
-    print(f"service (HTTP, loopback): {service}")
-    print(f"library (in-process)    : {library}")
-    print(f"service / in-process throughput: {ratio:.3f}")
-    print(
-        json.dumps({"service": service, "library": library, "ratio": round(ratio, 3), "server_metrics_count": metrics["count"]})
-    )
+    print(f"service, batched queries (HTTP, loopback): {service}")
+    print(f"service, one query per model call      : {unbatched}")
+    print(f"library in-process, one query per call : {library}")
+    plain = unbatched["per_second"] / library["per_second"]
+    print(f"service / in-process throughput: {ratio:.3f} (batched), {plain:.3f} (unbatched)")
+    print(json.dumps({"service": service, "service_unbatched": unbatched, "library": library, "ratio": round(ratio, 3)}))
 
 
 if __name__ == "__main__":

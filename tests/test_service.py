@@ -197,3 +197,44 @@ def test_similar_for_word_models(client, tmp_path):
 def test_serve_binds_loopback_by_default(cli):
     r = cli("serve", "--help")
     assert "[default: 127.0.0.1]" in r.output
+
+
+def test_batching_embedder_gathers_concurrent_queries(hashing):
+    from embedsearch.embedders.base import Embedder
+    from embedsearch.service.batching import BatchingEmbedder
+
+    texts = [f"query number {i} about cricket" for i in range(24)]
+    batcher = BatchingEmbedder(hashing, max_wait_ms=20)
+    out: dict[int, np.ndarray] = {}
+    barrier = threading.Barrier(len(texts))
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        out[i] = batcher.embed([texts[i]])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = hashing.embed(texts)
+    for i in range(len(texts)):
+        np.testing.assert_array_equal(out[i][0], expected[i])  # each request gets its own row
+    assert batcher.texts == 24 and batcher.calls < 24
+
+    class Broken(Embedder):
+        name = spec = fingerprint = "broken"
+        dim = 4
+
+        def embed_batch(self, texts):
+            raise RuntimeError("model failed")
+
+    with pytest.raises(RuntimeError, match="model failed"):
+        BatchingEmbedder(Broken()).embed(["x"])
+
+
+def test_metrics_report_query_batching(client):
+    for q in ("cricket", "bushfire"):
+        client.post("/collections/news/search", json={"query": q, "k": 1})
+    batching = client.get("/metrics").json()["query_batching"]
+    assert batching["enabled"] is True and batching["queries"] == 2 and 1 <= batching["model_calls"] <= 2

@@ -123,7 +123,9 @@ class ServiceState:
     api_key: str | None
     read_only: bool
     device: str | None
+    batch_queries: bool = True
     metrics: Metrics = field(default_factory=Metrics)
+    _batchers: dict[str, Any] = field(default_factory=dict)
     _store: Any = None
     _collections: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,6 +138,19 @@ class ServiceState:
 
                 self._store = Store(self.settings)
             return self._store
+
+    def embed_queries(self, embedder, texts: list[str]):
+        """Embed query texts, batched with concurrent requests unless batching is off."""
+        if not self.batch_queries:
+            return embedder.embed(texts)
+        from embedsearch.service.batching import BatchingEmbedder
+
+        key = f"{embedder.fingerprint}:{id(embedder)}"
+        with self._lock:
+            batcher = self._batchers.get(key)
+            if batcher is None:
+                batcher = self._batchers[key] = BatchingEmbedder(embedder)
+        return batcher.embed(texts)
 
     def collection(self, name: str):
         """The opened collection, shared by requests (it follows other processes' commits)."""
@@ -193,12 +208,20 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 # --- the app -----------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings, *, api_key: str | None = None, read_only: bool = False, device: str | None = None) -> FastAPI:
-    """The service for one data directory and metadata database."""
+def create_app(
+    settings: Settings,
+    *,
+    api_key: str | None = None,
+    read_only: bool = False,
+    device: str | None = None,
+    batch_queries: bool = True,
+) -> FastAPI:
+    """The service for one data directory and metadata database. ``batch_queries`` gathers
+    the query embeddings of concurrent searches into one model call."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = ServiceState(settings, api_key, read_only, device)
+        app.state.service = ServiceState(settings, api_key, read_only, device, batch_queries)
         yield
         store = app.state.service._store
         if store is not None and hasattr(store, "close"):
@@ -258,7 +281,10 @@ def create_app(settings: Settings, *, api_key: str | None = None, read_only: boo
 
     @app.get("/metrics")
     def metrics(state: State) -> dict[str, Any]:
-        return state.metrics.snapshot()
+        batchers = list(state._batchers.values())
+        batching = {"enabled": state.batch_queries, "model_calls": sum(b.calls for b in batchers),
+                    "queries": sum(b.texts for b in batchers)}  # fmt: skip
+        return {**state.metrics.snapshot(), "query_batching": batching}
 
     @app.get("/collections")
     def list_collections(state: State) -> dict[str, Any]:
@@ -280,7 +306,7 @@ def create_app(settings: Settings, *, api_key: str | None = None, read_only: boo
         import numpy as np
 
         from embedsearch.errors import DimensionMismatch, InvalidArgument
-        from embedsearch.search import search
+        from embedsearch.store.filters import parse_filter
 
         coll = state.collection(name)
         if (body.query is None) == (body.vector is None):
@@ -299,8 +325,10 @@ def create_app(settings: Settings, *, api_key: str | None = None, read_only: boo
             hits = coll.search_vectors(vec, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
         else:
             embedder = coll.load_embedder(device=state.device)
-            hits = search(coll, [body.query], body.k, where=body.where, embedder=embedder, nprobe=body.nprobe,
-                          ef_search=body.ef_search)[0]  # fmt: skip
+            if body.where is not None:
+                parse_filter(body.where)  # a bad filter fails before the model runs
+            vectors = state.embed_queries(embedder, [body.query])
+            hits = coll.search_vectors(vectors, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
         return {"collection": name, "k": body.k, "took_ms": round((time.perf_counter() - started) * 1000, 2),
                 "hits": [h.to_dict() for h in hits]}  # fmt: skip
 
