@@ -67,12 +67,11 @@ def fasttext_library_kwargs(params: FastTextParams, threads: int) -> dict[str, A
 
 
 def gensim_fasttext_kwargs(params: FastTextParams, threads: int) -> dict[str, Any]:
+    """gensim FastText arguments for our parameters (the benchmark's raw call too)."""
+    from embedsearch.trainers.word2vec import gensim_common_kwargs
+
     return {
-        "vector_size": params.dim,
-        "window": params.window,
-        "min_count": params.min_count,
-        "max_final_vocab": params.max_vocab or None,
-        "workers": threads,
+        **gensim_common_kwargs(params, threads),
         "sg": int(params.sg),
         "negative": params.negative,
         "min_n": params.minn,
@@ -80,8 +79,6 @@ def gensim_fasttext_kwargs(params: FastTextParams, threads: int) -> dict[str, An
         "bucket": params.bucket,
         "alpha": params.lr,
         "sample": params.sample,
-        "seed": params.seed,
-        "epochs": params.epochs,
     }
 
 

@@ -27,22 +27,29 @@ class Word2VecParams(WordParams):
     sample: float = param(1e-3, "down-sampling threshold for frequent words (0: off)", min=0)
 
 
-def gensim_word2vec_kwargs(params: Word2VecParams, threads: int) -> dict[str, Any]:
-    """The gensim arguments our parameters map to (also used by the benchmark's raw call)."""
+def gensim_common_kwargs(params: WordParams, threads: int) -> dict[str, Any]:
+    """gensim arguments shared by Word2Vec and FastText."""
     return {
         "vector_size": params.dim,
         "window": params.window,
         "min_count": params.min_count,
         "max_final_vocab": params.max_vocab or None,
         "workers": threads,
+        "seed": params.seed,
+        "epochs": params.epochs,
+    }
+
+
+def gensim_word2vec_kwargs(params: Word2VecParams, threads: int) -> dict[str, Any]:
+    """The gensim arguments our parameters map to (also used by the benchmark's raw call)."""
+    return {
+        **gensim_common_kwargs(params, threads),
         "sg": int(params.sg),
         "hs": int(params.hs),
         "negative": 0 if params.hs else params.negative,
         "alpha": params.alpha,
         "min_alpha": params.min_alpha,
         "sample": params.sample,
-        "seed": params.seed,
-        "epochs": params.epochs,
     }
 
 
