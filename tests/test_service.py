@@ -179,19 +179,26 @@ def test_page_and_openapi(client):
     assert schema["components"]["schemas"]["SearchRequest"]["properties"]["k"]["maximum"] == 1000
 
 
-def test_similar_for_word_models(client, tmp_path):
+def test_word_models_similar_and_describe(settings, tmp_path):
     from embedsearch.models import import_vectors
 
     words = ["alpha", "beta", "gamma"]
     vectors = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 0, 1]], dtype=np.float32)
     src = tmp_path / "v.txt"
     src.write_text("".join(f"{w} {' '.join(map(str, v))}\n" for w, v in zip(words, vectors, strict=True)))
-    import_vectors(src, "glove", tmp_path / "wm")
-    r = client.post("/similar", json={"model": str(tmp_path / "wm"), "word": "Alpha", "k": 2})
-    assert r.status_code == 200, r.text
-    assert [x["word"] for x in r.json()["results"]] == ["beta", "gamma"]
-    assert error_of(client.post("/similar", json={"model": str(tmp_path / "wm"), "word": "delta"})) == (404, "out_of_vocabulary")
-    assert error_of(client.post("/similar", json={"model": str(tmp_path / "none"), "word": "x"}))[1] == "unknown_model"
+    import_vectors(src, "glove", tmp_path / "models" / "wm")
+    with TestClient(create_app(settings, models_dir=tmp_path / "models")) as client:
+        r = client.post("/similar", json={"model": "wm", "word": "Alpha", "k": 2})
+        assert r.status_code == 200, r.text
+        assert [x["word"] for x in r.json()["results"]] == ["beta", "gamma"]
+        assert error_of(client.post("/similar", json={"model": "wm", "word": "delta"})) == (404, "out_of_vocabulary")
+        assert error_of(client.post("/similar", json={"model": "none", "word": "x"})) == (404, "unknown_model")
+        # a model name cannot reach outside the models directory
+        assert error_of(client.post("/similar", json={"model": "../models/wm", "word": "x"})) == (400, "invalid_name")
+        assert error_of(client.post("/similar", json={"model": str(tmp_path / "models" / "wm"), "word": "x"}))[0] == 400
+        assert client.get("/models/wm").json()["vocab_size"] == 3
+        assert [m["name"] for m in client.get("/models").json()["available"]] == ["wm"]
+        assert error_of(client.get("/models/nope")) == (404, "unknown_model")
 
 
 def test_serve_binds_loopback_by_default(cli):

@@ -15,10 +15,12 @@ import click
 @click.option("--api-key-file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="File holding the API key that writes must send (X-API-Key or Authorization: Bearer).")  # fmt: skip
 @click.option("--read-only", is_flag=True, help="Refuse every write (adding or deleting documents).")
+@click.option("--models-dir", default="models", show_default=True, type=click.Path(file_okay=False),
+              help="Where word models for /similar and /models/{name} live.")  # fmt: skip
 @click.option("--no-batching", is_flag=True, help="Embed each query on its own instead of batching concurrent queries.")
 @click.option("--device", default=None, help="Where models run: cpu, cuda… (default: CUDA when available).")
 @click.pass_obj
-def serve(app, host, port, api_key_file, read_only, no_batching, device):
+def serve(app, host, port, api_key_file, read_only, models_dir, no_batching, device):
     """Serve the collections of the data directory over HTTP, with a search page at /.
 
     \b
@@ -38,6 +40,8 @@ def serve(app, host, port, api_key_file, read_only, no_batching, device):
         key = Path(api_key_file).read_text(encoding="utf-8").strip()
         if not key:
             raise InvalidArgument(f"{api_key_file} is empty; an API key must not be empty")
-    service = create_app(app.settings, api_key=key, read_only=read_only, device=device, batch_queries=not no_batching)
+    service = create_app(
+        app.settings, api_key=key, read_only=read_only, device=device, batch_queries=not no_batching, models_dir=Path(models_dir)
+    )
     click.echo(f"serving {app.settings.data_dir} on http://{host}:{port}/ (API docs at /docs)", err=True)
     uvicorn.run(service, host=host, port=port, log_level="warning")

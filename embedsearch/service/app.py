@@ -10,6 +10,7 @@ search from seeing a half-applied write. Models are loaded once per process and 
 from __future__ import annotations
 
 import hmac
+import re
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from embedsearch.config import Settings
 from embedsearch.errors import EmbedsearchError
 
 STATIC = Path(__file__).resolve().parent / "static"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_K = 1000
 MAX_QUERY_CHARS = 10_000
 MAX_BATCH = 256
@@ -79,7 +81,7 @@ class DocumentsRequest(BaseModel):
 
 
 class SimilarRequest(BaseModel):
-    model: str = Field(..., description="A word-vector model directory.")
+    model: str = Field(..., description="Name of a word-vector model directory under the service's models directory.")
     word: str = Field(..., min_length=1, max_length=200)
     k: int = Field(10, ge=1, le=MAX_K)
 
@@ -124,7 +126,9 @@ class ServiceState:
     read_only: bool
     device: str | None
     batch_queries: bool = True
+    models_dir: Path = field(default_factory=lambda: Path("models").absolute())
     metrics: Metrics = field(default_factory=Metrics)
+    _word_models: dict[str, Any] = field(default_factory=dict)
     _batchers: dict[str, Any] = field(default_factory=dict)
     _store: Any = None
     _collections: dict[str, Any] = field(default_factory=dict)
@@ -151,6 +155,30 @@ class ServiceState:
             if batcher is None:
                 batcher = self._batchers[key] = BatchingEmbedder(embedder)
         return batcher.embed(texts)
+
+    def model_path(self, name: str) -> Path:
+        """A model directory under ``models_dir``; names cannot climb out of it."""
+        from embedsearch.errors import InvalidName, UnknownModel
+
+        if not _MODEL_NAME.match(name) or ".." in name:
+            raise InvalidName(f"invalid model name {name!r}: a directory name under the models directory")
+        path = self.models_dir / name
+        if not (path / "manifest.json").is_file():
+            raise UnknownModel(f"no model {name!r} under {self.models_dir}")
+        return path
+
+    def word_vectors(self, name: str):
+        """A word model, loaded once and shared."""
+        from embedsearch.models import load_word_vectors
+
+        path = self.model_path(name)
+        with self._lock:
+            wv = self._word_models.get(name)
+        if wv is None:
+            wv = load_word_vectors(path)
+            with self._lock:
+                self._word_models[name] = wv
+        return wv
 
     def collection(self, name: str):
         """The opened collection, shared by requests (it follows other processes' commits)."""
@@ -215,6 +243,7 @@ def create_app(
     read_only: bool = False,
     device: str | None = None,
     batch_queries: bool = True,
+    models_dir: Path | None = None,
 ) -> FastAPI:
     """The service for one data directory and metadata database. ``batch_queries`` gathers
     the query embeddings of concurrent searches into one model call."""
@@ -222,6 +251,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = ServiceState(settings, api_key, read_only, device, batch_queries)
+        if models_dir is not None:
+            app.state.service.models_dir = Path(models_dir).absolute()
         yield
         store = app.state.service._store
         if store is not None and hasattr(store, "close"):
@@ -297,9 +328,18 @@ def create_app(
     @app.get("/models")
     def list_models(state: State) -> dict[str, Any]:
         from embedsearch.embedders import BUILTIN_MODELS
+        from embedsearch.models import list_models as model_dirs
 
         used = sorted({c["model"] for c in state.store.list()})
-        return {"builtin": [{"name": k, "description": v} for k, v in BUILTIN_MODELS.items()], "in_use": used}
+        available = [{**m, "name": Path(m["path"]).name} for m in model_dirs(state.models_dir)]
+        return {"builtin": [{"name": k, "description": v} for k, v in BUILTIN_MODELS.items()], "in_use": used,
+                "models_dir": str(state.models_dir), "available": available}  # fmt: skip
+
+    @app.get("/models/{name}")
+    def describe_model(name: str, state: State) -> dict[str, Any]:
+        from embedsearch.models import read_manifest
+
+        return {"name": name, **read_manifest(state.model_path(name))}
 
     @app.post("/collections/{name}/search")
     def search_one(name: str, body: SearchRequest, state: State) -> dict[str, Any]:
@@ -368,26 +408,8 @@ def create_app(
 
     @app.post("/similar")
     def similar(body: SimilarRequest, state: State) -> dict[str, Any]:
-        from embedsearch.errors import UnknownModel
-
-        path = Path(body.model)
-        if not path.is_dir():
-            raise UnknownModel(f"{body.model}: no such model directory")
-        wv = _word_model(state, path)
+        wv = state.word_vectors(body.model)
         return {"model": body.model, "word": body.word, "results": [n.to_dict() for n in wv.similar(body.word.lower(), body.k)]}
-
-    def _word_model(state: ServiceState, path: Path):
-        from embedsearch.models import load_word_vectors
-
-        key = str(path.resolve())
-        with state._lock:
-            cache = state.__dict__.setdefault("_word_models", {})
-            wv = cache.get(key)
-        if wv is None:
-            wv = load_word_vectors(path)
-            with state._lock:
-                cache[key] = wv
-        return wv
 
     @app.get("/", include_in_schema=False)
     def index_page():
