@@ -98,6 +98,18 @@ def test_malformed_json_and_oversized_body(client):
     r = client.post("/collections/news/search", content=big, headers={"content-type": "application/json"})
     assert error_of(r) == (413, "body_too_large")
 
+    def chunks():  # no Content-Length: the server counts what arrives
+        yield b'{"query": "'
+        for _ in range(9):
+            yield b"a" * 2**20
+        yield b'"}'
+
+    r = client.post("/collections/news/search", content=chunks(), headers={"content-type": "application/json"})
+    assert error_of(r) == (413, "body_too_large")
+    small = iter([b'{"query": "cricket", ', b'"k": 2}'])
+    r = client.post("/collections/news/search", content=small, headers={"content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["hits"]) == 2
+
 
 def test_writes_need_the_api_key(client):
     doc = {"documents": [{"id": "new-1", "text": "volcano eruption lava ash", "metadata": {"source": "web"}}]}

@@ -236,6 +236,35 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 # --- the app -----------------------------------------------------------------------------------
 
 
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``limit`` bytes, by Content-Length when sent and by
+    counting the received chunks when not (chunked uploads), before the JSON is parsed."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            response = _error(413, "body_too_large", f"request bodies are limited to {self.limit} bytes")
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise StarletteHTTPException(413, f"request bodies are limited to {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -265,14 +294,12 @@ def create_app(
         lifespan=lifespan,
     )
 
+    app.add_middleware(BodyLimit)
+
     @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
+    async def metrics_middleware(request: Request, call_next):
         started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            response = _error(413, "body_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "other")
         service = getattr(request.app.state, "service", None)
@@ -287,7 +314,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def starlette_error(request: Request, exc: StarletteHTTPException):
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
         return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(_HTTPError)
