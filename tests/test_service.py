@@ -257,3 +257,13 @@ def test_metrics_report_query_batching(client):
         client.post("/collections/news/search", json={"query": q, "k": 1})
     batching = client.get("/metrics").json()["query_batching"]
     assert batching["enabled"] is True and batching["queries"] == 2 and 1 <= batching["model_calls"] <= 2
+
+
+def test_a_collection_recreated_behind_the_service_is_followed(client, settings, hashing):
+    assert client.get("/collections/news").json()["doc_count"] == 80
+    store = Store(settings)  # another process's view, like the CLI
+    store.drop("news")
+    assert error_of(client.post("/collections/news/search", json={"query": "x"})) == (404, "collection_not_found")
+    store.create("news", hashing, "Flat").add_documents(topic_docs(4), hashing)
+    hits = client.post("/collections/news/search", json={"query": "cricket", "k": 10}).json()["hits"]
+    assert len(hits) == 4

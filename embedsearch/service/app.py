@@ -131,7 +131,6 @@ class ServiceState:
     _word_models: dict[str, Any] = field(default_factory=dict)
     _batchers: dict[str, Any] = field(default_factory=dict)
     _store: Any = None
-    _collections: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -181,18 +180,9 @@ class ServiceState:
         return wv
 
     def collection(self, name: str):
-        """The opened collection, shared by requests (it follows other processes' commits)."""
-        from embedsearch.config import validate_collection_name
-
-        validate_collection_name(name)
-        store = self.store
-        with self._lock:
-            coll = self._collections.get(name)
-        if coll is None or not store.exists(name):
-            coll = store.open(name)  # raises CollectionNotFound
-            with self._lock:
-                self._collections[name] = coll
-        return coll
+        """The opened collection. The store caches it per name and reopens it when the
+        collection was dropped and created again (by the CLI, say) since."""
+        return self.store.open(name)
 
 
 def get_state(request: Request) -> ServiceState:
