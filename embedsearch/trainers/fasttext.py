@@ -3,9 +3,8 @@
 Two backends train the same model: the ``fasttext`` library (Facebook's C++ code) and
 gensim's FastText. ``benchmarks/bench_trainers.py`` measured gensim's faster on the same
 corpus and threads (5.7M tokens, 2 threads, 5 epochs: 70 s against 108 s, and 66 s against
-123 s in an earlier run), so it is the
-default; the manifest records which one ran and why. Both write fastText's own ``.bin``,
-which the fasttext library loads (no pickle).
+123 s in an earlier run), so it is the default; the manifest records which one ran and why.
+Both write fastText's own ``.bin``, which the fasttext library loads (no pickle).
 """
 
 from __future__ import annotations
