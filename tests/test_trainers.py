@@ -340,3 +340,8 @@ def test_train_cli_errors(args, code, message, cli, tmp_path):
     assert message in r.output
     assert "Traceback" not in r.output
     assert not (tmp_path / "m").exists()
+
+
+def test_word2vec_learning_rate_decays_over_the_epochs(tmp_path):
+    curve = _train("word2vec", tmp_path / "w", epochs=4, alpha=0.02, min_alpha=0.0).manifest["loss_curve"]
+    assert [round(p["lr"], 6) for p in curve] == [0.015, 0.01, 0.005, 0.0]

@@ -35,10 +35,10 @@ class Bar:
         if self._bar is None:
             return
         percent = min(100.0, max(self._done, percent))
+        if postfix:  # before the update, which is what redraws the line
+            self._bar.set_postfix({k: v for k, v in postfix.items() if v is not None}, refresh=False)
         self._bar.update(percent - self._done)
         self._done = percent
-        if postfix:
-            self._bar.set_postfix({k: v for k, v in postfix.items() if v is not None}, refresh=False)
 
     def close(self) -> None:
         if self._bar is not None:

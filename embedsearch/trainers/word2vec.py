@@ -75,7 +75,10 @@ class LossCurve:
         total = float(model.get_latest_training_loss())
         loss = total - self._last
         self._last = total
-        lr = float(getattr(model, "min_alpha_yet_reached", 0.0))
+        # gensim decays the rate linearly over all epochs; in corpus_file mode it does not
+        # update min_alpha_yet_reached, so compute the rate the epoch ended at
+        done = (len(self.points) + 1) / max(1, model.epochs)
+        lr = float(model.alpha - (model.alpha - model.min_alpha) * done)
         self.points.append(
             {"epoch": len(self.points) + 1, "loss": loss, "lr": lr, "seconds": round(time.perf_counter() - self._started, 3)}
         )
