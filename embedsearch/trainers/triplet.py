@@ -1,0 +1,395 @@
+"""Triplet-loss fine-tuning of a sentence encoder (sentence-transformers modules, a plain
+PyTorch loop).
+
+Loss: max(0, d(a, p) - d(a, n) + margin), the TripletLoss of sentence-transformers, with
+cosine distance (1 - cos, in [0, 2]; default margin 0.5, a quarter of the range) or
+euclidean distance (default margin 1.0: MiniLM's outputs are unit-length, so distances lie
+in [0, 2] there too; sentence-transformers' own default of 5 suits unnormalised encoders).
+
+Bases: ``minilm``, any sentence-transformers directory, or one of our word-vector models,
+wrapped as word embeddings (frozen) + mean pooling + a trainable dense layer, which trains
+in seconds on a CPU. Held-out triplet accuracy and label retrieval are measured before and
+after; training stops early when held-out accuracy stops improving, and stops with an error
+when the embeddings collapse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedsearch.corpus import Document
+from embedsearch.errors import EmbedsearchError, InvalidArgument, UnknownModel
+from embedsearch.trainers.base import check_output_dir, param
+from embedsearch.trainers.triplets import MINING, Triplet, mine_triplets, split_labelled
+
+DISTANCES = ("cosine", "euclidean")
+DEFAULT_MARGIN = {"cosine": 0.5, "euclidean": 1.0}
+COLLAPSE_COSINE = 0.98
+
+
+class TrainingCollapsed(EmbedsearchError):
+    """Every text maps to nearly the same vector: further training would be wasted."""
+
+    code = "training_collapsed"
+
+
+@dataclass
+class TripletParams:
+    base: str = param("minilm", "model to start from: minilm, a sentence-transformers directory, or a word-vector model of ours")
+    distance: str = param("cosine", "distance in the loss", choices=DISTANCES)
+    margin: float = param(0.0, "triplet margin (0: 0.5 for cosine, 1.0 for euclidean)", min=0)
+    epochs: int = param(1, "passes over the training triplets", min=1)
+    batch_size: int = param(16, "triplets per step", min=1)
+    lr: float = param(0.0, "learning rate (0: 2e-5 for transformers, 1e-2 for the dense layer of word-vector bases)", min=0)
+    warmup: float = param(0.1, "share of the steps with a linear learning-rate warm-up", min=0)
+    mine: str = param("random", "negatives for labelled data: random, hard or semi-hard", choices=MINING)
+    per_anchor: int = param(1, "triplets mined per training document", min=1)
+    held_out: float = param(0.2, "share of documents (or triplets) held out for evaluation", min=0)
+    patience: int = param(2, "evaluations without improvement before stopping early", min=1)
+    eval_every: int = param(0, "steps between evaluations (0: once per epoch)", min=0)
+    max_seq_length: int = param(128, "longest input in tokens", min=8)
+    dense_dim: int = param(0, "word-vector bases: output size of the trained dense layer (0: the word vectors' size)", min=0)
+    seed: int = param(1, "random seed", min=0)
+    device: str = param("auto", "cpu, cuda, or auto (cuda when available)")
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            lo, choices, value = f.metadata.get("min"), f.metadata.get("choices"), getattr(self, f.name)
+            if lo is not None and value < lo:
+                raise InvalidArgument(f"--{f.name.replace('_', '-')} must be at least {lo}, got {value}")
+            if choices and value not in choices:
+                raise InvalidArgument(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+        if self.held_out >= 1:
+            raise InvalidArgument("--held-out must be below 1")
+
+    def resolved_margin(self) -> float:
+        return self.margin or DEFAULT_MARGIN[self.distance]
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidArgument("--device cuda: no CUDA device is available")
+    return requested
+
+
+def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1):
+    """(SentenceTransformer, kind) for a base spec; kind is "transformer" or "word-vectors"."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from embedsearch.embedders.sentence import bundled_minilm_path, is_sentence_transformers_dir
+
+    if spec == "minilm":
+        return SentenceTransformer(str(bundled_minilm_path()), device=device), "transformer"
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise UnknownModel(f"base model {spec!r}: not minilm and no such directory")
+    manifest = path / "manifest.json"
+    kind = json.loads(manifest.read_text(encoding="utf-8")).get("kind") if manifest.exists() else None
+    if kind in ("word-vectors", "fasttext"):
+        from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WordEmbeddings
+        from sentence_transformers.sentence_transformer.modules.tokenizer import WhitespaceTokenizer
+
+        from embedsearch.models import load_word_vectors
+
+        wv = load_word_vectors(path)  # FastText bases use their vocabulary's vectors
+        torch.manual_seed(seed)
+        out_dim = dense_dim or wv.dim
+        words = WordEmbeddings(WhitespaceTokenizer(vocab=wv.words, do_lower_case=True), wv.vectors, update_embeddings=False)
+        # start as the identity (or a random projection when the size changes), so the
+        # untrained model is the mean of word vectors the base already gives
+        init = torch.eye(out_dim, wv.dim) if out_dim == wv.dim else None
+        dense = Dense(wv.dim, out_dim, activation_function=torch.nn.Identity(), init_weight=init,
+                      init_bias=torch.zeros(out_dim) if init is not None else None)  # fmt: skip
+        return SentenceTransformer(modules=[words, Pooling(wv.dim, "mean"), dense], device=device), "word-vectors"
+    if kind == "sentence-transformers" or is_sentence_transformers_dir(path):
+        return SentenceTransformer(str(path), device=device), "transformer"
+    raise UnknownModel(f"base model {spec}: neither a sentence-transformers model nor a word-vector model")
+
+
+def encode(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        out = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
+    return np.asarray(out, dtype=np.float32)
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+def evaluate(model, triplets: list[Triplet], docs: list[Document], label_field: str | None, distance: str) -> dict:
+    """Held-out triplet accuracy, label retrieval (when documents are labelled) and the mean
+    pairwise cosine that signals collapse."""
+    from embedsearch.evaluation.retrieval import label_retrieval, mean_pairwise_cosine, triplet_accuracy
+
+    texts = sorted({t for tr in triplets for t in (tr.anchor, tr.positive, tr.negative)} | {d.text for d in docs})
+    vecs = dict(zip(texts, encode(model, texts), strict=True))
+    out: dict[str, Any] = {}
+    if triplets:
+        a, p, n = (np.stack([vecs[getattr(t, f)] for t in triplets]) for f in ("anchor", "positive", "negative"))
+        out["triplet_accuracy"] = triplet_accuracy(a, p, n, distance)
+    if docs and label_field:
+        out.update(label_retrieval(np.stack([vecs[d.text] for d in docs]), [str(d.metadata[label_field]) for d in docs]))
+    out["mean_pairwise_cosine"] = mean_pairwise_cosine(np.stack(list(vecs.values())))
+    return out
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TripletData:
+    train: list[Triplet]
+    held_out: list[Triplet]
+    held_out_docs: list[Document]
+    label_field: str | None
+    fingerprint: str
+    skipped: list[str]
+
+
+def _fingerprint(items: list[str]) -> str:
+    h = hashlib.sha256()
+    for s in items:
+        h.update(s.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def data_from_triplets(triplets: list[Triplet], params: TripletParams) -> TripletData:
+    """Hold out a share of the triplets; training triplets sharing any text with them are dropped."""
+    rng = np.random.default_rng(params.seed)
+    order = rng.permutation(len(triplets))
+    n_test = int(round(len(triplets) * params.held_out))
+    test = [triplets[i] for i in order[:n_test]]
+    seen = {t for tr in test for t in (tr.anchor, tr.positive, tr.negative)}
+    train = [triplets[i] for i in order[n_test:] if not ({triplets[i].anchor, triplets[i].positive, triplets[i].negative} & seen)]
+    if not train:
+        raise InvalidArgument("no training triplets left after holding out evaluation texts; lower --held-out")
+    fp = _fingerprint([x for t in triplets for x in (t.anchor, t.positive, t.negative)])
+    return TripletData(train, test, [], None, fp, [])
+
+
+def data_from_labels(docs: list[Document], label_field: str, params: TripletParams, base_model, on_skip=None) -> TripletData:
+    split = split_labelled(docs, label_field, held_out=params.held_out, seed=params.seed, on_skip=on_skip)
+    emb = encode(base_model, [d.text for d in split.train]) if params.mine != "random" else None
+    train = mine_triplets(split.train, label_field, strategy=params.mine, embeddings=emb,
+                          margin=params.resolved_margin(), per_anchor=params.per_anchor, seed=params.seed)  # fmt: skip
+    test = (
+        mine_triplets(split.held_out, label_field, strategy="random", per_anchor=params.per_anchor, seed=params.seed + 1)
+        if split.held_out
+        else []
+    )
+    fp = _fingerprint([f"{d.metadata.get(label_field)}\t{d.text}" for d in docs])
+    return TripletData(train, test, split.held_out, label_field, fp, split.skipped_labels)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def _distance(torch, a, b, kind: str):
+    if kind == "cosine":
+        return 1 - torch.nn.functional.cosine_similarity(a, b)
+    return torch.nn.functional.pairwise_distance(a, b)
+
+
+def fit(model, kind: str, data: TripletData, params: TripletParams, device: str, progress: bool, checkpoint_dir: Path) -> dict:
+    """Train in place; returns the loss curve, evaluations and the reason training stopped.
+    The best model by held-out triplet accuracy is checkpointed and restored at the end."""
+    import torch
+    from tqdm import tqdm
+
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    margin = params.resolved_margin()
+    lr = params.lr or (1e-2 if kind == "word-vectors" else 2e-5)
+    model.max_seq_length = min(params.max_seq_length, getattr(model, "max_seq_length", None) or params.max_seq_length)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr)
+    steps_per_epoch = math.ceil(len(data.train) / params.batch_size)
+    total = steps_per_epoch * params.epochs
+    warm = max(1, int(total * params.warmup))
+
+    def schedule(s: int) -> float:  # linear warm-up, then linear decay to zero
+        return (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    eval_every = params.eval_every or steps_per_epoch
+    curve, evals = [], []
+    best, best_step, waited, stopped = -1.0, 0, 0, "finished all epochs"
+    step = 0
+    bar = tqdm(total=total, desc="triplet", unit="step", disable=None if progress else True, leave=False)
+    started = time.perf_counter()
+    try:
+        for epoch in range(params.epochs):
+            order = rng.permutation(len(data.train))
+            for b in range(steps_per_epoch):
+                batch = [data.train[i] for i in order[b * params.batch_size : (b + 1) * params.batch_size]]
+                model.train()
+                with autocast:
+                    emb = [model(_features(model, [getattr(t, f) for t in batch], device))["sentence_embedding"]
+                           for f in ("anchor", "positive", "negative")]  # fmt: skip
+                    d_pos = _distance(torch, emb[0], emb[1], params.distance)
+                    d_neg = _distance(torch, emb[0], emb[2], params.distance)
+                    loss = torch.relu(d_pos - d_neg + margin).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                curve.append({"step": step, "epoch": epoch + 1, "loss": float(loss.detach())})
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+                if step % eval_every == 0 or step == total:
+                    if data.held_out or data.held_out_docs:
+                        m = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance)
+                        m["step"] = step
+                        evals.append(m)
+                        _collapse_check(m, curve[-eval_every:], margin)
+                        score = m.get("triplet_accuracy", m.get("recall@10", 0.0))
+                        if score > best:
+                            best, best_step, waited = score, step, 0
+                            _checkpoint(model, checkpoint_dir)
+                        else:
+                            waited += 1
+                            if waited >= params.patience:
+                                stopped = f"early stop: no held-out improvement in {params.patience} evaluations"
+                                raise _Stop
+    except _Stop:
+        pass
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    if best_step and best_step != step:
+        restored = _restore(checkpoint_dir, device)
+        model.load_state_dict(restored.state_dict())
+    return {"loss_curve": curve, "evaluations": evals, "stopped": stopped, "best_step": best_step or step, "steps": step,
+            "train_seconds": round(seconds, 3), "examples_per_second": round(step * params.batch_size / max(seconds, 1e-9), 2),
+            "lr": lr, "margin": margin}  # fmt: skip
+
+
+class _Stop(Exception):
+    pass
+
+
+def _features(model, texts: list[str], device: str) -> dict:
+    feats = model.tokenize(texts)
+    return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in feats.items()}
+
+
+def _collapse_check(metrics: dict, recent: list[dict], margin: float) -> None:
+    if metrics["mean_pairwise_cosine"] > COLLAPSE_COSINE:
+        raise TrainingCollapsed(
+            f"the embeddings collapsed: mean pairwise cosine {metrics['mean_pairwise_cosine']:.3f} > {COLLAPSE_COSINE}; "
+            "lower --lr, or use --mine random or semi-hard instead of hard"
+        )
+    losses = [p["loss"] for p in recent]
+    if len(losses) >= 5 and all(abs(x - margin) < 1e-3 for x in losses):
+        raise TrainingCollapsed(f"the loss is stuck at the margin ({margin}): every triplet is tied; lower --lr")
+
+
+def _checkpoint(model, directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    model.save(str(directory), safe_serialization=True)
+
+
+def _restore(directory: Path, device: str):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(directory), device=device)
+
+
+def train_triplet(
+    params: TripletParams,
+    out_dir: Path,
+    *,
+    triplets: list[Triplet] | None = None,
+    documents: list[Document] | None = None,
+    label_field: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    on_skip=None,
+) -> dict[str, Any]:
+    """Fine-tune ``params.base`` on triplets (given, or mined from labelled ``documents``)
+    and publish a sentence-transformers model with our manifest at ``out_dir``."""
+    import sentence_transformers
+    import torch
+
+    from embedsearch.models import publish_dir, write_manifest
+
+    params.validate()
+    if (triplets is None) == (documents is None):
+        raise InvalidArgument("give either triplets or labelled documents")
+    out_dir = Path(out_dir).expanduser().absolute()
+    check_output_dir(out_dir, overwrite)
+    device = resolve_device(params.device)
+    model, kind = load_base(params.base, device, dense_dim=params.dense_dim, seed=params.seed)
+    if triplets is not None:
+        data = data_from_triplets(triplets, params)
+    else:
+        if not label_field:
+            raise InvalidArgument("labelled documents need --label-field")
+        data = data_from_labels(documents, label_field, params, model, on_skip=on_skip)
+    if not data.train:
+        raise InvalidArgument("no training triplets: the data is too small")
+    before = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if data.held_out else {}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
+        result = fit(model, kind, data, params, device, progress, Path(tmp) / "checkpoint")
+        after = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if data.held_out else {}
+        model_dir = Path(tmp) / "model"
+        model.save(str(model_dir), safe_serialization=True)
+        manifest = {
+            "format": 1,
+            "kind": "sentence-transformers",
+            "algorithm": "triplet",
+            "base": params.base,
+            "base_kind": kind,
+            "params": dataclasses.asdict(params),
+            "seed": params.seed,
+            "dim": int(encode(model, ["x"]).shape[1]),
+            "device": device,
+            "data": {
+                "fingerprint": data.fingerprint,
+                "train_triplets": len(data.train),
+                "held_out_triplets": len(data.held_out),
+                "held_out_documents": len(data.held_out_docs),
+                "label_field": data.label_field,
+                "skipped_labels": data.skipped,
+                "mining": params.mine if documents is not None else "given",
+            },  # fmt: skip
+            "metrics_before": before,
+            "metrics_after": after,
+            "versions": {
+                "sentence-transformers": sentence_transformers.__version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },  # fmt: skip
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **result,
+        }
+        write_manifest(model_dir, manifest)
+        publish_dir(model_dir, out_dir, overwrite=overwrite)
+    return manifest
