@@ -118,3 +118,13 @@ def test_bad_input(planted, tmp_path):
         train_triplet(TripletParams(base=str(base), distance="manhattan"), tmp_path / "e", documents=docs, label_field="label")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "d"]
     assert not Path(tmp_path / "c").exists()
+
+
+def test_collapse_alarm():
+    from embedsearch.trainers.triplet import TrainingCollapsed, _collapse_check
+
+    _collapse_check({"mean_pairwise_cosine": 0.4}, [{"loss": 0.3}] * 10, 0.5)  # healthy: no error
+    with pytest.raises(TrainingCollapsed, match="collapsed: mean pairwise cosine 0.995"):
+        _collapse_check({"mean_pairwise_cosine": 0.995}, [{"loss": 0.3}] * 10, 0.5)
+    with pytest.raises(TrainingCollapsed, match="stuck at the margin"):
+        _collapse_check({"mean_pairwise_cosine": 0.5}, [{"loss": 0.5}] * 10, 0.5)

@@ -1,5 +1,6 @@
-"""Triplet-loss fine-tuning of a sentence encoder (sentence-transformers modules, a plain
-PyTorch loop).
+"""Triplet-loss fine-tuning of a sentence encoder: sentence-transformers modules and its
+TripletLoss, driven by a plain PyTorch loop (the library's trainer needs ``datasets`` and
+``accelerate``, which this project does not otherwise use).
 
 Loss: max(0, d(a, p) - d(a, n) + margin), the TripletLoss of sentence-transformers, with
 cosine distance (1 - cos, in [0, 2]; default margin 0.5, a quarter of the range) or
@@ -208,12 +209,6 @@ def data_from_labels(docs: list[Document], label_field: str, params: TripletPara
 # --- training ----------------------------------------------------------------------------------
 
 
-def _distance(torch, a, b, kind: str):
-    if kind == "cosine":
-        return 1 - torch.nn.functional.cosine_similarity(a, b)
-    return torch.nn.functional.pairwise_distance(a, b)
-
-
 def fit(model, kind: str, data: TripletData, params: TripletParams, device: str, progress: bool, checkpoint_dir: Path) -> dict:
     """Train in place; returns the loss curve, evaluations and the reason training stopped.
     The best model by held-out triplet accuracy is checkpointed and restored at the end."""
@@ -225,6 +220,10 @@ def fit(model, kind: str, data: TripletData, params: TripletParams, device: str,
     margin = params.resolved_margin()
     lr = params.lr or (1e-2 if kind == "word-vectors" else 2e-5)
     model.max_seq_length = min(params.max_seq_length, getattr(model, "max_seq_length", None) or params.max_seq_length)
+    from sentence_transformers.sentence_transformer.losses import TripletDistanceMetric, TripletLoss
+
+    metric = TripletDistanceMetric.COSINE if params.distance == "cosine" else TripletDistanceMetric.EUCLIDEAN
+    loss_fn = TripletLoss(model, distance_metric=metric, triplet_margin=margin)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=lr)
     steps_per_epoch = math.ceil(len(data.train) / params.batch_size)
@@ -251,9 +250,7 @@ def fit(model, kind: str, data: TripletData, params: TripletParams, device: str,
                 with autocast:
                     emb = [model(_features(model, [getattr(t, f) for t in batch], device))["sentence_embedding"]
                            for f in ("anchor", "positive", "negative")]  # fmt: skip
-                    d_pos = _distance(torch, emb[0], emb[1], params.distance)
-                    d_neg = _distance(torch, emb[0], emb[2], params.distance)
-                    loss = torch.relu(d_pos - d_neg + margin).mean()
+                    loss = loss_fn.compute_loss_from_embeddings(emb, None)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
