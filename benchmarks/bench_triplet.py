@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 from embedsearch.corpus import ReadOptions
-from embedsearch.datasets import mini_newsgroup
-from embedsearch.evaluation.intrinsic import gensim_data
+from embedsearch.datasets import gensim_data, mini_newsgroup
 from embedsearch.trainers import get_trainer, train
 from embedsearch.trainers.triplet import TripletParams, train_triplet
 from embedsearch.trainers.triplets import split_labelled

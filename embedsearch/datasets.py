@@ -1,4 +1,4 @@
-"""Labelled data shipped inside installed packages, read without executing anything.
+"""Data shipped inside installed packages (gensim's test data), read without executing anything.
 
 gensim's wheel ships ``test_data/mini_newsgroup``: a zlib-compressed protocol-0 pickle of a
 scikit-learn ``Bunch`` (texts, integer targets as a numpy array, target names). Loading it
@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import pickletools
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,26 @@ from embedsearch.corpus import Document
 from embedsearch.errors import CorpusError
 
 _MARK = object()
+
+
+def gensim_data(name: str) -> Path:
+    """A file from gensim's bundled test data (the wheel ships it; nothing is downloaded)."""
+    from gensim.test.utils import datapath
+
+    path = Path(datapath(name))
+    if not path.exists():
+        raise CorpusError(f"gensim's bundled data file {name} is missing; reinstall gensim")
+    return path
+
+
+def lee_documents() -> Iterator[Document]:
+    """The Lee corpus: 300 background news stories and the 50 rated test stories."""
+    for split, filename in (("background", "lee_background.cor"), ("test", "lee.cor")):
+        with open(gensim_data(filename), encoding="latin-1") as f:
+            for n, line in enumerate(f, start=1):
+                text = line.strip()
+                if text:
+                    yield Document(f"lee-{split}-{n}", text, {"source": "lee", "split": split, "n": n})
 
 
 @dataclass
@@ -188,9 +209,7 @@ def mini_newsgroup(*, strip_headers: bool = True) -> LabelledCorpus:
     """gensim's labelled newsgroup sample (200 posts, alt.atheism and sci.space) as documents
     with ``label`` and ``subject`` metadata. ``strip_headers`` drops the header block, whose
     ``Newsgroups:`` line would give the label away to any model."""
-    from embedsearch.evaluation.intrinsic import gensim_data
-
-    path: Path = gensim_data("mini_newsgroup")
+    path = gensim_data("mini_newsgroup")
     try:
         data = zlib.decompress(path.read_bytes())
     except zlib.error as exc:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from embedsearch.corpus import Document
-from embedsearch.errors import CorpusError
+from embedsearch.datasets import lee_documents
 from embedsearch.store.collection import AddResult, Collection, Hit, Store
 
 DEMO_COLLECTION = "lee-demo"
@@ -17,26 +14,6 @@ DEMO_QUERIES: list[tuple[str, dict | None]] = [
     ("Test cricket match against South Africa", None),
     ("asylum seekers in detention centres", {"split": "test"}),
 ]
-
-
-def gensim_data(name: str) -> Path:
-    """A file from gensim's bundled test data (the wheel ships it; nothing is downloaded)."""
-    from gensim.test.utils import datapath
-
-    path = Path(datapath(name))
-    if not path.exists():
-        raise CorpusError(f"gensim's bundled data file {name} is missing; reinstall gensim")
-    return path
-
-
-def lee_documents() -> Iterator[Document]:
-    """The Lee corpus: 300 background news stories and the 50 rated test stories."""
-    for split, filename in (("background", "lee_background.cor"), ("test", "lee.cor")):
-        with open(gensim_data(filename), encoding="latin-1") as f:
-            for n, line in enumerate(f, start=1):
-                text = line.strip()
-                if text:
-                    yield Document(f"lee-{split}-{n}", text, {"source": "lee", "split": split, "n": n})
 
 
 @dataclass

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 
-from embedsearch.evaluation.docsim import lee_document_similarity, lee_documents, lee_human_similarities
+from embedsearch.evaluation.docsim import lee_document_similarity, lee_human_similarities, lee_test_texts
 
 
 def test_lee_ratings_are_a_symmetric_matrix():
     m = lee_human_similarities()
     assert m.shape == (50, 50) and np.allclose(m, m.T) and np.all(np.diag(m) == 1)
-    assert len(lee_documents()) == 50
+    assert len(lee_test_texts()) == 50
     assert m[0, 1] == 0.3 and m[0, 32] == 0.96  # values from the file's first row
 
 
@@ -27,7 +27,7 @@ def test_lee_similarity_of_a_perfect_and_a_lexical_model(hashing):
             m = lee_human_similarities()
             w, v = np.linalg.eigh(m)
             factor = v * np.sqrt(np.clip(w, 0, None))
-            index = {t: i for i, t in enumerate(lee_documents())}
+            index = {t: i for i, t in enumerate(lee_test_texts())}
             return np.stack([factor[index[t]] for t in texts])
 
     perfect = lee_document_similarity(Oracle())

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from embedsearch.corpus import ReadOptions
+from embedsearch.datasets import gensim_data
 from embedsearch.errors import CorpusError, OutputExists
-from embedsearch.evaluation.intrinsic import gensim_data
 from embedsearch.models import load_word_vectors, read_manifest
 from embedsearch.trainers import get_trainer, train
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from embedsearch.corpus import ReadOptions
+from embedsearch.datasets import gensim_data
 from embedsearch.errors import InvalidArgument, ModelFormatError, OutOfVocabulary
-from embedsearch.evaluation.intrinsic import gensim_data
 from embedsearch.formats import read_vectors, write_vectors
 from embedsearch.models import export_model, import_vectors, load_word_vectors, read_manifest
 from embedsearch.trainers import get_trainer, train

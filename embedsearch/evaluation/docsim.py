@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from embedsearch.datasets import gensim_data, lee_documents
 from embedsearch.embedders.base import Embedder
 from embedsearch.errors import EmbedsearchError
-from embedsearch.evaluation.intrinsic import gensim_data
 
 
-def lee_documents() -> list[str]:
-    return [line.strip() for line in gensim_data("lee.cor").read_text(encoding="latin-1").splitlines() if line.strip()]
+def lee_test_texts() -> list[str]:
+    """The 50 rated documents (``lee.cor``), in the order of the rating matrix."""
+    return [d.text for d in lee_documents() if d.metadata["split"] == "test"]
 
 
 def lee_human_similarities() -> np.ndarray:
@@ -31,7 +32,7 @@ def lee_document_similarity(embedder: Embedder) -> dict[str, Any]:
     """Correlation of the embedder's cosine similarities with the human ratings."""
     from scipy.stats import pearsonr, spearmanr
 
-    docs = lee_documents()
+    docs = lee_test_texts()
     x = embedder.embed(docs).astype(np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)

@@ -12,22 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from embedsearch.errors import EmbedsearchError
+from embedsearch.datasets import gensim_data
 from embedsearch.wordvectors import WordVectors
 
 #: benchmark name -> file under gensim.test.utils.datapath
 WORD_SIMILARITY_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 ANALOGY_SETS = {"google": "questions-words.txt"}
-
-
-def gensim_data(name: str) -> Path:
-    """Path of a file gensim ships with its tests (no download)."""
-    from gensim.test.utils import datapath
-
-    path = Path(datapath(name))
-    if not path.exists():
-        raise EmbedsearchError(f"gensim's test data file {name} is missing from this installation")
-    return path
 
 
 def read_word_pairs(path: Path) -> list[tuple[str, str, float]]:

@@ -24,12 +24,12 @@ def word_model_dir(spec: str) -> Path | None:
 def evaluate_model(spec: str, *, device: str | None = None, restrict_vocab: int = 30000) -> dict[str, Any]:
     """Word-level benchmarks (WordSim-353, SimLex-999, Google analogies) and Lee document
     similarity for one model; ``skipped`` says why a metric was not computed."""
+    from embedsearch.datasets import gensim_data
     from embedsearch.evaluation.docsim import SingleWordVectors, lee_document_similarity
     from embedsearch.evaluation.intrinsic import (
         ANALOGY_SETS,
         WORD_SIMILARITY_SETS,
         analogy_accuracy,
-        gensim_data,
         read_analogies,
         read_word_pairs,
         word_similarity,
