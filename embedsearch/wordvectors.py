@@ -58,8 +58,9 @@ class WordVectors:
     def unit(self) -> np.ndarray:
         """Unit-length rows (zero rows stay zero), computed once."""
         if self._unit is None:
-            norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
-            self._unit = np.divide(self.vectors, norms, out=np.zeros_like(self.vectors), where=norms > 0)
+            from embedsearch.embedders.base import normalize_rows
+
+            self._unit = normalize_rows(self.vectors.copy())
         return self._unit
 
     def vector(self, word: str) -> np.ndarray:
@@ -154,9 +155,6 @@ class FastTextVectors(WordVectors):
         if not word:
             raise OutOfVocabulary("an empty word has no vector")
         return np.asarray(self.model.get_word_vector(word), dtype=np.float32)
-
-    def in_vocabulary(self, word: str) -> bool:
-        return word in self.index
 
 
 def load_fasttext_bin(path) -> object:

@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from embedsearch.embedders.base import normalize_rows
 from embedsearch.errors import InvalidArgument
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return normalize_rows(np.array(x, dtype=np.float32))  # a copy: the caller's array is left alone
 
 
 def label_retrieval(embeddings: np.ndarray, labels: list[str] | np.ndarray, k: int = 10) -> dict[str, Any]:

@@ -30,6 +30,32 @@ def param(default: Any, help: str, *, min: float | None = None, choices: tuple[s
     return field(default=default, metadata={"help": help, "min": min, "choices": choices, "flag": flag})
 
 
+def check_params(params: Any) -> None:
+    """Check every field of a parameter dataclass against its ``min`` and ``choices`` metadata."""
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        lo = f.metadata.get("min")
+        if lo is not None and value < lo:
+            raise InvalidArgument(f"--{f.name.replace('_', '-')} must be at least {lo}, got {value}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise InvalidArgument(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def torch_device(requested: str) -> str:
+    """``auto`` (CUDA when PyTorch sees one), ``cpu``, or ``cuda[:n]``, which must exist."""
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    available = torch.cuda.is_available()
+    if requested == "auto":
+        return "cuda" if available else "cpu"
+    if requested.startswith("cuda") and not available:
+        raise InvalidArgument(f"--device {requested}: no CUDA device is available (torch.cuda.is_available() is False)")
+    return requested
+
+
 @dataclass
 class WordParams:
     """Parameters every word-embedding trainer takes."""
@@ -44,14 +70,7 @@ class WordParams:
     deterministic: bool = param(False, "train with one thread so that the same seed gives the same vectors")
 
     def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            lo = f.metadata.get("min")
-            if lo is not None and value < lo:
-                raise InvalidArgument(f"--{f.name.replace('_', '-')} must be at least {lo}, got {value}")
-            choices = f.metadata.get("choices")
-            if choices and value not in choices:
-                raise InvalidArgument(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+        check_params(self)
 
     def worker_threads(self) -> int:
         from embedsearch.trainers.glove_core import default_threads

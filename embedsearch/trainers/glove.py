@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedsearch.errors import InvalidArgument
-from embedsearch.trainers.base import FitResult, Trainer, WordParams, param
+from embedsearch.trainers.base import FitResult, Trainer, WordParams, param, torch_device
 from embedsearch.trainers.prepare import PreparedCorpus
 from embedsearch.trainers.progress import Bar
 
@@ -25,18 +25,6 @@ class GloveParams(WordParams):
                         choices=("auto", "cpu", "cuda"))  # fmt: skip
 
 
-def resolve_device(requested: str) -> str:
-    if requested == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if requested == "cuda":
-        raise InvalidArgument("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
-    return "cpu"
-
-
 class GloveTrainer(Trainer):
     name = "glove"
     summary = "GloVe (Pennington et al. 2014), implemented here: compiled CPU threads or PyTorch on CUDA"
@@ -51,7 +39,7 @@ class GloveTrainer(Trainer):
         from embedsearch.trainers import glove_core as G
 
         threads = params.worker_threads()
-        device = resolve_device(params.device)
+        device = torch_device(params.device)
         vocab = corpus.vocabulary(params.min_count, params.max_vocab or None)
         ids, ends = corpus.encoded(vocab)
         t0 = time.perf_counter()

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from embedsearch.corpus import ReadOptions, iter_documents, resolve_sources, tokenize
+from embedsearch.embedders.base import _stderr
 from embedsearch.errors import CorpusError
 
 #: identifies the tokenizer in manifests; bump when :func:`tokenize` changes behaviour
@@ -159,9 +160,3 @@ def prepare_corpus(
         fingerprint=digest.hexdigest(),
         sources=[s.display for s in sources],
     )
-
-
-def _stderr():
-    import sys
-
-    return sys.stderr

@@ -33,7 +33,7 @@ import numpy as np
 
 from embedsearch.corpus import Document
 from embedsearch.errors import EmbedsearchError, InvalidArgument, UnknownModel
-from embedsearch.trainers.base import check_output_dir, param
+from embedsearch.trainers.base import check_output_dir, check_params, param, torch_device
 from embedsearch.trainers.triplets import MINING, Triplet, mine_triplets, split_labelled
 
 DISTANCES = ("cosine", "euclidean")
@@ -67,12 +67,7 @@ class TripletParams:
     device: str = param("auto", "cpu, cuda, or auto (cuda when available)")
 
     def validate(self) -> None:
-        for f in dataclasses.fields(self):
-            lo, choices, value = f.metadata.get("min"), f.metadata.get("choices"), getattr(self, f.name)
-            if lo is not None and value < lo:
-                raise InvalidArgument(f"--{f.name.replace('_', '-')} must be at least {lo}, got {value}")
-            if choices and value not in choices:
-                raise InvalidArgument(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+        check_params(self)
         if self.held_out >= 1:
             raise InvalidArgument("--held-out must be below 1")
 
@@ -81,16 +76,6 @@ class TripletParams:
 
 
 # --- models ------------------------------------------------------------------------------------
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidArgument("--device cuda: no CUDA device is available")
-    return requested
 
 
 def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1):
@@ -341,7 +326,7 @@ def train_triplet(
         raise InvalidArgument("give either triplets or labelled documents")
     out_dir = Path(out_dir).expanduser().absolute()
     check_output_dir(out_dir, overwrite)
-    device = resolve_device(params.device)
+    device = torch_device(params.device)
     model, kind = load_base(params.base, device, dense_dim=params.dense_dim, seed=params.seed)
     if triplets is not None:
         data = data_from_triplets(triplets, params)
