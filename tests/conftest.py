@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,18 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def _isolated_env(monkeypatch):
     monkeypatch.delenv("EMBEDSEARCH_HOME", raising=False)
     monkeypatch.delenv("EMBEDSEARCH_DB", raising=False)
+
+
+@pytest.fixture
+def no_pickle(monkeypatch):
+    """While the test runs, any pickle load fails it."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("pickle was used to load data")
+
+    monkeypatch.setattr(pickle, "load", boom)
+    monkeypatch.setattr(pickle, "loads", boom)
+    monkeypatch.setattr(pickle, "Unpickler", boom)
 
 
 @pytest.fixture

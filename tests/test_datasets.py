@@ -13,13 +13,7 @@ from embedsearch.datasets import Opaque, mini_newsgroup, ndarray_from, read_pick
 from embedsearch.errors import CorpusError
 
 
-def test_mini_newsgroup_without_unpickling(monkeypatch):
-    def boom(*args, **kwargs):
-        raise AssertionError("pickle was used")
-
-    monkeypatch.setattr(pickle, "loads", boom)
-    monkeypatch.setattr(pickle, "load", boom)
-    monkeypatch.setattr(pickle, "Unpickler", boom)
+def test_mini_newsgroup_without_unpickling(no_pickle):
     raw = mini_newsgroup(strip_headers=False)
     assert raw.label_names == ["alt.atheism", "sci.space"]
     assert Counter(d.metadata["label"] for d in raw.documents) == {"alt.atheism": 100, "sci.space": 100}

@@ -4,7 +4,6 @@ FastText subwords, GloVe's counts against brute force, and bad input."""
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +35,6 @@ def _train(key: str, out: Path, corpus: str = LEE, opts: ReadOptions = LEE_OPTS,
     trainer = _trainer(key)
     p = trainer.Params(**{**FAST[key], **params})
     return train(trainer, [corpus], out, p, read_options=opts)
-
-
-@pytest.fixture
-def no_pickle(monkeypatch):
-    """Any pickle load while the block runs fails the test."""
-
-    def boom(*args, **kwargs):
-        raise AssertionError("pickle was used to load a model")
-
-    monkeypatch.setattr(pickle, "load", boom)
-    monkeypatch.setattr(pickle, "loads", boom)
-    monkeypatch.setattr(pickle, "Unpickler", boom)
 
 
 def planted_corpus(path: Path, n_sentences: int = 3000, seed: int = 0) -> Path:
