@@ -232,3 +232,22 @@ def mini_newsgroup(*, strip_headers: bool = True) -> LabelledCorpus:
         meta = {"label": names[int(target)], "source": "mini_newsgroup", "subject": headers.get("subject", "")}
         docs.append(Document(f"mini_newsgroup-{i}", body if strip_headers and body else text, meta))
     return LabelledCorpus(docs, names)
+
+
+#: corpora read from installed packages, by the name ``--corpus`` accepts
+BUNDLED_CORPORA = {
+    "lee": "gensim's Lee news corpus: 300 background + 50 rated stories (metadata split: background/test)",
+    "lee-background": "the 300 background stories of the Lee corpus",
+    "mini_newsgroup": "gensim's 200 newsgroup posts, headers stripped (metadata label: alt.atheism or sci.space)",
+}
+
+
+def bundled_corpus(name: str) -> list[Document]:
+    """The documents of a bundled corpus (see :data:`BUNDLED_CORPORA`)."""
+    if name == "lee":
+        return list(lee_documents())
+    if name == "lee-background":
+        return [d for d in lee_documents() if d.metadata["split"] == "background"]
+    if name == "mini_newsgroup":
+        return mini_newsgroup().documents
+    raise CorpusError(f"unknown bundled corpus {name!r}; choose one of {', '.join(BUNDLED_CORPORA)}")

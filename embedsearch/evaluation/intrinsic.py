@@ -31,21 +31,41 @@ def read_word_pairs(path: Path) -> list[tuple[str, str, float]]:
     return pairs
 
 
-def word_similarity(wv: WordVectors, pairs: list[tuple[str, str, float]]) -> dict[str, Any]:
-    """Spearman and Pearson correlation between cosine similarities and human scores."""
-    from scipy.stats import pearsonr, spearmanr
+def word_similarity(wv: WordVectors, pairs: list[tuple[str, str, float]], *, resamples: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Spearman and Pearson correlation between cosine similarities and human scores.
 
-    model, human = [], []
+    Pairs with a word outside the vocabulary are skipped, except for models with subwords,
+    which answer every pair; ``in_vocab_pairs`` and ``spearman_in_vocab`` report the pairs
+    whose words are all in the model's own vocabulary, so a subword model's advantage on
+    unseen words is visible as such. With ``resamples``, a bootstrap interval over pairs
+    is added (``spearman_low``/``spearman_high``).
+    """
+    from scipy.stats import pearsonr
+
+    from embedsearch.evaluation.metrics import bootstrap_indices, spearman
+
+    model, human, in_vocab = [], [], []
     for a, b, score in pairs:
-        if wv.has_subwords or (a in wv and b in wv):
+        known = a in wv and b in wv
+        if wv.has_subwords or known:
             model.append(wv.similarity(a, b))
             human.append(score)
+            in_vocab.append(known)
     out: dict[str, Any] = {"pairs": len(pairs), "covered": len(model), "coverage": len(model) / max(1, len(pairs))}
+    mask = np.asarray(in_vocab, dtype=bool)
+    out["in_vocab_pairs"] = int(mask.sum())
+    out["oov_rate"] = 1 - out["in_vocab_pairs"] / max(1, len(pairs))
+    out["spearman"] = out["pearson"] = out["spearman_in_vocab"] = None
+    m, h = np.asarray(model, dtype=np.float64), np.asarray(human, dtype=np.float64)
     if len(model) >= 3:
-        out["spearman"] = float(spearmanr(model, human).statistic)
-        out["pearson"] = float(pearsonr(model, human).statistic)
-    else:
-        out["spearman"] = out["pearson"] = None
+        out["spearman"] = spearman(m, h)
+        out["pearson"] = float(pearsonr(m, h).statistic)
+        if resamples:
+            idx = bootstrap_indices(len(m), resamples, seed)
+            rhos = np.array([spearman(m[i], h[i]) or 0.0 for i in idx])
+            out["spearman_low"], out["spearman_high"] = (float(v) for v in np.percentile(rhos, [2.5, 97.5]))
+    if mask.sum() >= 3:
+        out["spearman_in_vocab"] = spearman(m[mask], h[mask])
     return out
 
 

@@ -21,11 +21,13 @@ def word_model_dir(spec: str) -> Path | None:
     return None
 
 
-def evaluate_model(spec: str, *, device: str | None = None, restrict_vocab: int = 30000) -> dict[str, Any]:
-    """Word-level benchmarks (WordSim-353, SimLex-999, Google analogies) and Lee document
-    similarity for one model; ``skipped`` says why a metric was not computed."""
+def word_benchmarks(spec: str, embedder=None, *, restrict_vocab: int = 30000, resamples: int = 0) -> dict[str, Any]:
+    """WordSim-353 and SimLex-999 (with OOV rate) and Google analogies (with per-section
+    accuracy) for one model: a word model directly, a sentence model through each word
+    embedded alone (``embedder``, loaded from ``spec`` when not given). ``metrics`` holds the
+    results, ``skipped`` the reason for each metric that does not apply."""
     from embedsearch.datasets import gensim_data
-    from embedsearch.evaluation.docsim import SingleWordVectors, lee_document_similarity
+    from embedsearch.evaluation.docsim import SingleWordVectors
     from embedsearch.evaluation.intrinsic import (
         ANALOGY_SETS,
         WORD_SIMILARITY_SETS,
@@ -35,35 +37,52 @@ def evaluate_model(spec: str, *, device: str | None = None, restrict_vocab: int 
         word_similarity,
     )
 
-    if not (Path(spec).is_dir() or spec in ("minilm", "hashing")):
-        raise UnknownModel(f"unknown model {spec!r}: not a built-in and no such directory")
-    out: dict[str, Any] = {"model": spec, "metrics": {}, "skipped": {}}
+    out: dict[str, Any] = {"metrics": {}, "skipped": {}}
     word_dir = word_model_dir(spec)
-    started = time.perf_counter()
     if word_dir is not None:
         from embedsearch.models import load_word_vectors
 
-        wv = load_word_vectors(word_dir)
-        out["kind"] = "word vectors" + (" with subwords" if wv.has_subwords else "")
-        for name, file in WORD_SIMILARITY_SETS.items():
-            out["metrics"][name] = word_similarity(wv, read_word_pairs(gensim_data(file)))
-        res = analogy_accuracy(wv, read_analogies(gensim_data(ANALOGY_SETS["google"])), restrict_vocab=restrict_vocab)
-        out["metrics"]["google_analogy"] = res
+        words = load_word_vectors(word_dir)
+        out["kind"] = "word vectors" + (" with subwords" if words.has_subwords else "")
+    else:
+        words = SingleWordVectors(embedder if embedder is not None else load_embedder(spec))
+        out["kind"] = "sentence model"
+    for name, file in WORD_SIMILARITY_SETS.items():
+        pairs = read_word_pairs(gensim_data(file))
+        if word_dir is None:
+            words.prefetch({w for a, b, _ in pairs for w in (a, b)})
+        result = word_similarity(words, pairs, resamples=resamples)
+        if word_dir is None:
+            result["note"] = "each word embedded as a one-word text"
+        elif words.has_subwords and result["in_vocab_pairs"] < result["pairs"]:
+            result["note"] = f"{result['pairs'] - result['in_vocab_pairs']} pairs answered from subwords"
+        out["metrics"][name] = result
+    if word_dir is not None:
+        sections = read_analogies(gensim_data(ANALOGY_SETS["google"]))
+        out["metrics"]["google_analogy"] = analogy_accuracy(words, sections, restrict_vocab=restrict_vocab)
+    else:
+        out["skipped"]["google_analogy"] = "a sentence model has no vocabulary to search for the answer word"
+    return out
+
+
+def evaluate_model(spec: str, *, device: str | None = None, restrict_vocab: int = 30000) -> dict[str, Any]:
+    """Word-level benchmarks (WordSim-353, SimLex-999, Google analogies) and Lee document
+    similarity for one model; ``skipped`` says why a metric was not computed."""
+    from embedsearch.evaluation.docsim import lee_document_similarity
+
+    if not (Path(spec).is_dir() or spec in ("minilm", "hashing")):
+        raise UnknownModel(f"unknown model {spec!r}: not a built-in and no such directory")
+    started = time.perf_counter()
+    word_dir = word_model_dir(spec)
+    embedder = None if word_dir is not None else load_embedder(spec, device=device)
+    bench = word_benchmarks(spec, embedder, restrict_vocab=restrict_vocab)
+    out: dict[str, Any] = {"model": spec, "kind": bench["kind"], "metrics": bench["metrics"], "skipped": bench["skipped"]}
+    if word_dir is not None:
         for pooling in ("mean", "sif"):
             emb = load_embedder(str(word_dir), options={"pooling": pooling}, cache=False)
             out["metrics"][f"lee_docsim_{pooling}"] = lee_document_similarity(emb)
     else:
-        emb = load_embedder(spec, device=device)
-        out["kind"] = "sentence model"
-        words = SingleWordVectors(emb)
-        for name, file in WORD_SIMILARITY_SETS.items():
-            pairs = read_word_pairs(gensim_data(file))
-            words.prefetch({w for a, b, _ in pairs for w in (a, b)})
-            result = word_similarity(words, pairs)
-            result["note"] = "each word embedded as a one-word text"
-            out["metrics"][name] = result
-        out["skipped"]["google_analogy"] = "a sentence model has no vocabulary to search for the answer word"
-        out["metrics"]["lee_docsim"] = lee_document_similarity(emb)
+        out["metrics"]["lee_docsim"] = lee_document_similarity(embedder)
     out["seconds"] = round(time.perf_counter() - started, 2)
     return out
 
@@ -79,8 +98,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append((f"{name} (pearson)", f"{m['pearson']:.4f}", f"spearman {m['spearman']:.4f}, {m['pairs']} pairs"))
         else:
             value = "-" if m["spearman"] is None else f"{m['spearman']:.4f}"
-            oov = 1 - m["coverage"]
-            rows.append((f"{name} (spearman)", value, f"OOV rate {oov:.1%}" + (f"; {m['note']}" if m.get("note") else "")))
+            rows.append((f"{name} (spearman)", value, f"OOV rate {m['oov_rate']:.1%}" + (f"; {m['note']}" if m.get("note") else "")))
     for name, why in result["skipped"].items():
         rows.append((name, "-", why))
     return rows
