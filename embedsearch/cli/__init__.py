@@ -95,7 +95,7 @@ def main(ctx: click.Context, data_dir: str | None, db_url: str | None) -> None:
 
 
 def _register() -> None:
-    from embedsearch.cli import demo, evaluate, index, models, search, serve, train, words
+    from embedsearch.cli import compare, demo, evaluate, index, models, search, serve, train, words
 
     main.add_command(index.index)
     main.add_command(search.search)
@@ -104,6 +104,7 @@ def _register() -> None:
     main.add_command(words.similar)
     main.add_command(words.analogy)
     main.add_command(evaluate.evaluate)
+    main.add_command(compare.compare)
     main.add_command(serve.serve)
     main.add_command(demo.demo)
 

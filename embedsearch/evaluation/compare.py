@@ -132,7 +132,9 @@ def label_queries(docs: Sequence[Document], label_field: str, *, max_queries: in
     candidates = [i for i, lab in enumerate(labels) if len(by_label[lab]) > 1]
     if len(candidates) > max_queries:
         candidates = sorted(np.random.default_rng(seed).choice(candidates, max_queries, replace=False).tolist())
-    return [Query(docs[i].id, docs[i].text, by_label[labels[i]] - {docs[i].id}, exclude=docs[i].id, doc_index=i) for i in candidates]
+    return [
+        Query(docs[i].id, docs[i].text, by_label[labels[i]] - {docs[i].id}, exclude=docs[i].id, doc_index=i) for i in candidates
+    ]
 
 
 def _dir_size(path: Path) -> int:
@@ -508,11 +510,15 @@ def _word_level(runs: list[ModelRun], metrics: dict, report: dict, resamples: in
         report["analogy_sections"][run.label] = [
             {**s, "accuracy": s["correct"] / s["covered"] if s["covered"] else None} for s in sections
         ]
-        for group, pick in (("semantic", lambda s: not s["section"].startswith("gram")), ("syntactic", lambda s: s["section"].startswith("gram"))):
+        for group, pick in (
+            ("semantic", lambda s: not s["section"].startswith("gram")),
+            ("syntactic", lambda s: s["section"].startswith("gram")),
+        ):
             chosen = [s for s in sections if pick(s)]
             covered = sum(s["covered"] for s in chosen)
             metrics[f"google_analogy_{group}"]["values"][run.label] = _value(
-                sum(s["correct"] for s in chosen) / covered if covered else None, coverage=covered / max(1, sum(s["questions"] for s in chosen))
+                sum(s["correct"] for s in chosen) / covered if covered else None,
+                coverage=covered / max(1, sum(s["questions"] for s in chosen)),
             )
 
 
@@ -562,7 +568,13 @@ def _maps(runs, docs, queries, label_field, color_field, sample, method, seed) -
     else:
         colours = [str(docs[i].metadata.get("source", "(none)")) for i in chosen]
         colour_by = "metadata 'source'"
-    out: dict[str, Any] = {"method": method, "colour_by": colour_by, "ids": [docs[i].id for i in chosen], "colours": colours, "models": {}}
+    out: dict[str, Any] = {
+        "method": method,
+        "colour_by": colour_by,
+        "ids": [docs[i].id for i in chosen],
+        "colours": colours,
+        "models": {},
+    }
     for r in runs:
         x = r.doc_vectors[chosen]
         if method == "umap":

@@ -98,7 +98,9 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append((f"{name} (pearson)", f"{m['pearson']:.4f}", f"spearman {m['spearman']:.4f}, {m['pairs']} pairs"))
         else:
             value = "-" if m["spearman"] is None else f"{m['spearman']:.4f}"
-            rows.append((f"{name} (spearman)", value, f"OOV rate {m['oov_rate']:.1%}" + (f"; {m['note']}" if m.get("note") else "")))
+            rows.append(
+                (f"{name} (spearman)", value, f"OOV rate {m['oov_rate']:.1%}" + (f"; {m['note']}" if m.get("note") else ""))
+            )
     for name, why in result["skipped"].items():
         rows.append((name, "-", why))
     return rows

@@ -135,6 +135,32 @@ def _metric(metric: str) -> int:
     return _faiss().METRIC_INNER_PRODUCT
 
 
+def default_nprobe(nlist: int) -> int:
+    """IVF lists probed when the caller does not say: an eighth of them, at least 8."""
+    return int(min(nlist, max(8, nlist // 8)))
+
+
+def new_faiss_index(dim: int, spec: IndexSpec, metric: str = "cosine", train: np.ndarray | None = None):
+    """An empty FAISS index for ``spec`` exactly as a collection builds it (trained when the
+    spec needs it); the ANN benchmark measures the same indexes."""
+    faiss = _faiss()
+    index = faiss.index_factory(dim, spec.factory(), _metric(metric))
+    if spec.kind == "ivf":
+        if train is None:
+            raise InvalidIndexSpec(f"{spec.text} needs training vectors")
+        ivf = faiss.extract_index_ivf(index)
+        index.train(train)
+        # a hashtable direct map makes reconstruct() and remove_ids() work with arbitrary ids
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    elif spec.kind == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    elif spec.kind == "sq":
+        if train is None or not len(train):
+            raise InvalidIndexSpec("SQ8 needs training vectors")
+        index.train(train)
+    return index
+
+
 class VectorIndex:
     """A FAISS index keyed by int64 ids, with the bookkeeping FAISS leaves to us."""
 
@@ -162,22 +188,7 @@ class VectorIndex:
         return spec
 
     def _new_index(self, spec: IndexSpec, train: np.ndarray | None = None):
-        faiss = _faiss()
-        index = faiss.index_factory(self.dim, spec.factory(), _metric(self.metric))
-        if spec.kind == "ivf":
-            if train is None:
-                raise InvalidIndexSpec(f"{spec.text} needs training vectors")
-            ivf = faiss.extract_index_ivf(index)
-            index.train(train)
-            # a hashtable direct map makes reconstruct() and remove_ids() work with arbitrary ids
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-        elif spec.kind == "hnsw":
-            faiss.downcast_index(index.index).hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        elif spec.kind == "sq":
-            if train is None or not len(train):
-                raise InvalidIndexSpec("SQ8 needs training vectors")
-            index.train(train)
-        return index
+        return new_faiss_index(self.dim, spec, self.metric, train)
 
     @property
     def active_spec(self) -> str:
@@ -305,7 +316,7 @@ class VectorIndex:
         active = self.active_spec
         if active.startswith("IVF"):
             nlist = faiss.extract_index_ivf(self.index).nlist
-            probe = nprobe or min(nlist, max(8, nlist // 8))
+            probe = nprobe or default_nprobe(nlist)
             return faiss.SearchParametersIVF(sel=sel, nprobe=int(min(probe, nlist)))
         if "HNSW" in active:
             return faiss.SearchParametersHNSW(sel=sel, efSearch=int(ef_search or max(HNSW_EF_SEARCH, 2 * k)))

@@ -1,0 +1,290 @@
+"""``embedsearch compare``: several models side by side, or one model in several FAISS indexes."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from embedsearch.cli.index import _with_examples, build_read_options, device_option, read_options
+from embedsearch.cli.output import echo_json, table
+
+
+def load_corpus(corpus: str, opts) -> tuple[list, str]:
+    """A corpus path (read like ``index add``) or a bundled corpus name."""
+    from embedsearch.corpus import read_documents
+    from embedsearch.datasets import BUNDLED_CORPORA, bundled_corpus
+
+    if corpus in BUNDLED_CORPORA and not Path(corpus).exists():
+        return bundled_corpus(corpus), corpus
+    if corpus != "-" and not Path(corpus).exists():
+        names = ", ".join(BUNDLED_CORPORA)
+        raise click.BadParameter(
+            f"{corpus!r} is neither a file or directory nor a bundled corpus ({names})", param_hint="--corpus"
+        )
+    return list(read_documents([corpus], opts)), corpus
+
+
+def _check_output(path: str | None, option: str) -> Path | None:
+    """Fail before the long computation, not after, when an output cannot be written."""
+    if path is None or path == "-":
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise click.BadParameter(f"{path} is a directory; give a file name", param_hint=option)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option(
+    "--corpus",
+    "-c",
+    required=True,
+    help="Corpus file/directory (read like 'index add'), '-' for stdin, "
+    "or a bundled corpus: lee, lee-background, mini_newsgroup.",
+)
+@read_options
+@click.option(
+    "--queries",
+    "-q",
+    "queries_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help='Labelled queries, JSON lines: {"query": "...", "relevant": ["doc-id", ...]}.',
+)
+@click.option(
+    "--label-field",
+    default=None,
+    help="Instead of --queries: documents sharing this metadata field's value are each other's relevant set.",
+)
+@click.option("--output", "-o", "html_path", default=None, help="Write the self-contained HTML report here.")
+@click.option("--json", "json_path", default=None, help="Write the report as JSON here ('-' for stdout).")
+@click.option("--markdown", "md_path", default=None, help="Write the report as Markdown here ('-' for stdout).")
+@click.option(
+    "--index-specs", default=None, help="ANN mode: comma-separated FAISS specs for one --model, e.g. Flat,HNSW32,IVF256,SQ8."
+)
+@click.option("--model", "-m", "ann_model", default=None, help="ANN mode: the model whose vectors go into each index.")
+@click.option(
+    "-k", default=10, show_default=True, type=click.IntRange(1, 1000), help="Cut-off for recall, MRR, nDCG and neighbour overlap."
+)
+@click.option(
+    "--bootstrap",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(100, 100_000),
+    help="Bootstrap resamples for the confidence intervals.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for bootstrap, sampling and maps.")
+@click.option(
+    "--max-queries",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Label mode / ANN mode: at most this many queries (a seeded sample).",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["mean", "sif"]),
+    default=None,
+    help="Word-vector models: how word vectors become a document vector.",
+)
+@click.option(
+    "--oov",
+    type=click.Choice(["skip", "subword"]),
+    default=None,
+    help="Word-vector models: unknown words skipped, or built from subwords (FastText).",
+)
+@click.option("--no-word-level", is_flag=True, help="Skip WordSim-353, SimLex-999 and the analogies.")
+@click.option("--no-docsim", is_flag=True, help="Skip Lee document similarity.")
+@click.option(
+    "--map",
+    "map_method",
+    type=click.Choice(["pca", "umap"]),
+    default="pca",
+    show_default=True,
+    help="2-D map of documents (umap needs umap-learn).",
+)
+@click.option(
+    "--color-field",
+    default=None,
+    help="Metadata field that colours the 2-D map (default: the label field, or the query a document answers).",
+)
+@device_option
+@_with_examples(
+    "  embedsearch compare minilm models/w2v models/ft models/glove \\\n"
+    "      --corpus lee --queries corpora/lee-queries.jsonl -o reports/cmp.html\n"
+    "  embedsearch compare minilm tuned=models/triplet --corpus mini_newsgroup --label-field label \\\n"
+    "      --json reports/cmp.json --markdown reports/cmp.md\n"
+    "  embedsearch compare --index-specs Flat,HNSW32,IVF64,SQ8 --model minilm --corpus docs.jsonl -o reports/ann.html"
+)
+def compare(
+    models,
+    corpus,
+    fmt,
+    per_line,
+    text_field,
+    id_field,
+    encoding,
+    skip_bad,
+    glob_pattern,
+    meta,
+    queries_path,
+    label_field,
+    html_path,
+    json_path,
+    md_path,
+    index_specs,
+    ann_model,
+    k,
+    bootstrap,
+    seed,
+    max_queries,
+    pooling,
+    oov,
+    no_word_level,
+    no_docsim,
+    map_method,
+    color_field,
+    device,
+):
+    """Compare MODELS (built-in names or model directories; LABEL=PATH names one) on a corpus.
+
+    \b
+    Measures, where each applies: retrieval on labelled queries (recall@k, MRR, nDCG with 95%
+    bootstrap intervals and paired tests against the best model), WordSim-353 / SimLex-999 /
+    Google analogies, Lee document similarity, agreement between models (neighbour overlap and
+    rank correlation), and cost (documents/s, size, dimension, index memory, query latency).
+    With --index-specs it instead measures one model's vectors in each FAISS index: recall@k
+    against exact search, queries/s, build time and bytes per vector.
+    Without -o/--json/--markdown the summary table is printed.
+    """
+    from embedsearch.evaluation.render import summary_rows, write_outputs
+
+    html = _check_output(html_path, "--output")
+    jpath = _check_output(json_path, "--json")
+    mpath = _check_output(md_path, "--markdown")
+    if queries_path and label_field:
+        raise click.UsageError("give --queries or --label-field, not both")
+    options = {key: v for key, v in (("pooling", pooling), ("oov", oov)) if v}
+    opts = build_read_options(fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta)
+    progress = sys.stderr.isatty()
+    command = command_line(click.get_current_context())
+
+    if index_specs:
+        if models and ann_model:
+            raise click.UsageError("ANN mode compares indexes for one model: give --model or one MODEL, not both")
+        model = ann_model or (models[0] if len(models) == 1 else None)
+        if model is None:
+            raise click.UsageError("ANN mode (--index-specs) needs exactly one model: --model NAME")
+        from embedsearch.store.vectors import parse_spec
+
+        specs = [s.strip() for s in index_specs.split(",") if s.strip()]
+        for s in specs:
+            parse_spec(s)  # a bad spec is a usage error before anything loads
+        docs, corpus_name = load_corpus(corpus, opts)
+        query_texts = None
+        if queries_path:
+            from embedsearch.evaluation.compare import read_queries
+
+            query_texts = [q.text for q in read_queries(Path(queries_path), {d.id for d in docs})]
+        from embedsearch.evaluation.ann import ann_benchmark
+
+        report = ann_benchmark(
+            model,
+            docs,
+            specs,
+            query_texts=query_texts,
+            corpus_name=corpus_name,
+            k=k,
+            max_queries=max_queries,
+            seed=seed,
+            device=device,
+            options=options,
+            progress=progress,
+        )
+        report["settings"]["command"] = command
+        written = write_outputs(report, html=html, json_path=jpath, markdown=mpath)
+        _stdout_outputs(report, json_path, md_path)
+        if not (html_path or json_path or md_path):
+            rk = f"recall@{k}"
+            rows = [
+                [x["spec"], f"{x[rk]:.3f}", f"{x['qps']:,.0f}", f"{x['build_seconds']:.3f}", f"{x['bytes_per_vector']:.0f}"]
+                for x in report["specs"]
+            ]
+            click.echo(table(rows, ["index", rk, "queries/s", "build s", "bytes/vector"]))
+        _say_written(written)
+        return
+
+    if ann_model:
+        raise click.UsageError("--model is for ANN mode (with --index-specs); list the models to compare as arguments")
+    if not models:
+        raise click.UsageError("name at least one model to compare, e.g. 'embedsearch compare minilm models/w2v --corpus lee'")
+    docs, corpus_name = load_corpus(corpus, opts)
+    from embedsearch.evaluation.compare import compare_models, label_queries, read_queries
+
+    queries = None
+    if queries_path:
+        queries = read_queries(Path(queries_path), {d.id for d in docs})
+    elif label_field:
+        queries = label_queries(docs, label_field, max_queries=max_queries, seed=seed)
+    report = compare_models(
+        models,
+        docs,
+        queries=queries,
+        corpus_name=corpus_name,
+        queries_name=queries_path,
+        label_field=label_field,
+        k=k,
+        resamples=bootstrap,
+        seed=seed,
+        device=device,
+        options=options,
+        word_level=not no_word_level,
+        docsim=not no_docsim,
+        map_method=map_method,
+        color_field=color_field,
+        progress=progress,
+    )
+    report["settings"]["command"] = command
+    written = write_outputs(report, html=html, json_path=jpath, markdown=mpath)
+    _stdout_outputs(report, json_path, md_path)
+    if not (html_path or json_path or md_path):
+        labels = [m["label"] for m in report["models"]]
+        rows = [[r["label"], *[c["text"] for c in r["cells"]], r["best"]] for r in summary_rows(report)]
+        click.echo(table(rows, ["metric", *labels, "best"]))
+    _say_written(written)
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as a user would type it again: arguments, then every option not at its default."""
+    parts = ctx.command_path.split()
+    parts[0] = "embedsearch"
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            parts += [shlex.quote(str(v)) for v in (value or ())]
+        elif value != param.default and value not in (None, False, ()):
+            name = max(param.opts, key=len)
+            if param.is_flag:
+                parts.append(name)
+            else:
+                for v in value if param.multiple else (value,):
+                    parts += [name, shlex.quote(str(v))]
+    return " ".join(parts)
+
+
+def _stdout_outputs(report: dict, json_path: str | None, md_path: str | None) -> None:
+    from embedsearch.evaluation.render import render_markdown
+
+    if json_path == "-":
+        echo_json(report)
+    if md_path == "-":
+        click.echo(render_markdown(report))
+
+
+def _say_written(paths: list[Path]) -> None:
+    for p in paths:
+        click.echo(f"wrote {p}", err=True)

@@ -1,0 +1,359 @@
+"""Comparison reports: the metrics on hand-computed cases, `embedsearch compare` end to end for
+two small real models (HTML, JSON against its schema, Markdown), ANN mode, bad input, and the
+HTML in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedsearch.evaluation.ann import knn_recall
+from embedsearch.evaluation.metrics import (
+    bootstrap_ci,
+    bootstrap_indices,
+    jaccard,
+    mean_jaccard,
+    paired_difference,
+    ranking_metrics,
+    spearman,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LEE_QUERIES = ROOT / "corpora" / "lee-queries.jsonl"
+SCHEMA = ROOT / "embedsearch" / "evaluation" / "report_schema.json"
+
+
+# --------------------------------------------------------------------------- metrics by hand
+
+
+def test_ranking_metrics_hand_computed():
+    ranked = [["a", "x", "b"], ["x", "y", "c"], ["x", "y", "w"], ["r1", "r2", "q"]]
+    relevant = [{"a", "b"}, {"c"}, {"z"}, {"r1", "r2", "r3", "r4", "r5"}]
+    m = ranking_metrics(ranked, relevant, k=2)
+    # k = 2: query 0 finds a (rank 1) of 2 relevant; query 1 finds nothing in its top 2
+    assert m["recall@2"].tolist() == [0.5, 0.0, 0.0, 1.0]  # query 3: capped, 2 found of min(2, 5)
+    assert m["mrr@2"].tolist() == [1.0, 0.0, 0.0, 1.0]
+    m = ranking_metrics(ranked, relevant, k=3)
+    assert m["recall@3"].tolist() == [1.0, 1.0, 0.0, pytest.approx(2 / 3)]
+    assert m["mrr@3"].tolist() == [1.0, pytest.approx(1 / 3), 0.0, 1.0]
+    # nDCG@3, query 0: DCG = 1 + 1/log2(4) = 1.5; ideal (2 relevant) = 1 + 1/log2(3)
+    assert m["ndcg@3"][0] == pytest.approx(1.5 / (1 + 1 / math.log2(3)))
+    assert m["ndcg@3"][1] == pytest.approx(0.5)  # one relevant at rank 3: (1/log2 4) / 1
+    assert m["ndcg@3"][2] == 0.0
+    assert m["ndcg@3"][3] == pytest.approx((1 + 1 / math.log2(3)) / (1 + 1 / math.log2(3) + 0.5))
+
+
+def test_ranking_metrics_reject_bad_input():
+    from embedsearch.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="no relevant"):
+        ranking_metrics([["a"]], [set()], k=1)
+    with pytest.raises(InvalidArgument, match="rankings"):
+        ranking_metrics([["a"]], [], k=1)
+
+
+def test_jaccard_and_spearman_with_ties():
+    assert jaccard([1, 2, 3], [2, 3, 4]) == 0.5
+    assert jaccard([], []) == 1.0 and jaccard([1], [2]) == 0.0
+    assert mean_jaccard([[1, 2], [3]], [[1, 2], [4]]) == 0.5
+    # x has a tie: ranks 1, 2.5, 2.5, 4; rho = 4.5 / sqrt(4.5 * 5)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([5, 5, 5], [1, 2, 3]) is None  # undefined for a constant side
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 5, 50), rng.integers(0, 5, 50)  # many ties
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic)
+
+
+def test_bootstrap_intervals_and_paired_differences():
+    idx = bootstrap_indices(200, 500, seed=3)
+    assert idx.shape == (500, 200)
+    mean, low, high = bootstrap_ci(np.full(200, 0.7), idx)
+    assert mean == low == high == pytest.approx(0.7)
+    values = np.random.default_rng(0).random(200)
+    mean, low, high = bootstrap_ci(values, idx)
+    assert low < mean < high and high - low < 0.2
+    same = paired_difference(values, values, idx)
+    assert same["difference"] == 0 and not same["significant"]
+    better = paired_difference(values + 0.1, values, idx)
+    assert better["significant"] and better["low"] == pytest.approx(0.1)
+    noisy = paired_difference(values, np.random.default_rng(9).random(200), idx)
+    assert noisy["low"] < 0 < noisy["high"] and not noisy["significant"]
+
+
+def test_knn_recall_hand_case():
+    truth = np.array([[0, 1, 2], [3, 4, 5]])
+    found = np.array([[2, 1, 9], [3, -1, -1]])
+    assert knn_recall(found, truth) == pytest.approx((2 / 3 + 1 / 3) / 2)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="session")
+def w2v_model(tmp_path_factory) -> Path:
+    """A small real word2vec model trained on the Lee background corpus."""
+    from click.testing import CliRunner
+
+    from embedsearch.cli import main
+    from embedsearch.datasets import gensim_data
+
+    out = tmp_path_factory.mktemp("models") / "w2v"
+    args = [
+        "train",
+        "word2vec",
+        str(gensim_data("lee_background.cor")),
+        "-o",
+        str(out),
+        "--encoding",
+        "latin-1",
+        "--dim",
+        "32",
+        "--epochs",
+        "5",
+        "--min-count",
+        "2",
+        "--deterministic",
+    ]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _validate(report: dict) -> None:
+    import jsonschema
+
+    jsonschema.validate(report, json.loads(SCHEMA.read_text()))
+
+
+@pytest.fixture(scope="session")
+def lee_report(tmp_path_factory, w2v_model) -> Path:
+    from click.testing import CliRunner
+
+    from embedsearch.cli import main
+
+    out = tmp_path_factory.mktemp("report")
+    args = [
+        "compare",
+        "hashing",
+        f"w2v={w2v_model}",
+        "--corpus",
+        "lee",
+        "--queries",
+        str(LEE_QUERIES),
+        "-o",
+        str(out / "cmp.html"),
+        "--json",
+        str(out / "cmp.json"),
+        "--markdown",
+        str(out / "cmp.md"),
+        "--bootstrap",
+        "200",
+    ]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_compare_two_models_on_lee(lee_report, w2v_model):
+    report = json.loads((lee_report / "cmp.json").read_text())
+    _validate(report)
+    assert [m["label"] for m in report["models"]] == ["hashing", "w2v"]
+    s = report["settings"]
+    assert s["corpus"]["documents"] == 350 and s["queries"]["count"] == 45 and s["queries"]["mode"] == "queries"
+    assert "compare hashing" in s["command"]
+    metrics = report["metrics"]
+    for name in ("recall@10", "mrr@10", "ndcg@10"):
+        for label in ("hashing", "w2v"):
+            v = metrics[name]["values"][label]
+            assert 0 <= v["low"] <= v["value"] <= v["high"] <= 1
+        assert metrics[name]["best"] in ("hashing", "w2v")
+        loser = "w2v" if metrics[name]["best"] == "hashing" else "hashing"
+        # the loser carries its paired test against the best, and is tied exactly when it is not significant
+        vs = metrics[name]["values"][loser]["vs_best"]
+        assert (loser in metrics[name]["tied_with_best"]) == (not vs["significant"])
+    # word level applies to the word model only, and the report says why not for hashing
+    assert metrics["wordsim353"]["values"]["hashing"] is None
+    assert "no notion of word meaning" in metrics["wordsim353"]["why_empty"]["hashing"]
+    w = metrics["wordsim353"]["values"]["w2v"]
+    assert 0 < w["oov_rate"] < 1 and "OOV rate" in w["note"]
+    assert metrics["google_analogy"]["values"]["w2v"]["value"] is not None
+    sections = report["analogy_sections"]["w2v"]
+    assert len(sections) == 14 and sum(x["questions"] for x in sections) == 19544
+    assert metrics["dimension"]["values"]["w2v"]["value"] == 32 and metrics["dimension"]["best"] is None
+    assert metrics["index_bytes"]["values"]["w2v"]["value"] > 350 * 32 * 4
+    # agreement: symmetric, ones on the diagonal
+    jac = np.array(report["agreement"]["jaccard@10"])
+    assert np.allclose(jac, jac.T) and np.allclose(np.diag(jac), 1) and 0 <= jac[0, 1] < 1
+    assert len(report["map"]["ids"]) == len(report["map"]["models"]["w2v"]["x"]) == 350
+    assert report["disagreements"] and set(report["disagreements"][0]["first_relevant_rank"]) == {"hashing", "w2v"}
+
+    md = (lee_report / "cmp.md").read_text()
+    assert md.startswith("# Embedding comparison on lee") and "| recall@10 (capped) |" in md
+    assert "hashing has no notion of word meaning" in md
+    html = (lee_report / "cmp.html").read_text()
+    for chart in ("chart-retrieval", "chart-word", "chart-analogy", "chart-jaccard", "chart-rank", "chart-cost", "chart-map"):
+        assert f'id="{chart}"' in html
+    # self-contained: no scripts, nothing fetched from anywhere
+    assert "<script" not in html and "http://" not in html and "https://" not in html.replace("https://json-schema", "")
+
+
+def test_compare_label_mode_and_stdout(cli, w2v_model):
+    r = cli(
+        "compare",
+        "hashing",
+        str(w2v_model),
+        "--corpus",
+        "mini_newsgroup",
+        "--label-field",
+        "label",
+        "--no-word-level",
+        "--no-docsim",
+        "--bootstrap",
+        "100",
+        "--json",
+        "-",
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{") :])
+    _validate(report)
+    assert report["settings"]["queries"]["mode"] == "label" and report["settings"]["queries"]["count"] == 200
+    assert "wordsim353" not in report["metrics"]
+    assert report["map"]["colour_by"] == "metadata 'label'"
+    assert set(report["map"]["colours"]) == {"alt.atheism", "sci.space"}
+    # two labels of ~100 posts each: any model beats the 0.5 a random ranking would reach on MRR
+    assert report["metrics"]["mrr@10"]["values"]["hashing"]["value"] > 0.5
+    r = cli("compare", "hashing", "--corpus", "lee", "--no-word-level", "--no-docsim")
+    assert r.exit_code == 0, r.output
+    assert "recall@10" in r.output and "no labelled queries" not in r.output  # a table, empty cells as dashes
+
+
+def test_compare_ann_mode(cli, tmp_path):
+    r = cli(
+        "compare",
+        "--index-specs",
+        "Flat,HNSW16,IVF16,SQ8",
+        "--model",
+        "hashing",
+        "--corpus",
+        "lee",
+        "-o",
+        str(tmp_path / "ann.html"),
+        "--json",
+        str(tmp_path / "ann.json"),
+        "--markdown",
+        "-",
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "ann.json").read_text())
+    _validate(report)
+    specs = {s["spec"]: s for s in report["specs"]}
+    assert list(specs) == ["Flat", "HNSW16", "IVF16,Flat", "SQ8"]
+    assert specs["Flat"]["recall@10"] == 1.0 and specs["Flat"]["knob"] is None
+    assert specs["HNSW16"]["recall@10"] > 0.9
+    ivf = specs["IVF16,Flat"]
+    assert [p["param"] for p in ivf["points"]] == [1, 2, 4, 8, 16] and ivf["points"][-1]["recall"] == pytest.approx(1.0)
+    assert ivf["notes"] and "FAISS recommends" in ivf["notes"][0]
+    # SQ8 stores a byte per dimension, Flat four: the index sizes show it
+    assert specs["SQ8"]["bytes_per_vector"] < specs["Flat"]["bytes_per_vector"] / 2
+    assert "| index | recall@10 |" in r.output
+    assert 'id="chart-ann"' in (tmp_path / "ann.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["hashing", "--corpus", "no-such-corpus"], 2, "neither a file or directory nor a bundled corpus"),
+        (["--corpus", "lee"], 2, "name at least one model"),
+        (["hashing", "--corpus", "lee", "--queries", "{queries}", "--label-field", "label"], 2, "not both"),
+        (["--index-specs", "Flat", "--corpus", "lee"], 2, "needs exactly one model"),
+        (["--index-specs", "Flat,Bogus", "--model", "hashing", "--corpus", "lee"], 2, "unknown index spec 'Bogus'"),
+        (["--index-specs", "IVF1024", "--model", "hashing", "--corpus", "lee"], 2, "needs at least 1024 vectors"),
+        (["hashing", "--corpus", "lee", "--label-field", "colour"], 1, "has no 'colour' metadata"),
+        (["hashing", "--corpus", "lee", "-o", "{dir}"], 2, "is a directory"),
+        (["no/such/model", "--corpus", "lee"], 2, "unknown model"),
+        (["hashing", "hashing", "--corpus", "lee"], 2, "share a label"),
+    ],
+)
+def test_compare_bad_input(cli, tmp_path, args, code, message):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"query": "x", "relevant": ["lee-test-1"]}\n')
+    args = [a.format(queries=queries, dir=tmp_path) for a in args]
+    r = cli("compare", *args)
+    assert r.exit_code == code, r.output
+    assert message in r.output
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", "q.jsonl:2: not JSON"),
+        ('{"query": "x"}', "q.jsonl:2: 'relevant' must be a non-empty list"),
+        ('{"query": "", "relevant": ["lee-test-1"]}', "q.jsonl:2: 'query' must be a non-empty string"),
+        ('{"query": "x", "relevant": ["lee-test-1", "nope-1"]}', "q.jsonl:2: relevant ids not in the corpus: nope-1"),
+        ("[1, 2]", "q.jsonl:2: expected an object"),
+    ],
+)
+def test_bad_query_files_name_the_line(cli, tmp_path, line, message):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"query": "fine", "relevant": ["lee-test-2"]}\n' + line + "\n")
+    r = cli("compare", "hashing", "--corpus", "lee", "--queries", str(queries), "--no-word-level", "--no-docsim")
+    assert r.exit_code == 1 and message in r.output, r.output
+
+
+def test_bundled_query_set_is_valid():
+    """Every line of the project's labelled query set parses, and every relevant id exists."""
+    from embedsearch.datasets import bundled_corpus
+    from embedsearch.evaluation.compare import read_queries
+
+    docs = bundled_corpus("lee")
+    queries = read_queries(LEE_QUERIES, {d.id for d in docs})
+    assert len(queries) >= 40 and len({q.id for q in queries}) == len(queries)
+    assert all(1 <= len(q.relevant) <= 20 for q in queries)
+
+
+# --------------------------------------------------------------------------- in a browser
+
+
+def test_report_opens_in_chromium_offline(lee_report, artifacts):
+    from tests.test_browser import _require_browser
+
+    chromium = _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    errors, requests = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda req: requests.append(req.url))
+            page.goto((lee_report / "cmp.html").resolve().as_uri())
+            page.wait_for_load_state("load")
+            assert errors == []
+            # nothing but the file itself and its inlined images was requested
+            assert all(u.startswith(("file://", "data:")) for u in requests), requests
+            images = page.locator("figure img")
+            assert images.count() == 7
+            widths = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            assert all(w > 100 for w in widths), widths
+            assert page.locator("#summary-table td.best").count() >= 5
+            assert "w2v" in page.inner_text("#summary-table")
+            page.screenshot(path=str(artifacts / "compare-report.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_knn_recall_counts_ties_with_the_kth_neighbour():
+    truth = np.array([[0, 1]])  # 1 and 2 are duplicates: both at similarity 0.8
+    found = np.array([[0, 2]])
+    assert knn_recall(found, truth) == 0.5
+    assert knn_recall(found, truth, found_sims=np.array([[0.9, 0.8]]), kth_sims=np.array([0.8])) == 1.0
+    assert knn_recall(found, truth, found_sims=np.array([[0.9, 0.7]]), kth_sims=np.array([0.8])) == 0.5
