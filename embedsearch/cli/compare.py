@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from embedsearch.cli.index import _with_examples, build_read_options, device_option, read_options
+from embedsearch.cli.index import _with_examples, build_read_options, device_option, read_options, word_model_options
 from embedsearch.cli.output import echo_json, table
 
 
@@ -85,18 +85,7 @@ def _check_output(path: str | None, option: str) -> Path | None:
     type=click.IntRange(1),
     help="Label mode / ANN mode: at most this many queries (a seeded sample).",
 )
-@click.option(
-    "--pooling",
-    type=click.Choice(["mean", "sif"]),
-    default=None,
-    help="Word-vector models: how word vectors become a document vector.",
-)
-@click.option(
-    "--oov",
-    type=click.Choice(["skip", "subword"]),
-    default=None,
-    help="Word-vector models: unknown words skipped, or built from subwords (FastText).",
-)
+@word_model_options
 @click.option("--no-word-level", is_flag=True, help="Skip WordSim-353, SimLex-999 and the analogies.")
 @click.option("--no-docsim", is_flag=True, help="Skip Lee document similarity.")
 @click.option(
@@ -161,8 +150,6 @@ def compare(
     against exact search, queries/s, build time and bytes per vector.
     Without -o/--json/--markdown the summary table is printed.
     """
-    from embedsearch.evaluation.render import summary_rows, write_outputs
-
     html = _check_output(html_path, "--output")
     jpath = _check_output(json_path, "--json")
     mpath = _check_output(md_path, "--markdown")
@@ -205,17 +192,7 @@ def compare(
             options=options,
             progress=progress,
         )
-        report["settings"]["command"] = command
-        written = write_outputs(report, html=html, json_path=jpath, markdown=mpath)
-        _stdout_outputs(report, json_path, md_path)
-        if not (html_path or json_path or md_path):
-            rk = f"recall@{k}"
-            rows = [
-                [x["spec"], f"{x[rk]:.3f}", f"{x['qps']:,.0f}", f"{x['build_seconds']:.3f}", f"{x['bytes_per_vector']:.0f}"]
-                for x in report["specs"]
-            ]
-            click.echo(table(rows, ["index", rk, "queries/s", "build s", "bytes/vector"]))
-        _say_written(written)
+        _finish(report, command, html, jpath, mpath, json_path, md_path)
         return
 
     if ann_model:
@@ -248,14 +225,7 @@ def compare(
         color_field=color_field,
         progress=progress,
     )
-    report["settings"]["command"] = command
-    written = write_outputs(report, html=html, json_path=jpath, markdown=mpath)
-    _stdout_outputs(report, json_path, md_path)
-    if not (html_path or json_path or md_path):
-        labels = [m["label"] for m in report["models"]]
-        rows = [[r["label"], *[c["text"] for c in r["cells"]], r["best"]] for r in summary_rows(report)]
-        click.echo(table(rows, ["metric", *labels, "best"]))
-    _say_written(written)
+    _finish(report, command, html, jpath, mpath, json_path, md_path)
 
 
 def command_line(ctx: click.Context) -> str:
@@ -276,15 +246,27 @@ def command_line(ctx: click.Context) -> str:
     return " ".join(parts)
 
 
-def _stdout_outputs(report: dict, json_path: str | None, md_path: str | None) -> None:
-    from embedsearch.evaluation.render import render_markdown
+def _finish(report: dict, command: str, html, jpath, mpath, json_path: str | None, md_path: str | None) -> None:
+    """Write the requested files, print what goes to stdout, and the summary table when nothing was asked for."""
+    from embedsearch.evaluation.render import render_markdown, summary_rows, write_outputs
 
+    report["settings"]["command"] = command
+    written = write_outputs(report, html=html, json_path=jpath, markdown=mpath)
     if json_path == "-":
         echo_json(report)
     if md_path == "-":
         click.echo(render_markdown(report))
-
-
-def _say_written(paths: list[Path]) -> None:
-    for p in paths:
+    if not (html or jpath or mpath or json_path or md_path):
+        if report["kind"] == "ann":
+            rk = f"recall@{report['settings']['k']}"
+            rows = [
+                [x["spec"], f"{x[rk]:.3f}", f"{x['qps']:,.0f}", f"{x['build_seconds']:.3f}", f"{x['bytes_per_vector']:.0f}"]
+                for x in report["specs"]
+            ]
+            click.echo(table(rows, ["index", rk, "queries/s", "build s", "bytes/vector"]))
+        else:
+            labels = [m["label"] for m in report["models"]]
+            rows = [[r["label"], *[c["text"] for c in r["cells"]], r["best"]] for r in summary_rows(report)]
+            click.echo(table(rows, ["metric", *labels, "best"]))
+    for p in written:
         click.echo(f"wrote {p}", err=True)

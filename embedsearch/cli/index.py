@@ -26,6 +26,22 @@ def device_option(f):
     )(f)
 
 
+def word_model_options(f):
+    """--pooling and --oov: how a word-vector model turns a text into one vector."""
+    f = click.option(
+        "--oov",
+        type=click.Choice(["skip", "subword"]),
+        default=None,
+        help="Word-vector models: skip unknown words, or build them from character n-grams (FastText; its default).",
+    )(f)
+    return click.option(
+        "--pooling",
+        type=click.Choice(["mean", "sif"]),
+        default=None,
+        help="Word-vector models: average word vectors (mean, default) or SIF weighting with the common component removed.",
+    )(f)
+
+
 def read_options(f):
     """Options that say how input files become documents (shared with training later)."""
     opts = [
@@ -119,18 +135,7 @@ def index() -> None:
     show_default=True,
     help="Similarity: cosine (normalised) or raw inner product.",
 )
-@click.option(
-    "--pooling",
-    type=click.Choice(["mean", "sif"]),
-    default=None,
-    help="Word-vector models: average word vectors (mean, default) or SIF weighting with the common component removed.",
-)
-@click.option(
-    "--oov",
-    type=click.Choice(["skip", "subword"]),
-    default=None,
-    help="Word-vector models: skip unknown words, or build them from character n-grams (FastText; its default).",
-)
+@word_model_options
 @device_option
 @json_option
 @_with_examples(
