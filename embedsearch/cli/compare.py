@@ -141,7 +141,6 @@ def compare(
 ):
     """Compare MODELS (built-in names or model directories; LABEL=PATH names one) on a corpus.
 
-    \b
     Measures, where each applies: retrieval on labelled queries (recall@k, MRR, nDCG with 95%
     bootstrap intervals and paired tests against the best model), WordSim-353 / SimLex-999 /
     Google analogies, Lee document similarity, agreement between models (neighbour overlap and

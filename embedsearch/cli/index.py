@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 
@@ -111,7 +112,9 @@ def _with_examples(text: str):
     """Append an examples block to a command's help (kept verbatim by click)."""
 
     def deco(f):
-        f.__doc__ = (f.__doc__ or "") + "\n\n\b\nExamples:\n" + text
+        # dedent first: the examples are not indented like the docstring, which would leave
+        # the docstring's own indentation in the help
+        f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n\b\nExamples:\n" + text
         return f
 
     return deco
