@@ -347,7 +347,7 @@ def compare_models(
         ("model_bytes", "model size on disk", False, "bytes"),
         ("dimension", "vector dimension", None, ""),
         ("index_bytes", "index memory (exact Flat)", False, "bytes"),
-        ("query_ms", "query latency (embed + search)", False, "ms"),
+        ("query_ms", "query time (batch embed + exact search, per query)", False, "ms"),
     ):
         metrics[name] = _metric(label, "cost", higher, unit)
 
@@ -375,16 +375,20 @@ def compare_models(
         metrics["index_bytes"]["values"][run.label] = _value(int(faiss.serialize_index(index).size))
         if queries:
             steps.step(run.label, "retrieval")
-            started = time.perf_counter()
             if label_field:
                 qv = run.doc_vectors[[q.doc_index for q in queries]]
+                rankings[run.label] = _rank(run, queries, qv, doc_ids, k)
+                metrics["query_ms"]["values"][run.label] = None
+                metrics["query_ms"]["why_empty"][run.label] = "label mode: the queries are corpus documents, already embedded"
             else:
-                qv = run.embedder.embed([q.text for q in queries])
-            rankings[run.label] = _rank(run, queries, qv, doc_ids, k)
-            query_ms = (time.perf_counter() - started) / len(queries) * 1000
-            metrics["query_ms"]["values"][run.label] = _value(
-                query_ms, note="search only: label-mode queries reuse the document vectors" if label_field else None
-            )
+                # best of three rounds: the first call of a model can pay one-off costs (thread pools, allocations)
+                best = float("inf")
+                for _ in range(3):
+                    started = time.perf_counter()
+                    qv = run.embedder.embed([q.text for q in queries])
+                    rankings[run.label] = _rank(run, queries, qv, doc_ids, k)
+                    best = min(best, time.perf_counter() - started)
+                metrics["query_ms"]["values"][run.label] = _value(best / len(queries) * 1000)
             per_query[run.label] = ranking_metrics(rankings[run.label], [q.relevant for q in queries], k)
             for name, values in per_query[run.label].items():
                 mean, low, high = bootstrap_ci(values, idx)
