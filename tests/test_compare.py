@@ -357,3 +357,19 @@ def test_knn_recall_counts_ties_with_the_kth_neighbour():
     assert knn_recall(found, truth) == 0.5
     assert knn_recall(found, truth, found_sims=np.array([[0.9, 0.8]]), kth_sims=np.array([0.8])) == 1.0
     assert knn_recall(found, truth, found_sims=np.array([[0.9, 0.7]]), kth_sims=np.array([0.8])) == 0.5
+
+
+def test_index_specs_split_on_semicolons_when_a_spec_has_a_comma(cli):
+    from click import BadParameter
+
+    from embedsearch.cli.compare import split_specs
+
+    assert split_specs(("Flat,HNSW32,IVF256,SQ8",)) == ["Flat", "HNSW32", "IVF256", "SQ8"]
+    assert split_specs(("Flat;IVF256,SQ8", "HNSW16")) == ["Flat", "IVF256,SQ8", "HNSW16"]
+    with pytest.raises(BadParameter, match="named twice"):
+        split_specs(("Flat,Flat",))
+    r = cli("compare", "--index-specs", "Flat;IVF8,SQ8", "--model", "hashing", "--corpus", "lee", "--json", "-")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{") :])
+    assert [s["spec"] for s in report["specs"]] == ["Flat", "IVF8,SQ8"]
+    assert "--index-specs 'Flat;IVF8,SQ8'" in report["settings"]["command"]

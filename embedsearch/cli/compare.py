@@ -64,7 +64,10 @@ def _check_output(path: str | None, option: str) -> Path | None:
 @click.option("--json", "json_path", default=None, help="Write the report as JSON here ('-' for stdout).")
 @click.option("--markdown", "md_path", default=None, help="Write the report as Markdown here ('-' for stdout).")
 @click.option(
-    "--index-specs", default=None, help="ANN mode: comma-separated FAISS specs for one --model, e.g. Flat,HNSW32,IVF256,SQ8."
+    "--index-specs",
+    multiple=True,
+    help="ANN mode: FAISS specs for one --model, comma-separated (Flat,HNSW32,IVF256,SQ8); "
+    "separate with ';' when a spec has a comma of its own (Flat;IVF256,SQ8), or repeat the option.",
 )
 @click.option("--model", "-m", "ann_model", default=None, help="ANN mode: the model whose vectors go into each index.")
 @click.option(
@@ -167,7 +170,7 @@ def compare(
             raise click.UsageError("ANN mode (--index-specs) needs exactly one model: --model NAME")
         from embedsearch.store.vectors import parse_spec
 
-        specs = [s.strip() for s in index_specs.split(",") if s.strip()]
+        specs = split_specs(index_specs)
         for s in specs:
             parse_spec(s)  # a bad spec is a usage error before anything loads
         docs, corpus_name = load_corpus(corpus, opts)
@@ -225,6 +228,18 @@ def compare(
         progress=progress,
     )
     _finish(report, command, html, jpath, mpath, json_path, md_path)
+
+
+def split_specs(values: tuple[str, ...]) -> list[str]:
+    """Index specs from each --index-specs value: split on ';' when it has one, else on ','."""
+    specs: list[str] = []
+    for value in values:
+        for spec in (part.strip() for part in value.split(";" if ";" in value else ",")):
+            if spec and spec in specs:
+                raise click.BadParameter(f"{spec} is named twice", param_hint="--index-specs")
+            if spec:
+                specs.append(spec)
+    return specs
 
 
 def command_line(ctx: click.Context) -> str:
