@@ -246,9 +246,9 @@ def chart_ann(report: dict[str, Any]) -> str:
     ax.set_title("recall against speed (labels: nprobe / efSearch)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    bx.bar([s["spec"] for s in specs], [s["bytes_per_vector"] for s in specs], color=_colours(len(specs)))
+    bx.bar(range(len(specs)), [s["bytes_per_vector"] for s in specs], color=_colours(len(specs)))
+    bx.set_xticks(range(len(specs)), [s["spec"] for s in specs], rotation=30, ha="right")
     bx.set_title("bytes per vector")
-    bx.tick_params(axis="x", rotation=30)
     bx.grid(axis="y", alpha=0.3)
     return _png(fig)
 
