@@ -373,3 +373,21 @@ def test_index_specs_split_on_semicolons_when_a_spec_has_a_comma(cli):
     report = json.loads(r.output[r.output.index("{") :])
     assert [s["spec"] for s in report["specs"]] == ["Flat", "IVF8,SQ8"]
     assert "--index-specs 'Flat;IVF8,SQ8'" in report["settings"]["command"]
+
+
+def test_paired_spearman_difference():
+    from embedsearch.evaluation.metrics import paired_spearman_difference
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(300)
+    good = truth + rng.normal(0, 0.1, 300)
+    bad = truth + rng.normal(0, 1.0, 300)
+    res = paired_spearman_difference(good, bad, truth, resamples=300)
+    assert res["significant"] and res["low"] > 0 and res["items"] == 300
+    assert res["difference"] == pytest.approx(spearman(good, truth) - spearman(bad, truth))
+    same = paired_spearman_difference(good, good, truth, resamples=300)
+    assert same["difference"] == 0 and not same["significant"]
+    # only the items both models scored count
+    holes = good.copy()
+    holes[:100] = np.nan
+    assert paired_spearman_difference(holes, bad, truth, resamples=100)["items"] == 200

@@ -13,7 +13,7 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,9 +196,9 @@ def _value(value: float | None, low: float | None = None, high: float | None = N
     return out
 
 
-def _pick_best(metric: dict[str, Any], per_query: dict[str, np.ndarray] | None, idx: np.ndarray | None) -> None:
-    """Name the best model; with per-query values, also which others are statistically tied
-    with it (the paired bootstrap interval of the difference includes zero)."""
+def _pick_best(metric: dict[str, Any], paired_test: Callable[[str, str], dict[str, Any]] | None = None) -> None:
+    """Name the best model; with a paired test (best, other) -> {"significant": ...}, also the
+    models statistically tied with it (the interval of the difference includes zero)."""
     higher = metric["higher_is_better"]
     scored = {m: v["value"] for m, v in metric["values"].items() if v is not None and v.get("value") is not None}
     metric["best"], metric["tied_with_best"] = None, []
@@ -208,14 +208,12 @@ def _pick_best(metric: dict[str, Any], per_query: dict[str, np.ndarray] | None, 
     if len(set(scored.values())) == 1:
         return  # every model scores the same: nobody is best
     metric["best"] = best
-    if per_query is None or idx is None:
+    if paired_test is None:
         return
-    from embedsearch.evaluation.metrics import paired_difference
-
     for m in scored:
         if m == best:
             continue
-        diff = paired_difference(per_query[best], per_query[m], idx)
+        diff = paired_test(best, m)
         metric["values"][m]["vs_best"] = diff
         if not diff["significant"]:
             metric["tied_with_best"].append(m)
@@ -411,10 +409,20 @@ def compare_models(
             metrics["lee_pearson"]["values"][run.label] = _value(res["pearson"], pairs=res["pairs"])
             metrics["lee_spearman"]["values"][run.label] = _value(res["spearman"], pairs=res["pairs"])
 
+    from embedsearch.evaluation.metrics import paired_difference, paired_spearman_difference
+
     retrieval_names = set(next(iter(per_query.values()), {}))
+    word_pairs = report.pop("_word_pairs", {})
     for name, metric in metrics.items():
-        paired = {m: per_query[m][name] for m in per_query} if name in retrieval_names else None
-        _pick_best(metric, paired, idx)
+        test = None
+        if name in retrieval_names:
+            test = lambda best, m, n=name: paired_difference(per_query[best][n], per_query[m][n], idx)  # noqa: E731
+        elif name in word_pairs:
+            pairs = word_pairs[name]
+            test = lambda best, m, p=pairs: paired_spearman_difference(  # noqa: E731
+                p[best][0], p[m][0], p[best][1], resamples=resamples, seed=seed
+            )
+        _pick_best(metric, test)
 
     # ---- agreement between models
     if len(runs) >= 2:
@@ -483,7 +491,9 @@ def _word_level(runs: list[ModelRun], metrics: dict, report: dict, resamples: in
                 metrics[name]["values"][run.label] = None
                 metrics[name]["why_empty"][run.label] = "hashing has no notion of word meaning"
             continue
-        bench = word_benchmarks(run.spec, run.embedder, resamples=resamples)
+        bench = word_benchmarks(run.spec, run.embedder, resamples=resamples, keep_pairs=True)
+        for name, arrays in bench["pairs"].items():
+            report.setdefault("_word_pairs", {}).setdefault(name, {})[run.label] = arrays
         for name in ("wordsim353", "simlex999"):
             res = bench["metrics"][name]
             notes = [f"OOV rate {res['oov_rate']:.1%}"]

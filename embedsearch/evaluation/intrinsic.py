@@ -31,6 +31,18 @@ def read_word_pairs(path: Path) -> list[tuple[str, str, float]]:
     return pairs
 
 
+def pair_similarities(wv: WordVectors, pairs: list[tuple[str, str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of each pair (NaN where a word is unknown and the model has no
+    subwords) and whether both words are in the model's own vocabulary."""
+    sims = np.full(len(pairs), np.nan)
+    known = np.zeros(len(pairs), dtype=bool)
+    for i, (a, b, _) in enumerate(pairs):
+        known[i] = a in wv and b in wv
+        if wv.has_subwords or known[i]:
+            sims[i] = wv.similarity(a, b)
+    return sims, known
+
+
 def word_similarity(wv: WordVectors, pairs: list[tuple[str, str, float]], *, resamples: int = 0, seed: int = 0) -> dict[str, Any]:
     """Spearman and Pearson correlation between cosine similarities and human scores.
 
@@ -44,13 +56,11 @@ def word_similarity(wv: WordVectors, pairs: list[tuple[str, str, float]], *, res
 
     from embedsearch.evaluation.metrics import bootstrap_indices, spearman
 
-    model, human, in_vocab = [], [], []
-    for a, b, score in pairs:
-        known = a in wv and b in wv
-        if wv.has_subwords or known:
-            model.append(wv.similarity(a, b))
-            human.append(score)
-            in_vocab.append(known)
+    sims, known = pair_similarities(wv, pairs)
+    covered = ~np.isnan(sims)
+    model = sims[covered].tolist()
+    human = [score for (_, _, score), c in zip(pairs, covered, strict=True) if c]
+    in_vocab = known[covered].tolist()
     out: dict[str, Any] = {"pairs": len(pairs), "covered": len(model), "coverage": len(model) / max(1, len(pairs))}
     mask = np.asarray(in_vocab, dtype=bool)
     out["in_vocab_pairs"] = int(mask.sum())

@@ -97,3 +97,32 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     rx, ry = rankdata(x) - (x.size + 1) / 2, rankdata(y) - (y.size + 1) / 2
     denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
     return float((rx * ry).sum() / denom) if denom > 0 else None
+
+
+def paired_spearman_difference(
+    a: np.ndarray, b: np.ndarray, truth: np.ndarray, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, float | bool | int]:
+    """Spearman(a, truth) - Spearman(b, truth) over the items both models scored (NaN: not
+    scored), with a percentile interval from resampling those items; ``significant`` when the
+    interval excludes zero. For word-pair benchmarks: are two models' correlations really different?"""
+    a, b, truth = (np.asarray(v, dtype=np.float64) for v in (a, b, truth))
+    both = ~np.isnan(a) & ~np.isnan(b)
+    a, b, truth = a[both], b[both], truth[both]
+    if a.size < 3:
+        raise InvalidArgument("fewer than three items scored by both models")
+    rho_a, rho_b = spearman(a, truth), spearman(b, truth)
+    diffs = np.array(
+        [
+            (spearman(a[i], truth[i]) or 0.0) - (spearman(b[i], truth[i]) or 0.0)
+            for i in bootstrap_indices(a.size, resamples, seed)
+        ]
+    )
+    tail = (1 - level) / 2 * 100
+    low, high = (float(v) for v in np.percentile(diffs, [tail, 100 - tail]))
+    return {
+        "difference": (rho_a or 0.0) - (rho_b or 0.0),
+        "low": low,
+        "high": high,
+        "significant": bool(low > 0 or high < 0),
+        "items": int(a.size),
+    }

@@ -382,7 +382,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     out.append(_md_table(["metric", *models, "best"], rows))
     out.append(
-        "\nIntervals are 95% bootstrap intervals. ≈: not significantly different from the best (paired bootstrap over queries)."
+        "\nIntervals are 95% bootstrap intervals. ≈: not significantly different from the best "
+        "(paired bootstrap over queries, or over word pairs)."
     )
     empty = [
         f"- {label}, {report['metrics'][n]['label']}: {why}"

@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embedsearch.embedders import load_embedder
 from embedsearch.errors import UnknownModel
 
@@ -21,23 +23,29 @@ def word_model_dir(spec: str) -> Path | None:
     return None
 
 
-def word_benchmarks(spec: str, embedder=None, *, restrict_vocab: int = 30000, resamples: int = 0) -> dict[str, Any]:
+def word_benchmarks(
+    spec: str, embedder=None, *, restrict_vocab: int = 30000, resamples: int = 0, keep_pairs: bool = False
+) -> dict[str, Any]:
     """WordSim-353 and SimLex-999 (with OOV rate) and Google analogies (with per-section
     accuracy) for one model: a word model directly, a sentence model through each word
     embedded alone (``embedder``, loaded from ``spec`` when not given). ``metrics`` holds the
-    results, ``skipped`` the reason for each metric that does not apply."""
+    results, ``skipped`` the reason for each metric that does not apply; with ``keep_pairs``,
+    ``pairs`` holds each word set's per-pair similarities and human scores (numpy arrays)."""
     from embedsearch.datasets import gensim_data
     from embedsearch.evaluation.docsim import SingleWordVectors
     from embedsearch.evaluation.intrinsic import (
         ANALOGY_SETS,
         WORD_SIMILARITY_SETS,
         analogy_accuracy,
+        pair_similarities,
         read_analogies,
         read_word_pairs,
         word_similarity,
     )
 
     out: dict[str, Any] = {"metrics": {}, "skipped": {}}
+    if keep_pairs:
+        out["pairs"] = {}
     word_dir = word_model_dir(spec)
     if word_dir is not None:
         from embedsearch.models import load_word_vectors
@@ -52,6 +60,8 @@ def word_benchmarks(spec: str, embedder=None, *, restrict_vocab: int = 30000, re
         if word_dir is None:
             words.prefetch({w for a, b, _ in pairs for w in (a, b)})
         result = word_similarity(words, pairs, resamples=resamples)
+        if keep_pairs:
+            out["pairs"][name] = (pair_similarities(words, pairs)[0], np.array([score for _, _, score in pairs]))
         if word_dir is None:
             result["note"] = "each word embedded as a one-word text"
         elif words.has_subwords and result["in_vocab_pairs"] < result["pairs"]:
