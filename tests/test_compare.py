@@ -391,3 +391,17 @@ def test_paired_spearman_difference():
     holes = good.copy()
     holes[:100] = np.nan
     assert paired_spearman_difference(holes, bad, truth, resamples=100)["items"] == 200
+
+
+def test_best_model_and_ties_without_a_paired_test():
+    from embedsearch.evaluation.compare import _pick_best
+
+    metric = {"higher_is_better": False, "values": {"a": {"value": 5}, "b": {"value": 5}, "c": {"value": 9}, "d": None}}
+    _pick_best(metric)
+    assert metric["best"] == "a" and metric["tied_with_best"] == ["b"]
+    metric = {"higher_is_better": None, "values": {"a": {"value": 1}, "b": {"value": 2}}}
+    _pick_best(metric)
+    assert metric["best"] is None  # no direction is better (the dimension)
+    metric = {"higher_is_better": True, "values": {"a": {"value": 1}, "b": {"value": 1}}}
+    _pick_best(metric)
+    assert metric["best"] is None  # all equal: nobody is best

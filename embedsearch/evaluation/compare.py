@@ -209,6 +209,7 @@ def _pick_best(metric: dict[str, Any], paired_test: Callable[[str, str], dict[st
         return  # every model scores the same: nobody is best
     metric["best"] = best
     if paired_test is None:
+        metric["tied_with_best"] = [m for m in scored if m != best and scored[m] == scored[best]]
         return
     for m in scored:
         if m == best:
