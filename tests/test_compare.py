@@ -405,3 +405,20 @@ def test_best_model_and_ties_without_a_paired_test():
     metric = {"higher_is_better": True, "values": {"a": {"value": 1}, "b": {"value": 1}}}
     _pick_best(metric)
     assert metric["best"] is None  # all equal: nobody is best
+
+
+def test_each_model_builds_its_exact_index_once(monkeypatch, hashing):
+    """Regression: the index was rebuilt on every ranking call, so the query time included it."""
+    from embedsearch.datasets import bundled_corpus
+    from embedsearch.evaluation import compare
+
+    built = []
+    real = compare._flat_index
+    monkeypatch.setattr(compare, "_flat_index", lambda vectors: built.append(len(vectors)) or real(vectors))
+    docs = bundled_corpus("lee")
+    queries = compare.read_queries(LEE_QUERIES, {d.id for d in docs})
+    report = compare.compare_models(
+        ["hashing", "h2=hashing"], docs, queries=queries, word_level=False, docsim=False, resamples=100
+    )
+    assert built == [350, 350]
+    assert report["metrics"]["query_ms"]["values"]["hashing"]["value"] > 0
