@@ -357,6 +357,8 @@ def compare_models(
     ):
         metrics[name] = _metric(label, "cost", higher, unit)
 
+    import faiss
+
     idx = bootstrap_indices(len(queries), resamples, seed) if queries else None
     per_query: dict[str, dict[str, np.ndarray]] = {}
     rankings: dict[str, list[list[str]]] = {}
@@ -375,8 +377,6 @@ def compare_models(
         metrics["docs_per_second"]["values"][run.label] = _value(n / max(run.embed_seconds, 1e-9))
         metrics["model_bytes"]["values"][run.label] = _value(run.size_bytes)
         metrics["dimension"]["values"][run.label] = _value(run.dim)
-        import faiss
-
         index = _run_index(run)
         metrics["index_bytes"]["values"][run.label] = _value(int(faiss.serialize_index(index).size))
         if queries:
@@ -404,8 +404,7 @@ def compare_models(
             metrics["query_ms"]["why_empty"][run.label] = "no queries to time"
 
     # ---- word level and Lee document similarity: properties of the model, not of the corpus
-    if word_level:
-        _word_level(runs, metrics, report, resamples, seed, steps)
+    word_pairs = _word_level(runs, metrics, report, resamples, steps) if word_level else {}
     if docsim:
         from embedsearch.evaluation.docsim import lee_document_similarity
 
@@ -420,7 +419,6 @@ def compare_models(
     from embedsearch.evaluation.metrics import paired_difference, paired_spearman_difference
 
     retrieval_names = set(next(iter(per_query.values()), {}))
-    word_pairs = report.pop("_word_pairs", {})
     for name, metric in metrics.items():
         test = None
         if name in retrieval_names:
@@ -481,7 +479,9 @@ def compare_models(
     return report
 
 
-def _word_level(runs: list[ModelRun], metrics: dict, report: dict, resamples: int, seed: int, steps: _Steps) -> None:
+def _word_level(runs: list[ModelRun], metrics: dict, report: dict, resamples: int, steps: _Steps) -> dict[str, dict[str, tuple]]:
+    """Fill the word-level metrics; return each word set's (similarities, human scores) per model
+    for the paired tests."""
     from embedsearch.evaluation.report import word_benchmarks
 
     for name, label in (("wordsim353", "WordSim-353 (Spearman)"), ("simlex999", "SimLex-999 (Spearman)")):
@@ -492,6 +492,7 @@ def _word_level(runs: list[ModelRun], metrics: dict, report: dict, resamples: in
         ("google_analogy_syntactic", "Google analogies, syntactic sections"),
     ):
         metrics[name] = _metric(label, "word", True)
+    pairs: dict[str, dict[str, tuple]] = {}
     for run in runs:
         steps.step(run.label, "word benchmarks")
         if run.spec == "hashing":
@@ -501,7 +502,7 @@ def _word_level(runs: list[ModelRun], metrics: dict, report: dict, resamples: in
             continue
         bench = word_benchmarks(run.spec, run.embedder, resamples=resamples, keep_pairs=True)
         for name, arrays in bench["pairs"].items():
-            report.setdefault("_word_pairs", {}).setdefault(name, {})[run.label] = arrays
+            pairs.setdefault(name, {})[run.label] = arrays
         for name in ("wordsim353", "simlex999"):
             res = bench["metrics"][name]
             notes = [f"OOV rate {res['oov_rate']:.1%}"]
@@ -542,6 +543,7 @@ def _word_level(runs: list[ModelRun], metrics: dict, report: dict, resamples: in
                 sum(s["correct"] for s in chosen) / covered if covered else None,
                 coverage=covered / max(1, sum(s["questions"] for s in chosen)),
             )
+    return pairs
 
 
 def _disagreements(queries: list[Query], per_query: dict, rankings: dict, k: int, top: int = 8) -> list[dict[str, Any]]:

@@ -52,28 +52,32 @@ def word_similarity(wv: WordVectors, pairs: list[tuple[str, str, float]], *, res
     unseen words is visible as such. With ``resamples``, a bootstrap interval over pairs
     is added (``spearman_low``/``spearman_high``).
     """
+    sims, known = pair_similarities(wv, pairs)
+    return correlate_pairs(sims, known, np.array([score for _, _, score in pairs]), resamples=resamples, seed=seed)
+
+
+def correlate_pairs(
+    sims: np.ndarray, known: np.ndarray, human: np.ndarray, *, resamples: int = 0, seed: int = 0
+) -> dict[str, Any]:
+    """:func:`word_similarity` from the output of :func:`pair_similarities` and the human scores."""
     from scipy.stats import pearsonr
 
-    from embedsearch.evaluation.metrics import bootstrap_indices, spearman
+    from embedsearch.evaluation.metrics import bootstrap_indices, bootstrap_spearman, percentile_interval, spearman
 
-    sims, known = pair_similarities(wv, pairs)
     covered = ~np.isnan(sims)
-    model = sims[covered].tolist()
-    human = [score for (_, _, score), c in zip(pairs, covered, strict=True) if c]
-    in_vocab = known[covered].tolist()
-    out: dict[str, Any] = {"pairs": len(pairs), "covered": len(model), "coverage": len(model) / max(1, len(pairs))}
-    mask = np.asarray(in_vocab, dtype=bool)
+    m, h = sims[covered], np.asarray(human, dtype=np.float64)[covered]
+    mask = known[covered]
+    n = len(sims)
+    out: dict[str, Any] = {"pairs": n, "covered": int(covered.sum()), "coverage": int(covered.sum()) / max(1, n)}
     out["in_vocab_pairs"] = int(mask.sum())
-    out["oov_rate"] = 1 - out["in_vocab_pairs"] / max(1, len(pairs))
+    out["oov_rate"] = 1 - out["in_vocab_pairs"] / max(1, n)
     out["spearman"] = out["pearson"] = out["spearman_in_vocab"] = None
-    m, h = np.asarray(model, dtype=np.float64), np.asarray(human, dtype=np.float64)
-    if len(model) >= 3:
+    if m.size >= 3:
         out["spearman"] = spearman(m, h)
         out["pearson"] = float(pearsonr(m, h).statistic)
         if resamples:
-            idx = bootstrap_indices(len(m), resamples, seed)
-            rhos = np.array([spearman(m[i], h[i]) or 0.0 for i in idx])
-            out["spearman_low"], out["spearman_high"] = (float(v) for v in np.percentile(rhos, [2.5, 97.5]))
+            rhos = bootstrap_spearman(m, h, bootstrap_indices(m.size, resamples, seed))
+            out["spearman_low"], out["spearman_high"] = percentile_interval(rhos)
     if mask.sum() >= 3:
         out["spearman_in_vocab"] = spearman(m[mask], h[mask])
     return out

@@ -55,13 +55,17 @@ def bootstrap_indices(n: int, resamples: int = 1000, seed: int = 0) -> np.ndarra
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` share of a statistic's bootstrap samples."""
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(samples, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ci(values: np.ndarray, idx: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the percentile interval of the mean over the resamples ``idx``."""
     values = np.asarray(values, dtype=np.float64)
-    means = values[idx].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(values.mean()), float(low), float(high)
+    return (float(values.mean()), *percentile_interval(values[idx].mean(axis=1), level))
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, idx: np.ndarray, level: float = 0.95) -> dict[str, float | bool]:
@@ -99,6 +103,11 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     return float((rx * ry).sum() / denom) if denom > 0 else None
 
 
+def bootstrap_spearman(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each resample ``idx`` of the pairs (x, y); 0 where it is undefined."""
+    return np.array([spearman(x[i], y[i]) or 0.0 for i in idx])
+
+
 def paired_spearman_difference(
     a: np.ndarray, b: np.ndarray, truth: np.ndarray, *, resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, float | bool | int]:
@@ -111,14 +120,8 @@ def paired_spearman_difference(
     if a.size < 3:
         raise InvalidArgument("fewer than three items scored by both models")
     rho_a, rho_b = spearman(a, truth), spearman(b, truth)
-    diffs = np.array(
-        [
-            (spearman(a[i], truth[i]) or 0.0) - (spearman(b[i], truth[i]) or 0.0)
-            for i in bootstrap_indices(a.size, resamples, seed)
-        ]
-    )
-    tail = (1 - level) / 2 * 100
-    low, high = (float(v) for v in np.percentile(diffs, [tail, 100 - tail]))
+    idx = bootstrap_indices(a.size, resamples, seed)
+    low, high = percentile_interval(bootstrap_spearman(a, truth, idx) - bootstrap_spearman(b, truth, idx), level)
     return {
         "difference": (rho_a or 0.0) - (rho_b or 0.0),
         "low": low,
