@@ -422,3 +422,13 @@ def test_each_model_builds_its_exact_index_once(monkeypatch, hashing):
     )
     assert built == [350, 350]
     assert report["metrics"]["query_ms"]["values"]["hashing"]["value"] > 0
+
+
+def test_html_to_stdout(cli, tmp_path, monkeypatch):
+    """Regression: '-o -' wrote no HTML anywhere (it printed the summary table instead)."""
+    monkeypatch.chdir(tmp_path)
+    r = cli("compare", "--index-specs", "Flat", "--model", "hashing", "--corpus", "lee", "-o", "-")
+    assert r.exit_code == 0, r.output
+    assert r.output.lstrip().lower().startswith("<!doctype html>") and 'id="chart-ann"' in r.output
+    assert r.output.rstrip().endswith("</html>")  # the page alone: no table printed after it
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from embedsearch.cli.index import _with_examples, build_read_options, device_option, read_options, word_model_options
-from embedsearch.cli.output import echo_json, table
+from embedsearch.cli.output import table
 
 
 def load_corpus(corpus: str, opts) -> tuple[list, str]:
@@ -27,15 +27,18 @@ def load_corpus(corpus: str, opts) -> tuple[list, str]:
     return list(read_documents([corpus], opts)), corpus
 
 
-def _check_output(path: str | None, option: str) -> Path | None:
+OUTPUT_OPTIONS = {"html": "--output", "json": "--json", "markdown": "--markdown"}
+
+
+def _check_outputs(outputs: dict[str, str | None]) -> None:
     """Fail before the long computation, not after, when an output cannot be written."""
-    if path is None or path == "-":
-        return None
-    p = Path(path)
-    if p.is_dir():
-        raise click.BadParameter(f"{path} is a directory; give a file name", param_hint=option)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
+    for fmt, dest in outputs.items():
+        if dest is None or dest == "-":
+            continue
+        p = Path(dest)
+        if p.is_dir():
+            raise click.BadParameter(f"{dest} is a directory; give a file name", param_hint=OUTPUT_OPTIONS[fmt])
+        p.parent.mkdir(parents=True, exist_ok=True)
 
 
 @click.command()
@@ -60,7 +63,7 @@ def _check_output(path: str | None, option: str) -> Path | None:
     default=None,
     help="Instead of --queries: documents sharing this metadata field's value are each other's relevant set.",
 )
-@click.option("--output", "-o", "html_path", default=None, help="Write the self-contained HTML report here.")
+@click.option("--output", "-o", "html_path", default=None, help="Write the self-contained HTML report here ('-' for stdout).")
 @click.option("--json", "json_path", default=None, help="Write the report as JSON here ('-' for stdout).")
 @click.option("--markdown", "md_path", default=None, help="Write the report as Markdown here ('-' for stdout).")
 @click.option(
@@ -152,9 +155,8 @@ def compare(
     against exact search, queries/s, build time and bytes per vector.
     Without -o/--json/--markdown the summary table is printed.
     """
-    html = _check_output(html_path, "--output")
-    jpath = _check_output(json_path, "--json")
-    mpath = _check_output(md_path, "--markdown")
+    outputs = {"json": json_path, "markdown": md_path, "html": html_path}
+    _check_outputs(outputs)
     if queries_path and label_field:
         raise click.UsageError("give --queries or --label-field, not both")
     options = {key: v for key, v in (("pooling", pooling), ("oov", oov)) if v}
@@ -194,7 +196,7 @@ def compare(
             options=options,
             progress=progress,
         )
-        _finish(report, command, html, jpath, mpath, json_path, md_path)
+        _finish(report, command, outputs)
         return
 
     if ann_model:
@@ -227,7 +229,7 @@ def compare(
         color_field=color_field,
         progress=progress,
     )
-    _finish(report, command, html, jpath, mpath, json_path, md_path)
+    _finish(report, command, outputs)
 
 
 def split_specs(values: tuple[str, ...]) -> list[str]:
@@ -260,17 +262,17 @@ def command_line(ctx: click.Context) -> str:
     return " ".join(parts)
 
 
-def _finish(report: dict, command: str, html, jpath, mpath, json_path: str | None, md_path: str | None) -> None:
-    """Write the requested files, print what goes to stdout, and the summary table when nothing was asked for."""
-    from embedsearch.evaluation.render import render_markdown, summary_rows, write_outputs
+def _finish(report: dict, command: str, outputs: dict[str, str | None]) -> None:
+    """Write the requested files, print what goes to stdout ('-'), and the summary table when
+    no output was asked for."""
+    from embedsearch.evaluation.render import render, summary_rows, write_outputs
 
     report["settings"]["command"] = command
-    written = write_outputs(report, html=html, json_path=jpath, markdown=mpath)
-    if json_path == "-":
-        echo_json(report)
-    if md_path == "-":
-        click.echo(render_markdown(report))
-    if not (html or jpath or mpath or json_path or md_path):
+    written = write_outputs(report, {fmt: Path(dest) for fmt, dest in outputs.items() if dest not in (None, "-")})
+    for fmt, dest in outputs.items():
+        if dest == "-":
+            click.echo(render(report, fmt), nl=False)
+    if all(dest is None for dest in outputs.values()):
         if report["kind"] == "ann":
             rk = f"recall@{report['settings']['k']}"
             rows = [

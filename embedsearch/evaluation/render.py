@@ -10,6 +10,8 @@ import base64
 import io
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -410,22 +412,32 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_outputs(
-    report: dict[str, Any], *, html: Path | None = None, json_path: Path | None = None, markdown: Path | None = None
-) -> list[Path]:
-    """Write whichever outputs were asked for; each goes to a temp file first, then is renamed."""
+RENDERERS = {
+    "json": lambda report: json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+    "markdown": lambda report: render_markdown(report),
+    "html": lambda report: render_html(report),
+}
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    """The report as ``json``, ``markdown`` or ``html`` text."""
+    return RENDERERS[fmt](report)
+
+
+def write_outputs(report: dict[str, Any], outputs: dict[str, Path]) -> list[Path]:
+    """Write each format to its path (``{"html": path, ...}``): a temp file beside it first,
+    then a rename, so a reader never sees half a report and a failure leaves the old one."""
     written = []
-    for path, make in (
-        (json_path, lambda: json.dumps(report, indent=2, sort_keys=False) + "\n"),
-        (markdown, lambda: render_markdown(report)),
-        (html, lambda: render_html(report)),
-    ):
-        if path is None:
-            continue
+    for fmt, path in outputs.items():
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(make(), encoding="utf-8")
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(render(report, fmt))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         written.append(path)
     return written
