@@ -1,8 +1,8 @@
 """Retrieval and triplet metrics over embeddings (plain functions over numpy arrays).
 
 Relevance is label equality: for each query document, the other documents with its label
-are relevant. ``recall@k`` is capped (relevant found in the top k over min(k, relevant)), so
-a perfect ranking scores 1 even when a label has more than k documents.
+are relevant. The metrics themselves are :func:`embedsearch.evaluation.metrics.ranking_metrics`
+(``recall@k`` capped, so a perfect ranking scores 1 even when a label has more than k documents).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from embedsearch.embedders.base import normalize_rows
 from embedsearch.errors import InvalidArgument
+from embedsearch.evaluation.metrics import ranking_metrics
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -30,26 +31,15 @@ def label_retrieval(embeddings: np.ndarray, labels: list[str] | np.ndarray, k: i
     x = _unit(embeddings)
     sims = x @ x.T
     np.fill_diagonal(sims, -np.inf)  # a document does not retrieve itself
-    kk = min(k, n - 1)
-    top = np.argsort(-sims, axis=1, kind="stable")[:, :kk]
-    rel = labels[top] == labels[:, None]  # (n, kk) relevance of each ranked hit
-    n_rel = np.array([(labels == labels[i]).sum() - 1 for i in range(n)])
-    has = n_rel > 0
-    if not has.any():
+    top = np.argsort(-sims, axis=1, kind="stable")[:, : min(k, n - 1)]
+    queries = [i for i in range(n) if (labels == labels[i]).sum() > 1]
+    if not queries:
         raise InvalidArgument("no document shares its label with another; nothing is relevant")
-    rel, n_rel = rel[has], n_rel[has]
-    recall = rel.sum(axis=1) / np.minimum(kk, n_rel)
-    first = np.where(rel.any(axis=1), rel.argmax(axis=1) + 1, 0)
-    mrr = np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)
-    discounts = 1.0 / np.log2(np.arange(2, kk + 2))
-    dcg = (rel * discounts).sum(axis=1)
-    ideal = np.array([discounts[: min(kk, r)].sum() for r in n_rel])
-    return {
-        f"recall@{k}": float(recall.mean()),
-        f"mrr@{k}": float(mrr.mean()),
-        f"ndcg@{k}": float((dcg / ideal).mean()),
-        "queries": int(has.sum()),
-    }
+    relevant = [set(np.flatnonzero(labels == labels[i]).tolist()) - {i} for i in queries]
+    per_query = ranking_metrics([top[i].tolist() for i in queries], relevant, k)
+    out: dict[str, Any] = {name: float(values.mean()) for name, values in per_query.items()}
+    out["queries"] = len(queries)
+    return out
 
 
 def triplet_accuracy(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray, distance: str = "cosine") -> float:
