@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -228,15 +227,9 @@ def _pick_best(metric: dict[str, Any], paired_test: Callable[[str, str], dict[st
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    from embedsearch.versions import library_versions
 
-    out = {"python": platform.python_version()}
-    for pkg in ("embedsearch", "numpy", "faiss-cpu", "torch", "sentence-transformers", "gensim", "fasttext-wheel", "scipy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+    return library_versions("faiss", "torch", "sentence-transformers", "gensim", "fasttext", "scipy")
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:

@@ -102,12 +102,13 @@ class Trainer(ABC):
     def fit(self, corpus: PreparedCorpus, params: Any, out_dir: Path, *, progress: bool) -> FitResult:
         """Train on ``corpus`` and write the weights into ``out_dir`` (an empty directory)."""
 
+    #: libraries whose versions the manifest records, besides Python, embedsearch and numpy
+    libraries: tuple[str, ...] = ()
+
     def versions(self) -> dict[str, str]:
-        import numpy
+        from embedsearch.versions import library_versions
 
-        import embedsearch
-
-        return {"embedsearch": embedsearch.__version__, "python": platform.python_version(), "numpy": numpy.__version__}
+        return library_versions(*self.libraries)
 
 
 @dataclass

@@ -86,6 +86,7 @@ class FastTextTrainer(Trainer):
     name = "fasttext"
     summary = "FastText with character n-grams (fasttext library or gensim): vectors for unseen words too"
     Params = FastTextParams
+    libraries = ("gensim", "fasttext")
     examples = (
         "embedsearch train fasttext corpus.txt -o models/ft --dim 100 --minn 3 --maxn 6",
         "embedsearch train fasttext corpus.txt -o models/ft-gensim --backend gensim --bucket 200000",
@@ -169,17 +170,3 @@ class FastTextTrainer(Trainer):
             point.pop("loss", None)
         return FitResult(kind="fasttext", vocab_size=len(model.wv.index_to_key), loss_curve=curve.points,
                          extra={"words_per_second": watcher.words_per_sec})  # fmt: skip
-
-    def versions(self) -> dict[str, str]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        import gensim
-
-        out = {**super().versions(), "gensim": gensim.__version__}
-        for dist in ("fasttext-wheel", "fasttext"):
-            try:
-                out["fasttext"] = version(dist)
-                break
-            except PackageNotFoundError:
-                continue
-        return out

@@ -29,6 +29,7 @@ class GloveTrainer(Trainer):
     name = "glove"
     summary = "GloVe (Pennington et al. 2014), implemented here: compiled CPU threads or PyTorch on CUDA"
     Params = GloveParams
+    libraries = ("numba",)
     examples = (
         "embedsearch train glove corpus.txt -o models/glove --dim 100 --window 10 --x-max 10 --alpha 0.75 --epochs 15",
         "embedsearch train glove corpus.txt -o models/glove-repro --deterministic --seed 7",
@@ -79,8 +80,3 @@ class GloveTrainer(Trainer):
                 "cooccurrence": {"nonzeros": int(targets[0].shape[0]), "count_seconds": round(count_seconds, 3)},
             },
         )
-
-    def versions(self) -> dict[str, str]:
-        import numba
-
-        return {**super().versions(), "numba": numba.__version__}

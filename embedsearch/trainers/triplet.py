@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import platform
 import shutil
 import tempfile
 import time
@@ -35,6 +34,7 @@ from embedsearch.corpus import Document
 from embedsearch.errors import EmbedsearchError, InvalidArgument, UnknownModel
 from embedsearch.trainers.base import check_output_dir, check_params, param, torch_device
 from embedsearch.trainers.triplets import MINING, Triplet, mine_triplets, split_labelled
+from embedsearch.versions import library_versions
 
 DISTANCES = ("cosine", "euclidean")
 DEFAULT_MARGIN = {"cosine": 0.5, "euclidean": 1.0}
@@ -316,8 +316,6 @@ def train_triplet(
 ) -> dict[str, Any]:
     """Fine-tune ``params.base`` on triplets (given, or mined from labelled ``documents``)
     and publish a sentence-transformers model with our manifest at ``out_dir``."""
-    import sentence_transformers
-    import torch
 
     from embedsearch.models import publish_dir, write_manifest
 
@@ -364,11 +362,7 @@ def train_triplet(
             },  # fmt: skip
             "metrics_before": before,
             "metrics_after": after,
-            "versions": {
-                "sentence-transformers": sentence_transformers.__version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },  # fmt: skip
+            "versions": library_versions("sentence-transformers", "torch"),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **result,
         }

@@ -95,6 +95,7 @@ class Word2VecTrainer(Trainer):
     name = "word2vec"
     summary = "word2vec CBOW or skip-gram (gensim), negative sampling or hierarchical softmax"
     Params = Word2VecParams
+    libraries = ("gensim",)
     examples = (
         "embedsearch train word2vec corpus.txt -o models/w2v --dim 100 --window 5 --min-count 5 --epochs 5 --sg",
         "embedsearch train word2vec docs/ --glob '*.md' -o models/w2v-cbow --deterministic",
@@ -134,8 +135,3 @@ class Word2VecTrainer(Trainer):
                 "architecture": "skip-gram" if params.sg else "cbow",
             },
         )
-
-    def versions(self) -> dict[str, str]:
-        import gensim
-
-        return {**super().versions(), "gensim": gensim.__version__}
