@@ -150,41 +150,76 @@ def chart_cost(report: dict[str, Any]) -> str | None:
     return _png(fig)
 
 
-def chart_heatmap(matrix: list[list[float | None]], labels: list[str], title: str) -> str:
+def _heatmap(
+    m: np.ndarray,
+    rows: list[str],
+    cols: list[str],
+    title: str,
+    *,
+    figsize: tuple[float, float],
+    vmin: float,
+    cmap: str,
+    dark_below: float,
+    fontsize: int,
+    xrotation: int,
+    xfontsize: int | None = None,
+    aspect: str | None = None,
+    bar_fraction: float = 0.046,
+) -> str:
+    """An annotated heatmap (NaN cells left blank) as a PNG data URI."""
     plt = _pyplot()
-    m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 * len(labels) + 2.5, 0.8 * len(labels) + 1.8))
-    im = ax.imshow(m, vmin=0 if np.nanmin(m) >= 0 else -1, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
+    fig, ax = plt.subplots(figsize=figsize)
+    im = ax.imshow(m, vmin=vmin, vmax=1, cmap=cmap, aspect=aspect)
+    ax.set_xticks(range(len(cols)), cols, rotation=xrotation, ha="right", fontsize=xfontsize)
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
             if not math.isnan(m[i, j]):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color="white" if m[i, j] < 0.6 else "black", fontsize=9)
+                colour = "white" if m[i, j] < dark_below else "black"
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=fontsize)
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.colorbar(im, ax=ax, fraction=bar_fraction)
     return _png(fig)
+
+
+def chart_heatmap(matrix: list[list[float | None]], labels: list[str], title: str) -> str:
+    m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    return _heatmap(
+        m,
+        labels,
+        labels,
+        title,
+        figsize=(1.0 * len(labels) + 2.5, 0.8 * len(labels) + 1.8),
+        vmin=0 if np.nanmin(m) >= 0 else -1,
+        cmap="viridis",
+        dark_below=0.6,
+        fontsize=9,
+        xrotation=30,
+    )
 
 
 def chart_analogy_sections(report: dict[str, Any]) -> str | None:
     sections = report.get("analogy_sections") or {}
     if not sections:
         return None
-    plt = _pyplot()
     models = list(sections)
     names = [s["section"] for s in next(iter(sections.values()))]
     m = np.array([[np.nan if s["accuracy"] is None else s["accuracy"] for s in sections[label]] for label in models])
-    fig, ax = plt.subplots(figsize=(0.6 * len(names) + 3, 0.6 * len(models) + 2))
-    im = ax.imshow(m, vmin=0, vmax=1, cmap="magma", aspect="auto")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(models)), models)
-    for i in range(len(models)):
-        for j in range(len(names)):
-            if not math.isnan(m[i, j]):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if m[i, j] < 0.5 else "black")
-    ax.set_title("Google analogies: accuracy by section (covered questions)")
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    return _png(fig)
+    return _heatmap(
+        m,
+        models,
+        names,
+        "Google analogies: accuracy by section (covered questions)",
+        figsize=(0.6 * len(names) + 3, 0.6 * len(models) + 2),
+        vmin=0,
+        cmap="magma",
+        dark_below=0.5,
+        fontsize=7,
+        xrotation=45,
+        xfontsize=8,
+        aspect="auto",
+        bar_fraction=0.03,
+    )
 
 
 def chart_maps(report: dict[str, Any], max_categories: int = 10) -> str | None:
