@@ -74,6 +74,7 @@ def test_filtered_search_returns_k_when_the_filter_keeps_under_5_percent(store, 
 
 def test_filtered_hits_are_the_best_matching_documents(store, hashing):
     c = store.create("exact", hashing, "IVF4,Flat")
+    c.seal_at = 200
     docs = topic_docs(600)
     c.add_documents(docs, hashing)
     assert c.row["active_spec"] == "IVF4,Flat"
@@ -121,32 +122,38 @@ def test_verify_finds_rows_without_vectors_and_repair_fixes_them(coll, store, ha
     report = coll.verify(check_model=False)
     assert not report.ok and any("vectors have no document" in p for p in report.problems)
     result = coll.repair(hashing)
-    assert result["repaired"] and any("removed 1 vectors" in a for a in result["actions"])
+    assert result["repaired"] and any("marked 1 vectors without documents as deleted" in a for a in result["actions"]), result
     assert coll.verify(check_model=False).ok
 
 
-def test_corrupted_index_file_is_reported_and_rebuilt_from_text(coll, store, hashing):
-    path = coll.dir / f"vectors-{coll.generation:012d}.faiss"
+def test_damaged_segment_is_reported_and_rebuilt_from_text(coll, store, hashing):
+    coll.optimize()  # seal the 400 documents into one segment file
+    (seg,) = [s for s in coll.info()["segments"] if s["state"] == "sealed"]
+    path = next(coll.dir.glob("seg-*.faiss"))
     raw = bytearray(path.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
+    raw[len(raw) // 2] ^= 0xFF  # a flipped bit: opening stays cheap, verify's checksum finds it
     path.write_bytes(bytes(raw))
     fresh = Store(Settings(store.settings.data_dir, store.settings.db_url)).open("news")  # a new process's view
-    with pytest.raises(IndexCorrupted, match="checksum mismatch.*index repair news"):
+    report = fresh.verify(check_model=False)
+    assert not report.ok and any("checksum mismatch" in p for p in report.problems)
+    path.write_bytes(bytes(raw[:1000]))  # truncated: found when the segment is opened
+    fresh = Store(Settings(store.settings.data_dir, store.settings.db_url)).open("news")
+    with pytest.raises(IndexCorrupted, match="bytes on disk.*index repair news"):
         search(fresh, ["rates"], 3, embedder=hashing)
-    assert fresh.verify(check_model=False).needs_rebuild
-    fresh.repair(hashing)
+    result = fresh.repair(hashing)
+    assert any("re-embedded 400 documents" in a for a in result["actions"]), result
     assert fresh.verify(check_model=False).ok
     assert len(search(fresh, ["interest rates"], 3, embedder=hashing)[0]) == 3
 
 
 def test_failed_commit_leaves_the_previous_generation(coll, hashing, monkeypatch):
     gen, count = coll.generation, coll.row["doc_count"]
-    from embedsearch.store import vectors
+    from embedsearch.store import collection as cmod
 
-    def boom(self, path, generation):
+    def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vectors.VectorIndex, "save", boom)
+    monkeypatch.setattr(cmod, "append_records", boom)
     with pytest.raises(OSError):
         coll.add_documents([Document("n1", "new doc", {})], hashing)
     monkeypatch.undo()
@@ -154,7 +161,8 @@ def test_failed_commit_leaves_the_previous_generation(coll, hashing, monkeypatch
     assert (coll.generation, coll.row["doc_count"]) == (gen, count)
     assert coll.get("n1") is None
     assert coll.verify(check_model=False).ok
-    assert sorted(p.name for p in coll.dir.glob("vectors-*")) == [f"vectors-{gen:012d}.faiss"]
+    coll.add_documents([Document("n1", "new doc", {})], hashing)  # the next write goes through
+    assert coll.verify(check_model=False).ok and coll.count() == count + 1
 
 
 def test_drop_removes_rows_and_files(coll, store):
@@ -165,15 +173,43 @@ def test_drop_removes_rows_and_files(coll, store):
 
 
 def test_a_reader_follows_a_commit_made_by_another_process(coll, store, hashing):
-    # a second Store stands in for another process; the first still holds the old row and file
+    # a second Store stands in for another process; the first still holds its view
     other = Store(Settings(store.settings.data_dir, store.settings.db_url)).open("news")
-    assert coll.vectors().ntotal == 400
+    assert coll.view().live() == 400
     other.add_documents([Document("late", "a late arrival about volcanoes", {})], hashing)
-    assert not (coll.dir / f"vectors-{coll.generation:012d}.faiss").exists()  # coll was not refreshed
-    coll._vectors = None
-    assert coll.vectors().ntotal == 401  # re-read the generation instead of failing
+    assert coll.view().live() == 401  # read only the new log record
     hits = search(coll, ["a late arrival about volcanoes"], 1, embedder=hashing)[0]
     assert hits[0].id == "late"
+    sealed_before = dict(coll.view().sealed)
+    other.optimize()  # a seal and a merge in the other process: new files, old ones removed
+    other.delete(["doc-1"])
+    view = coll.view()
+    assert view.live() == 400 and not set(sealed_before) & set(view.sealed)
+    hits = search(coll, ["interest rates bank inflation story 1"], 400, embedder=hashing)[0]
+    assert "doc-1" not in {h.id for h in hits} and len(hits) == 400
+
+
+def test_concurrent_creates_of_one_name_leave_one_working_collection(data_dir, hashing):
+    """Two processes race to create the same collection: one wins, the other gets a clear error,
+    and the winner has every file it needs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from embedsearch.config import Settings; from embedsearch.store.collection import Store;"
+        "from embedsearch.embedders import load_embedder; from embedsearch.errors import CollectionExists\n"
+        "try:\n    Store(Settings.from_env(sys.argv[1])).create('race', load_embedder('hashing')); print('created')\n"
+        "except CollectionExists: print('exists')\n"
+    )
+    for _ in range(4):
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE) for _ in range(2)]
+        outs = sorted(p.communicate(timeout=120)[0].decode().strip() for p in procs)
+        assert outs == ["created", "exists"], outs
+        coll = Store(Settings.from_env(data_dir)).open("race")
+        assert coll.verify(check_model=False).ok
+        coll.add_documents([Document("a", "alpha", {})], hashing)
+        assert search(coll, ["alpha"], 1, embedder=hashing)[0][0].id == "a"
+        Store(Settings.from_env(data_dir)).drop("race")
 
 
 def test_k_out_of_range_is_a_domain_error(coll, hashing):

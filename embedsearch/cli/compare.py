@@ -170,7 +170,7 @@ def compare(
         model = ann_model or (models[0] if len(models) == 1 else None)
         if model is None:
             raise click.UsageError("ANN mode (--index-specs) needs exactly one model: --model NAME")
-        from embedsearch.store.vectors import parse_spec
+        from embedsearch.store.specs import parse_spec
 
         specs = split_specs(index_specs)
         for s in specs:

@@ -1,4 +1,4 @@
-"""``embedsearch index``: create, add, delete, list, info, verify, repair, drop."""
+"""``embedsearch index``: create, add, delete, list, info, verify, repair, optimize, drop."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 
 from embedsearch.cli.output import echo_json, table
 from embedsearch.corpus import FORMATS, ReadOptions, iter_documents, resolve_sources, scan, spool_stdin
-from embedsearch.store.vectors import SPEC_HELP
+from embedsearch.store.specs import SPEC_HELP
 
 MAX_WARNINGS = 20
 
@@ -151,7 +151,7 @@ def index() -> None:
 def create(app, name, model, index_spec, metric, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
     from embedsearch.embedders import load_embedder
-    from embedsearch.store.vectors import validate_spec
+    from embedsearch.store.specs import validate_spec
 
     validate_spec(index_spec)  # a bad spec is a usage error before the model loads
     if app.store.exists(name):
@@ -335,6 +335,7 @@ def info(app, name, as_json):
         "faiss_count",
         "tombstones",
         "generation",
+        "format",
         "index_bytes",
         "path",
         "created_at",
@@ -343,6 +344,19 @@ def info(app, name, as_json):
     ):
         if data.get(key) is not None:
             click.echo(f"{key:18} {data[key]}")
+    if data.get("training"):
+        t = data["training"]
+        click.echo(f"{'training':18} {t['spec']} trained on a sample of {t['sample']} of {t['trained_on']} vectors")
+    if data.get("segments"):
+        click.echo(
+            table(
+                [
+                    (s["id"], s["state"], s["spec"], s["vectors"], s["tombstones"], f"{s['rows'][0]}-{s['rows'][1]}", s["bytes"])
+                    for s in data["segments"]
+                ],
+                ["segment", "state", "spec", "vectors", "tombstones", "row ids", "bytes"],
+            )
+        )
 
 
 @index.command("verify")
@@ -360,6 +374,8 @@ def verify(app, name, no_model_check, as_json):
         echo_json(report.to_dict())
     elif report.ok:
         click.echo(f"{name}: ok ({report.sql_count} documents, generation {report.generation})")
+        if report.leftovers:
+            click.echo(f"  {len(report.leftovers)} leftover file(s) of an interrupted write; the next write removes them")
     else:
         click.echo(f"{name}: {len(report.problems)} problem(s)")
         for p in report.problems:
@@ -390,6 +406,38 @@ def repair(app, name, rebuild, model, device, as_json):
     else:
         for a in result["actions"]:
             click.echo(f"{name}: {a}")
+
+
+@index.command("optimize")
+@click.argument("name")
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="Retrain the IVF/PQ/SQ template on a sample of all the data now (otherwise it is retrained "
+    "once the collection holds 4x what it was trained on).",
+)
+@json_option
+@_with_examples("  embedsearch index optimize news\n  embedsearch index optimize big --retrain --json")
+@click.pass_obj
+def optimize(app, name, retrain, as_json):
+    """Seal the growing segment, merge segments as far as the size limit allows, purge every
+    tombstone, and retrain when due. Searches go on while it runs."""
+    coll = app.store.open(name)
+    result = coll.optimize(retrain=retrain, progress=not as_json and sys.stderr.isatty())
+    info = coll.info()
+    out = {"collection": name, **result, "segments": len(info["segments"]), "tombstones": info["tombstones"]}
+    if as_json:
+        echo_json(out)
+        return
+    for m in result["merges"]:
+        if "retrained" in m:
+            click.echo(f"{name}: retrained {m['retrained']} on {m['on']} vectors")
+        else:
+            click.echo(
+                f"{name}: merged {len(m['segments'])} segments ({m['reason']}): "
+                f"{m['vectors']} vectors, {m['purged']} tombstones purged"
+            )
+    click.echo(f"{name}: {out['segments']} segments, {out['tombstones']} tombstones (generation {coll.generation})")
 
 
 @index.command("drop")

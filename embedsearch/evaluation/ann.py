@@ -1,7 +1,7 @@
 """ANN quality and cost: one model's vectors in each FAISS index spec, against exact search.
 
 For every spec the index is built exactly as a collection builds it
-(:func:`embedsearch.store.vectors.new_faiss_index`), timed (training + adding), serialised to
+(:func:`embedsearch.store.specs.new_faiss_index`), timed (training + adding), serialised to
 count its bytes, and searched over a sweep of its speed/quality knob (``nprobe`` for IVF,
 ``efSearch`` for HNSW; exact indexes have none). Each point gives recall@k against an exact
 inner-product search (the fraction of the true top k found; a result exactly as close as the
@@ -90,7 +90,7 @@ def ann_benchmark(
     import faiss
 
     from embedsearch.evaluation.compare import SCHEMA, ModelSpec, _versions, fingerprint_documents, load_run
-    from embedsearch.store.vectors import HNSW_EF_SEARCH, default_nprobe, new_faiss_index, parse_spec
+    from embedsearch.store.specs import HNSW_EF_SEARCH, default_nprobe, new_faiss_index, parse_spec
 
     docs = list(documents)
     if len(docs) < 2:

@@ -1,28 +1,30 @@
-"""A collection: SQL rows and one FAISS file, kept consistent.
+"""A collection: SQL rows plus a list of segments, kept consistent.
 
 How a write stays consistent (and survives ``kill -9``):
 
 1. Writers are serialised per collection by a lock file (processes) and a lock (threads).
-2. A batch opens one SQL transaction, changes the document rows and the collection row
-   (generation g -> g+1), applies the same change to the in-memory index and writes it to
-   ``vectors-<g+1>.faiss`` (temp file, fsync, rename), and only then commits.
-3. After the commit the older file is deleted.
+2. A batch appends its vectors to the growing segment's log at the committed end and fsyncs
+   (a batch of a seal's size or more is written as a sealed segment file instead), then one
+   SQL transaction changes the document rows, records tombstones for the rows it replaced or
+   deleted, updates the segment list and bumps the generation.
+3. When the growing segment reaches the seal size it is written as a sealed segment (temp
+   file, fsync, rename) and one transaction swaps it into the segment list.
+4. Merges (``store/merging.py``) build their segment without holding the writer lock, and
+   swap it in with one short transaction.
 
-A crash before the commit leaves SQL at g and ``vectors-<g>.faiss`` untouched (a stray g+1
-file is ignored and later removed); a crash after it leaves g+1 in both. Opening a collection
-loads exactly the file of the committed generation and checks it against SQL.
+A crash before a transaction commits leaves the old state: log bytes past the committed count
+are ignored, and files the segment list does not name are leftovers that the next writer
+removes. A crash after it leaves the new state. See ``indexes/README.md`` for the files.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,24 @@ from embedsearch.errors import (
     IndexCorrupted,
     InvalidArgument,
 )
+from embedsearch.store import manifest
 from embedsearch.store.filters import compile_filter, parse_filter
-from embedsearch.store.metadata import collections, documents, get_engine
-from embedsearch.store.vectors import VectorIndex, validate_spec
+from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
+from embedsearch.store.locks import RWLock, file_lock, is_locked
+from embedsearch.store.metadata import collections, documents, segments, tombstones, trainings
+from embedsearch.store.segments import SegmentMeta, segment_file, segment_files, write_sealed
+from embedsearch.store.specs import check_metric, parse_spec, target_spec, validate_spec
+from embedsearch.store.view import SegmentSet
 
-_FILE_RE = re.compile(r"^vectors-(\d{12})\.faiss$")
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
+SEAL_BYTES = 32 << 20  # the growing segment is sealed once its vectors take this much
+MAX_SEGMENT_BYTES = 2 << 30  # merges stop growing a segment past this (bounds a merge's memory)
+
+
+def crash_point(name: str) -> None:
+    """Crash-consistency tests kill the process here (``EMBEDSEARCH_TEST_CRASH_AT=name``)."""
+    if os.environ.get("EMBEDSEARCH_TEST_CRASH_AT") == name:
+        os._exit(17)
 
 
 @dataclass
@@ -80,73 +94,12 @@ class AddResult:
         return dict(self.__dict__)
 
 
-@dataclass
-class VerifyReport:
-    name: str
-    ok: bool
-    generation: int
-    sql_count: int
-    faiss_count: int | None
-    problems: list[str] = field(default_factory=list)
-    needs_rebuild: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class RWLock:
-    """Many readers or one writer (threads). Searches read; commits write."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
 def _chunks(ids: np.ndarray | list, size: int = _IN_CHUNK) -> Iterator[list]:
-    ids = list(ids)
+    ids = [i.item() if isinstance(i, np.generic) else i for i in ids]  # numpy ints bind as blobs on SQLite
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
 
@@ -155,11 +108,16 @@ class Store:
     """Entry point to collections under one data directory and one metadata database."""
 
     def __init__(self, settings: Settings | None = None) -> None:
+        from embedsearch.store.metadata import get_engine
+
         self.settings = settings or Settings.from_env()
         self.engine = get_engine(self.settings.db_url)
         self.dialect = self.engine.dialect.name
         self._open: dict[str, Collection] = {}
         self._lock = threading.Lock()
+
+    def lock_path(self, name: str, kind: str = "write") -> Path:
+        return self.settings.data_dir / ".locks" / f"{validate_collection_name(name)}.{kind}.lock"
 
     # ---- collections ------------------------------------------------------------------------
     def _fetch_row(self, name: str):
@@ -174,19 +132,24 @@ class Store:
         """Create an empty collection pinned to ``embedder``'s fingerprint and dimension."""
         validate_collection_name(name)
         spec = validate_spec(index_spec, embedder.dim)
+        check_metric(metric)
         directory = self.settings.collection_dir(name)
         if self._fetch_row(name) is not None:
             raise CollectionExists(f"collection {name!r} already exists")
-        vectors = VectorIndex(embedder.dim, spec, metric)
-        with _file_lock(directory / ".lock"):
-            for stale in directory.glob("vectors-*.faiss"):  # left by a drop that was interrupted
-                stale.unlink()
-            path = directory / _vector_file(1)
-            vectors.save(path, 1)
+        with file_lock(self.lock_path(name)):
+            # checked again under the lock: of two concurrent creates, the second stops here
+            # before it touches the directory the first one has just filled
+            if self._fetch_row(name) is not None:
+                raise CollectionExists(f"collection {name!r} already exists")
+            if directory.exists():  # left by a drop or create that was interrupted
+                shutil.rmtree(directory)
+            directory.mkdir(parents=True)
+            seg_id = manifest.new_id()
+            create_log(directory / growing_file(seg_id))
             now = _now()
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(
+                    cid = conn.execute(
                         insert(collections).values(
                             name=name,
                             model=embedder.spec,
@@ -195,16 +158,17 @@ class Store:
                             dim=embedder.dim,
                             metric=metric,
                             index_spec=spec,
-                            active_spec=vectors.active_spec,
+                            active_spec="Flat",
                             generation=1,
                             next_row_id=0,
                             doc_count=0,
                             created_at=now,
                             updated_at=now,
                         )
-                    )
+                    ).inserted_primary_key[0]
+                    manifest.insert_segment(conn, cid, _growing_meta(seg_id, 0, 1))
             except Exception as exc:
-                path.unlink(missing_ok=True)
+                shutil.rmtree(directory, ignore_errors=True)
                 from sqlalchemy.exc import IntegrityError
 
                 if isinstance(exc, IntegrityError):
@@ -234,17 +198,18 @@ class Store:
     def drop(self, name: str) -> None:
         """Delete a collection's rows and its files."""
         coll = self.open(name)
-        with coll._rw.write(), _file_lock(coll.dir / ".lock"):
+        with coll._rw.write(), file_lock(self.lock_path(name, "merge")), file_lock(self.lock_path(name)):
             with self.engine.begin() as conn:
-                conn.execute(delete(documents).where(documents.c.collection_id == coll.id))
+                for table in (documents, segments, tombstones, trainings):
+                    conn.execute(delete(table).where(table.c.collection_id == coll.id))
                 conn.execute(delete(collections).where(collections.c.id == coll.id))
+            shutil.rmtree(coll.dir, ignore_errors=True)
         with self._lock:
             self._open.pop(name, None)
-        shutil.rmtree(coll.dir, ignore_errors=True)
 
 
-def _vector_file(generation: int) -> str:
-    return f"vectors-{generation:012d}.faiss"
+def _growing_meta(seg_id: int, row_lo: int, generation: int) -> SegmentMeta:
+    return SegmentMeta(seg_id, "growing", growing_file(seg_id), "Flat", None, 0, row_lo, row_lo, 0, None, generation)
 
 
 def _public_row(row) -> dict[str, Any]:
@@ -265,11 +230,16 @@ class Collection:
         self.id = row["id"]
         self.dir = store.settings.collection_dir(self.name)
         self.row = dict(row)
-        self._vectors: VectorIndex | None = None
-        self._loaded_generation: int | None = None
+        self._view: SegmentSet | None = None
         self._rw = RWLock()
         self._writer = threading.RLock()
+        self._sync_lock = threading.Lock()
         self.device: str | None = None
+        vector_bytes = 4 * int(row["dim"])
+        # tests and benchmarks shrink these to exercise seals and merges on small data
+        self.seal_at = int(os.environ.get("EMBEDSEARCH_SEAL_AT") or max(1024, SEAL_BYTES // vector_bytes))
+        self.max_segment_vectors = max(self.seal_at, MAX_SEGMENT_BYTES // vector_bytes)
+        self.auto_merge = True
 
     # ---- properties -----------------------------------------------------------------------
     @property
@@ -280,65 +250,65 @@ class Collection:
     def generation(self) -> int:
         return int(self.row["generation"])
 
+    @property
+    def metric(self) -> str:
+        return str(self.row["metric"])
+
     def info(self) -> dict[str, Any]:
+        from embedsearch.store.repair import describe
+
         self.refresh()
-        out = _public_row(self.row)
-        out["path"] = str(self.dir)
-        try:
-            vi = self.vectors()
-            out["faiss_count"] = vi.ntotal
-            out["tombstones"] = len(vi.tombstones)
-            out["pending"] = vi.pending
-            out["index_bytes"] = (self.dir / _vector_file(self.generation)).stat().st_size
-        except (IndexCorrupted, InconsistentCollection) as exc:
-            out["error"] = str(exc)
-        return out
+        return describe(self)
 
     # ---- loading --------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read the collection row; the vectors reload lazily if its generation moved."""
+        """Re-read the collection row; the view catches up lazily if its generation moved."""
         row = self.store._fetch_row(self.name)
         if row is None or row["id"] != self.id:
             raise CollectionNotFound(f"collection {self.name!r} no longer exists")
         self.row = dict(row)
 
-    def vectors(self) -> VectorIndex:
-        """The FAISS index of the committed generation, checked against SQL."""
-        try:
-            return self._load_vectors()
-        except InconsistentCollection:
-            # another process may have committed (and removed our file) since we read the row
-            before = self.generation
-            self.refresh()
-            if self.generation == before:
-                raise
-            return self._load_vectors()
+    def view(self) -> SegmentSet:
+        """The segments of the latest commit (opening only what changed since the last call)."""
+        from embedsearch.store.legacy import load_legacy_view
 
-    def _load_vectors(self) -> VectorIndex:
-        gen = self.generation
-        if self._vectors is not None and self._loaded_generation == gen:
-            return self._vectors
-        path = self.dir / _vector_file(gen)
-        hint = f"; run `embedsearch index repair {self.name}`"
-        if not path.exists():
-            raise InconsistentCollection(f"collection {self.name!r}: vector file for generation {gen} is missing{hint}")
-        try:
-            vi, header = VectorIndex.load(path)
-        except IndexCorrupted as exc:
-            raise IndexCorrupted(f"collection {self.name!r}: {exc}{hint}") from None
-        if header["generation"] != gen:
-            raise InconsistentCollection(
-                f"collection {self.name!r}: vector file generation {header['generation']} != SQL generation {gen}{hint}"
-            )
-        if vi.dim != self.dim:
-            raise InconsistentCollection(f"collection {self.name!r}: vector dimension {vi.dim} != SQL dimension {self.dim}{hint}")
-        if vi.ntotal != self.row["doc_count"]:
-            raise InconsistentCollection(
-                f"collection {self.name!r}: {vi.ntotal} vectors but {self.row['doc_count']} documents{hint}"
-            )
-        vi.enable_gpu(self.device)
-        self._vectors, self._loaded_generation = vi, gen
-        return vi
+        with self._sync_lock:
+            view = self._view
+            if view is not None and view.generation == self._committed_generation():
+                return view
+            with self._rw.write():
+                if self._is_legacy():
+                    self._view = load_legacy_view(self)
+                    return self._view
+                if view is None or view.legacy:
+                    view = SegmentSet(self.dir, self.dim, self.metric)
+                    view.use_gpu = self._gpu_wanted()
+                try:
+                    self._view = view.sync(self.store.engine, self.id)
+                except (IndexCorrupted, InconsistentCollection) as exc:
+                    self._view = None
+                    raise type(exc)(f"collection {self.name!r}: {exc}; run `embedsearch index repair {self.name}`") from None
+            return self._view
+
+    def _committed_generation(self) -> int:
+        with self.store.engine.connect() as conn:
+            gen = conn.execute(select(collections.c.generation).where(collections.c.id == self.id)).scalar()
+        if gen is None:
+            raise CollectionNotFound(f"collection {self.name!r} no longer exists")
+        return int(gen)
+
+    def _is_legacy(self) -> bool:
+        with self.store.engine.connect() as conn:
+            return not conn.execute(
+                select(func.count()).select_from(segments).where(segments.c.collection_id == self.id)
+            ).scalar()
+
+    def _gpu_wanted(self) -> bool:
+        if self.device == "cpu":
+            return False
+        import faiss
+
+        return hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
 
     def check_embedder(self, embedder: Embedder) -> None:
         """Refuse an embedder whose dimension or fingerprint differs from the collection's."""
@@ -369,17 +339,32 @@ class Collection:
 
     # ---- writes ---------------------------------------------------------------------------
     @contextmanager
-    def _writing(self) -> Iterator[None]:
-        with self._writer, _file_lock(self.dir / ".lock"):
+    def _writing(self) -> Iterator[SegmentSet]:
+        with self._writer, file_lock(self.store.lock_path(self.name)):
             self.refresh()
-            self._remove_stray_files()
-            yield
+            if self._is_legacy():
+                from embedsearch.store.legacy import migrate_legacy
 
-    def _remove_stray_files(self) -> None:
-        """Delete vector files of generations other than the committed one (crash leftovers)."""
+                migrate_legacy(self)
+                self.refresh()
+            view = self.view()
+            self._clean_leftovers(view)
+            yield view
+
+    def _clean_leftovers(self, view: SegmentSet) -> None:
+        """Remove what interrupted writes left: the log tail past the committed count, and
+        files the segment list does not name (unless a merge, which writes files without the
+        writer lock, is running right now)."""
+        if view.growing is not None:
+            truncate_log(view.growing.path, self.dim, view.growing.meta.count)
+        if is_locked(self.store.lock_path(self.name, "merge")):
+            return
+        with self.store.engine.connect() as conn:
+            metas = manifest.read_segments(conn, self.id)
+            keep = {f for m in metas for f in segment_files(m)}
+            keep |= {t.file for t in manifest.read_trainings(conn, self.id)}
         for p in self.dir.iterdir():
-            m = _FILE_RE.match(p.name)
-            if (m and int(m.group(1)) != self.generation) or p.name.startswith(".vectors-"):
+            if p.is_file() and p.name not in keep:
                 p.unlink(missing_ok=True)
 
     def _lookup(self, conn, external_ids: list[str]) -> dict[str, tuple[int, str]]:
@@ -394,72 +379,181 @@ class Collection:
                 found[ext] = (int(row_id), h)
         return found
 
+    def _segment_spec(self, training: manifest.Training | None) -> str:
+        """The spec a segment sealed now is built as."""
+        if training is not None:
+            return training.spec
+        requested = self.row["index_spec"]
+        if requested == "auto" or parse_spec(requested, self.dim).needs_training:
+            return "Flat"  # not trained yet: exact until there is enough data
+        return requested
+
     def _commit(
         self,
         new_docs: list[tuple[Document, str]],
         new_vectors: np.ndarray | None,
         remove_row_ids: list[int],
-        vectors: VectorIndex | None = None,
-        extra_values: dict[str, Any] | None = None,
+        *,
+        tombstone_removed: bool = True,
     ) -> None:
-        """Apply one batch to SQL and FAISS as one generation (callers hold ``_writing``)."""
-        vi = vectors if vectors is not None else self.vectors()
+        """Apply one batch to SQL and the segments as one generation (callers hold ``_writing``).
+        ``tombstone_removed`` is off only for repair, whose removed rows have no vector."""
+        view = self._view
+        n = len(new_docs)
+        if n >= self.seal_at and view.growing.meta.count:
+            self._seal(view)  # keeps row-id ranges contiguous: the batch becomes the next segment
+            view = self._view
+        gen, first = self.generation, int(self.row["next_row_id"])
+        new_gen = gen + 1
+        row_ids = np.arange(first, first + n, dtype=np.int64)
+        g = view.growing.meta
+        sealed_meta = training = None
+        if n >= self.seal_at:
+            training = self._maybe_train(view, new_vectors)
+            seg_meta = SegmentMeta(manifest.new_id(), "sealed", "", "", None, 0, first, first + n, 0, None, new_gen)
+            sealed_meta, _ = self._write_segment(seg_meta, training or view.training, row_ids, new_vectors)
+        elif n:
+            append_records(view.growing.path, self.dim, g.count, row_ids, new_vectors)
+        crash_point("append")
+        removed = np.asarray(sorted(remove_row_ids), dtype=np.int64)
+        doc_count = int(self.row["doc_count"]) - len(removed) + n
+        values = {"generation": new_gen, "next_row_id": first + n, "doc_count": doc_count, "updated_at": _now()}
+        try:
+            with self.store.engine.begin() as conn:
+                self._check_generation(conn, gen)
+                for part in _chunks(removed):
+                    conn.execute(delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part)))
+                if tombstone_removed:
+                    manifest.add_tombstones(conn, self.id, removed, new_gen)
+                if n:
+                    conn.execute(insert(documents), _doc_rows(self.id, row_ids, new_docs))
+                if sealed_meta is not None:
+                    if training is not None:
+                        manifest.insert_training(conn, self.id, training)
+                        values["active_spec"] = training.spec
+                    manifest.insert_segment(conn, self.id, sealed_meta)
+                    manifest.update_segment(conn, self.id, g.seg_id, row_lo=first + n, row_hi=first + n)
+                else:
+                    rec = record_dtype(self.dim).itemsize
+                    manifest.update_segment(
+                        conn, self.id, g.seg_id, count=g.count + n, row_hi=first + n, bytes=(g.count + n) * rec
+                    )
+                conn.execute(update(collections).where(collections.c.id == self.id).values(**values))
+                crash_point("before-commit")
+        except BaseException:
+            self._view = None  # the in-memory view is rebuilt from the committed state
+            raise
+        crash_point("after-commit")
+        with self._rw.write():
+            self.row.update(values)
+            if sealed_meta is not None:
+                pass  # the next view() opens the new segment memory-mapped
+            elif n:
+                view.growing.add(row_ids, new_vectors)
+                view.growing.meta.count += n
+                view.growing.meta.row_hi = first + n
+            view.growing.meta.row_hi = first + n
+            if len(removed) and tombstone_removed:
+                view.dead = np.union1d(view.dead, removed)
+            if sealed_meta is None:
+                view.generation = new_gen
+        view = self.view()
+        if view.growing.meta.count >= self.seal_at:
+            self._seal(view)
+
+    def _check_generation(self, conn, gen: int) -> None:
+        current = conn.execute(select(collections.c.generation).where(collections.c.id == self.id).with_for_update()).scalar_one()
+        if current != gen:
+            raise InconsistentCollection(f"collection {self.name!r} changed underneath this writer")
+
+    def _write_segment(self, meta: SegmentMeta, training, ids: np.ndarray, vectors: np.ndarray):
+        """Build and write a sealed segment of the collection's current spec."""
+        from embedsearch.store.segments import build_index
+
+        meta.spec = self._segment_spec(training)
+        meta.file = segment_file(meta.seg_id)
+        spec = parse_spec(meta.spec, self.dim)
+        meta.train_id = training.train_id if spec.needs_training else None
+        template = self.dir / training.file if spec.needs_training else None
+        index = build_index(spec, self.dim, self.metric, template, vectors, ids)
+        meta.count = int(index.ntotal)
+        full = (ids, vectors) if spec.refine else None
+        write_sealed(self.dir, meta, index, full)
+        return meta, index
+
+    def _seal(self, view: SegmentSet) -> None:
+        """Write the growing segment as a sealed one and start a new log (one commit)."""
+        g = view.growing
         gen = self.generation
         new_gen = gen + 1
-        first = int(self.row["next_row_id"])
-        row_ids = np.arange(first, first + len(new_docs), dtype=np.int64)
-        path = self.dir / _vector_file(new_gen)
-        with self._rw.write():
-            try:
-                with self.store.engine.begin() as conn:
-                    current = conn.execute(
-                        select(collections.c.generation).where(collections.c.id == self.id).with_for_update()
-                    ).scalar_one()
-                    if current != gen:
-                        raise InconsistentCollection(f"collection {self.name!r} changed underneath this writer")
-                    for part in _chunks(remove_row_ids):
-                        conn.execute(delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part)))
-                    if new_docs:
-                        conn.execute(
-                            insert(documents),
-                            [
-                                {
-                                    "collection_id": self.id,
-                                    "row_id": int(rid),
-                                    "external_id": doc.id,
-                                    "text": doc.text,
-                                    "meta": doc.metadata,
-                                    "content_hash": h,
-                                }
-                                for rid, (doc, h) in zip(row_ids, new_docs, strict=True)
-                            ],
-                        )
-                    if remove_row_ids:
-                        vi.remove(np.asarray(remove_row_ids, dtype=np.int64))
-                    if new_docs:
-                        vi.add(new_vectors, row_ids)
-                    values = {
-                        "generation": new_gen,
-                        "next_row_id": first + len(new_docs),
-                        "doc_count": vi.ntotal,
-                        "active_spec": vi.active_spec,
-                        "updated_at": _now(),
-                        **(extra_values or {}),
-                    }
-                    conn.execute(update(collections).where(collections.c.id == self.id).values(**values))
-                    vi.save(path, new_gen)
-                    if os.environ.get("EMBEDSEARCH_TEST_CRASH_BEFORE_COMMIT"):  # crash-consistency tests only
-                        os._exit(17)
-            except BaseException:
-                # the in-memory index may hold the uncommitted batch: forget it, the committed file is intact
-                self._vectors = None
-                self._loaded_generation = None
-                path.unlink(missing_ok=True)
-                raise
-            self.row.update(values)
-            self._vectors, self._loaded_generation = vi, new_gen
-        old = self.dir / _vector_file(gen)
-        old.unlink(missing_ok=True)
+        dead = view.dead_in(g)
+        ids, vecs = g.all_vectors(dead)
+        training = self._maybe_train(view, None)
+        sealed_meta = None
+        if len(ids):
+            meta = SegmentMeta(manifest.new_id(), "sealed", "", "", None, 0, g.meta.row_lo, g.meta.row_hi, 0, None, new_gen)
+            sealed_meta, _ = self._write_segment(meta, training or view.training, ids, vecs)
+        crash_point("seal-file")
+        new_growing = _growing_meta(manifest.new_id(), g.meta.row_hi, new_gen)
+        create_log(self.dir / new_growing.file)
+        values = {"generation": new_gen, "updated_at": _now()}
+        try:
+            with self.store.engine.begin() as conn:
+                self._check_generation(conn, gen)
+                if training is not None:
+                    manifest.insert_training(conn, self.id, training)
+                    values["active_spec"] = training.spec
+                if sealed_meta is not None:
+                    manifest.insert_segment(conn, self.id, sealed_meta)
+                manifest.delete_segments(conn, self.id, [g.meta.seg_id])
+                manifest.insert_segment(conn, self.id, new_growing)
+                manifest.drop_tombstones(conn, self.id, dead)
+                conn.execute(update(collections).where(collections.c.id == self.id).values(**values))
+                crash_point("seal-before-commit")
+        except BaseException:
+            self._view = None
+            raise
+        crash_point("seal-after-commit")
+        self.row.update(values)
+        (self.dir / g.meta.file).unlink(missing_ok=True)
+        self.view()  # opens the sealed file memory-mapped and the new log
+
+    def _maybe_train(self, view: SegmentSet, extra: np.ndarray | None) -> manifest.Training | None:
+        """Train the collection's template when its spec needs one and there is now enough
+        data (returns the uncommitted training; the caller's commit records it)."""
+        from embedsearch.store.maintenance import train_template
+
+        if view.training is not None:
+            return None
+        n = view.live() + (len(extra) if extra is not None else 0)
+        spec = target_spec(self.row["index_spec"], n, self.dim)
+        if not spec.needs_training or n < spec.min_train_points():
+            return None
+        return train_template(self, view, spec, n, extra)
+
+    # ---- merges ---------------------------------------------------------------------------
+    def merge(self, *, force: bool = False, retrain: bool = False, wait: bool = True, progress: bool = False) -> dict[str, Any]:
+        """Run the merge policy until it has nothing left to do (``force``: merge everything
+        it can and purge every tombstone, as ``index optimize`` does). Searches go on while it
+        runs; writers wait only for each merge's short commit."""
+        from embedsearch.store.maintenance import run_merges
+
+        with file_lock(self.store.lock_path(self.name, "merge"), blocking=wait) as got:
+            if not got:
+                return {"merges": [], "skipped": "another merge is running"}
+            return run_merges(self, force=force, retrain=retrain, progress=progress)
+
+    def optimize(self, *, retrain: bool = False, progress: bool = False) -> dict[str, Any]:
+        """Merge segments as far as the size limit allows, purge tombstones, retrain when due."""
+        self.merge(force=False, retrain=retrain, progress=progress)  # seal-independent work first
+        with self._writing() as view:
+            if view.growing.meta.count:
+                self._seal(view)
+        return self.merge(force=True, progress=progress)
+
+    def _after_write(self) -> None:
+        if self.auto_merge:
+            self.merge(wait=False)
 
     def _commit_upsert(
         self, items: list[tuple], vectors: np.ndarray, existing: dict[str, tuple[int, str]], result: AddResult
@@ -490,8 +584,7 @@ class Collection:
     ) -> AddResult:
         """Embed and add (or update) documents; unchanged ones (same content hash) are skipped.
 
-        Batches commit every ``commit_every`` pending documents, or every quarter of the
-        collection once it is large, so that rewriting the index file never dominates.
+        Every ``commit_every`` pending documents are one commit; a commit costs what it adds.
         """
         self.check_embedder(embedder)
         result = AddResult()
@@ -504,7 +597,6 @@ class Collection:
             bar = tqdm(total=total, desc=f"adding to {self.name}", unit="doc", disable=None, file=sys.stderr)
         try:
             with self._writing():
-                self.vectors()  # fail early on an inconsistent collection
                 pending: dict[str, tuple[Document, str, np.ndarray]] = {}
 
                 def flush() -> None:
@@ -539,13 +631,15 @@ class Collection:
                     if bar is not None:
                         bar.update(len(chunk))
                         bar.set_postfix(new=result.added + len(pending), unchanged=result.unchanged, refresh=False)
-                    if len(pending) >= max(commit_every, int(self.row["doc_count"]) // 4):
+                    if len(pending) >= commit_every:
                         flush()
                 flush()
         finally:
             if bar is not None:
                 bar.close()
         result.generation = self.generation
+        if result.commits:
+            self._after_write()
         return result
 
     def add_vectors(self, docs: list[Document], vectors: np.ndarray, *, commit_every: int = 100_000) -> AddResult:
@@ -558,10 +652,11 @@ class Collection:
             raise DimensionMismatch(f"vectors have shape {vectors.shape}; collection {self.name!r} is {self.dim}-d")
         if len(vectors) != len(docs):
             raise DimensionMismatch(f"{len(docs)} documents but {len(vectors)} vectors")
+        if not np.isfinite(vectors).all():
+            raise DimensionMismatch("vectors contain NaN or infinity")
         latest = {d.id: i for i, d in enumerate(docs)}  # the last version of an id wins
         result = AddResult()
         with self._writing():
-            self.vectors()
             order = list(latest.items())
             for start in range(0, len(order), commit_every):
                 part = order[start : start + commit_every]
@@ -573,18 +668,21 @@ class Collection:
                 if changed:
                     self._commit_upsert(changed, vectors[[i for _, _, i in changed]], existing, result)
         result.generation = self.generation
+        if result.commits:
+            self._after_write()
         return result
 
     def delete(self, external_ids: Iterable[str]) -> tuple[int, list[str]]:
         """Delete documents by id; returns (deleted count, ids that were not found)."""
         wanted = list(dict.fromkeys(external_ids))
         with self._writing():
-            self.vectors()
             with self.store.engine.connect() as conn:
                 existing = self._lookup(conn, wanted)
             missing = [i for i in wanted if i not in existing]
             if existing:
                 self._commit([], None, [rid for rid, _ in existing.values()])
+        if existing:
+            self._after_write()
         return len(existing), missing
 
     # ---- reads ----------------------------------------------------------------------------
@@ -638,20 +736,21 @@ class Collection:
         """Nearest documents for each query vector, optionally restricted by a metadata filter.
 
         A filtered search returns ``min(k, matching documents)`` hits: the filter selects ids
-        in SQL first and the vector search is restricted to them (exactly, when they are few).
+        in SQL first and each segment's search is restricted to them (exactly, when few).
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
             raise DimensionMismatch(f"query vectors are {queries.shape[1]}-d; collection {self.name!r} is {self.dim}-d")
         if k < 1:
             raise InvalidArgument("k must be at least 1")
+        if not np.isfinite(queries).all():
+            raise DimensionMismatch("query vectors contain NaN or infinity")
+        view = self.view()  # before the filter: rows the filter finds beyond this view are left out
         allowed = self.matching_ids(where)
-        self.refresh()
         with self._rw.read():
-            vi = self.vectors()
             if allowed is not None and not len(allowed):
                 return [[] for _ in range(len(queries))]
-            scores, ids = vi.search(queries, k, allowed=allowed, nprobe=nprobe, ef_search=ef_search)
+            scores, ids = view.search(queries, k, allowed=allowed, nprobe=nprobe, ef_search=ef_search)
         rows = self.fetch(np.unique(ids[ids >= 0]))
         results = []
         for srow, irow in zip(scores, ids, strict=True):
@@ -665,115 +764,32 @@ class Collection:
         return results
 
     # ---- verify and repair ------------------------------------------------------------------
-    def _sql_ids(self) -> np.ndarray:
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(documents.c.row_id).where(documents.c.collection_id == self.id))
-            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+    def verify(self, check_model: bool = True):
+        """Compare SQL and the segments: files, checksums, ids, counts, dimension, model."""
+        from embedsearch.store.repair import verify
 
-    def verify(self, check_model: bool = True) -> VerifyReport:
-        """Compare SQL and FAISS: generation, file integrity, ids, counts, dimension, model."""
-        self.refresh()
-        sql_ids = self._sql_ids()
-        report = VerifyReport(self.name, True, self.generation, len(sql_ids), None)
-        path = self.dir / _vector_file(self.generation)
-        vi = None
-        if not path.exists():
-            report.problems.append(f"vector file for generation {self.generation} is missing")
-            report.needs_rebuild = True
-        else:
-            try:
-                vi, header = VectorIndex.load(path)
-                if header["generation"] != self.generation:
-                    report.problems.append(f"vector file says generation {header['generation']}, SQL says {self.generation}")
-                if vi.dim != self.dim:
-                    report.problems.append(f"vector dimension {vi.dim} != collection dimension {self.dim}")
-                    report.needs_rebuild = True
-            except IndexCorrupted as exc:
-                report.problems.append(str(exc))
-                report.needs_rebuild = True
-                vi = None
-        if vi is not None and not report.needs_rebuild:
-            faiss_ids = vi.ids()
-            report.faiss_count = len(faiss_ids)
-            only_sql = np.setdiff1d(sql_ids, faiss_ids)
-            only_faiss = np.setdiff1d(faiss_ids, sql_ids)
-            if len(only_sql):
-                report.problems.append(f"{len(only_sql)} documents have no vector (row ids {_preview(only_sql)})")
-            if len(only_faiss):
-                report.problems.append(f"{len(only_faiss)} vectors have no document (row ids {_preview(only_faiss)})")
-        if self.row["doc_count"] != len(sql_ids):
-            report.problems.append(f"collection row says {self.row['doc_count']} documents, SQL holds {len(sql_ids)}")
-        stray = sorted(p.name for p in self.dir.glob("vectors-*.faiss") if p.name != path.name)
-        if stray:
-            report.problems.append(f"stray vector files from interrupted writes: {', '.join(stray)}")
-        if check_model:
-            from embedsearch.embedders import model_fingerprint
-
-            try:
-                fp = model_fingerprint(self.row["model"], self.embedder_options)
-                if fp != self.row["model_fingerprint"]:
-                    report.problems.append(
-                        f"model {self.row['model']} changed on disk "
-                        f"(fingerprint {fp[:12]} != {self.row['model_fingerprint'][:12]})"
-                    )
-            except Exception as exc:  # the model may be gone; that is a finding, not a crash
-                report.problems.append(f"model {self.row['model']} cannot be checked: {exc}")
-        report.ok = not report.problems
-        return report
+        return verify(self, check_model=check_model)
 
     def repair(self, embedder: Embedder | None = None, *, rebuild: bool = False, progress: bool = False) -> dict[str, Any]:
-        """Make FAISS agree with SQL, re-embedding stored text where vectors are missing.
+        """Make the segments agree with SQL, re-embedding stored text where vectors are missing.
 
         ``rebuild`` re-embeds every document (with ``embedder``, whose fingerprint then
         becomes the collection's); otherwise only the difference is fixed.
         """
-        actions: list[str] = []
-        with self._writer, _file_lock(self.dir / ".lock"):
-            self.refresh()
-            report = self.verify(check_model=False)
-            self._remove_stray_files()
-            if not rebuild and not report.needs_rebuild and not report.problems:
-                return {"repaired": False, "actions": ["nothing to repair"]}
-            if embedder is None:
-                from embedsearch.embedders import load_embedder
+        from embedsearch.store.repair import repair
 
-                embedder = load_embedder(self.row["model"], options=self.embedder_options)
-            if not rebuild:
-                # partial repairs mix old and new vectors, so they need the very same model
-                self.check_embedder(embedder)
-            sql_ids = self._sql_ids()
-            if rebuild or report.needs_rebuild:
-                vi = VectorIndex(embedder.dim, self.row["index_spec"], self.row["metric"])
-                todo = sql_ids
-                actions.append(f"rebuilt the index from the stored text of {len(sql_ids)} documents")
-            else:
-                vi, _ = VectorIndex.load(self.dir / _vector_file(self.generation))
-                faiss_ids = vi.ids()
-                stale = np.setdiff1d(faiss_ids, sql_ids)
-                if len(stale):
-                    vi.remove(stale)
-                    actions.append(f"removed {len(stale)} vectors without documents")
-                todo = np.setdiff1d(sql_ids, faiss_ids)
-                if len(todo):
-                    actions.append(f"re-embedded {len(todo)} documents without vectors")
-            for part in _chunks(todo, 1024):
-                rows = self.fetch(part)
-                texts = [rows[i][1] for i in part]
-                vi.add(embedder.embed(texts, progress=progress), np.asarray(part, dtype=np.int64))
-            extra = {}
-            if rebuild or report.needs_rebuild:
-                extra = {
-                    "model": embedder.spec,
-                    "model_fingerprint": embedder.fingerprint,
-                    "embedder_config": embedder.config(),
-                    "dim": embedder.dim,
-                }
-            self._commit([], None, [], vectors=vi, extra_values=extra)
-            if not actions:
-                actions.append("rewrote the index file and the collection row")
-        return {"repaired": True, "actions": actions, "generation": self.generation}
+        return repair(self, embedder, rebuild=rebuild, progress=progress)
 
 
-def _preview(ids: np.ndarray, n: int = 5) -> str:
-    head = ", ".join(str(int(i)) for i in ids[:n])
-    return head + (", ..." if len(ids) > n else "")
+def _doc_rows(collection_id: int, row_ids: np.ndarray, new_docs: list[tuple[Document, str]]) -> list[dict]:
+    return [
+        {
+            "collection_id": collection_id,
+            "row_id": int(rid),
+            "external_id": doc.id,
+            "text": doc.text,
+            "meta": doc.metadata,
+            "content_hash": h,
+        }
+        for rid, (doc, h) in zip(row_ids, new_docs, strict=True)
+    ]

@@ -1,7 +1,14 @@
-"""SQL metadata through SQLAlchemy 2.x Core: one row per collection, one per document.
+"""SQL metadata through SQLAlchemy 2.x Core: collections, documents, and each collection's
+segment list, tombstones and trained index templates.
 
 SQLite (a file in the data directory) by default; any SQLAlchemy URL works, PostgreSQL
-included. A document's ``row_id`` is also its FAISS id.
+included. A document's ``row_id`` is also its FAISS id. Every commit of a collection bumps
+its ``generation`` in the same transaction as the rows it changes, so a reader that sees the
+same generation before and after reading the segment list has read one consistent state.
+
+The segment tables are new in the segment format; collections written before it have no rows
+there and keep their single ``vectors-<generation>.faiss`` file until their first write
+migrates them (see ``store/legacy.py``).
 """
 
 from __future__ import annotations
@@ -64,6 +71,45 @@ documents = Table(
 )
 Index("ix_documents_hash", documents.c.collection_id, documents.c.content_hash)
 
+segments = Table(
+    "segments",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("seg_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("state", String(16), nullable=False),  # sealed | growing
+    Column("file", String(128), nullable=False),
+    Column("spec", String(64), nullable=False),
+    Column("train_id", BigInteger, nullable=True),  # the trained template a sealed IVF/SQ segment was built from
+    Column("count", BigInteger, nullable=False),  # vectors stored (tombstones included); committed log records
+    Column("row_lo", BigInteger, nullable=False),  # the segment covers row ids in [row_lo, row_hi)
+    Column("row_hi", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=True),
+    Column("created_gen", BigInteger, nullable=False),
+)
+
+tombstones = Table(
+    "tombstones",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("row_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False),  # readers load the ones newer than they have
+)
+Index("ix_tombstones_generation", tombstones.c.collection_id, tombstones.c.generation)
+
+trainings = Table(
+    "trainings",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("train_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("spec", String(64), nullable=False),
+    Column("file", String(128), nullable=False),  # trained-<id>.faiss: the trained, empty index
+    Column("trained_on", BigInteger, nullable=False),  # live vectors when it was trained
+    Column("sample", BigInteger, nullable=False),  # vectors it was trained with
+    Column("sha256", String(64), nullable=False),
+    Column("created_gen", BigInteger, nullable=False),
+)
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -89,9 +135,23 @@ def get_engine(url: str) -> Engine:
         engine = create_engine(url, future=True)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        metadata_obj.create_all(engine)
+        _create_schema(engine)
         _engines[url] = engine
         return engine
+
+
+def _create_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables. Two processes opening a new database at once both see a table
+    missing and both create it; the loser's "already exists" is retried (and then sees it)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            metadata_obj.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
 
 
 def dispose_engines() -> None:

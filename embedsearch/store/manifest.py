@@ -1,0 +1,115 @@
+"""The segment list in SQL: which segments, tombstones and trained templates a collection has.
+
+Each function takes an open connection, so the caller's transaction decides what commits
+together (the rows of a batch, its tombstones, the segment list and the generation).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+
+from embedsearch.store.metadata import segments, tombstones, trainings
+from embedsearch.store.segments import SegmentMeta
+
+_CHUNK = 500  # ids per IN (...) / executemany chunk
+
+
+@dataclass
+class Training:
+    """A trained, empty index that IVF and SQ segments are copies of."""
+
+    train_id: int
+    spec: str
+    file: str
+    trained_on: int
+    sample: int
+    sha256: str
+    created_gen: int
+
+
+_last_id = 0
+
+
+def new_id() -> int:
+    """A fresh segment or training id: microseconds since the epoch, strictly increasing in
+    this process. Writers and mergers of one collection are serialised by locks, so ids do not
+    collide across processes either; a file name is never re-used."""
+    global _last_id
+    _last_id = max(_last_id + 1, time.time_ns() // 1000)
+    return _last_id
+
+
+def read_segments(conn, collection_id: int) -> list[SegmentMeta]:
+    rows = conn.execute(
+        select(segments).where(segments.c.collection_id == collection_id).order_by(segments.c.row_lo, segments.c.seg_id)
+    )
+    return [SegmentMeta.from_row(r) for r in rows.mappings()]
+
+
+def insert_segment(conn, collection_id: int, meta: SegmentMeta) -> None:
+    conn.execute(insert(segments).values(collection_id=collection_id, **meta.to_row()))
+
+
+def update_segment(conn, collection_id: int, seg_id: int, **values: Any) -> None:
+    conn.execute(update(segments).where(segments.c.collection_id == collection_id, segments.c.seg_id == seg_id).values(**values))
+
+
+def delete_segments(conn, collection_id: int, seg_ids: list[int]) -> None:
+    if seg_ids:
+        conn.execute(delete(segments).where(segments.c.collection_id == collection_id, segments.c.seg_id.in_(seg_ids)))
+
+
+def read_training(conn, collection_id: int) -> Training | None:
+    row = (
+        conn.execute(
+            select(trainings).where(trainings.c.collection_id == collection_id).order_by(trainings.c.train_id.desc()).limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return Training(**{k: row[k] for k in Training.__dataclass_fields__})
+
+
+def read_trainings(conn, collection_id: int) -> list[Training]:
+    rows = conn.execute(select(trainings).where(trainings.c.collection_id == collection_id)).mappings()
+    return [Training(**{k: r[k] for k in Training.__dataclass_fields__}) for r in rows]
+
+
+def insert_training(conn, collection_id: int, t: Training) -> None:
+    conn.execute(insert(trainings).values(collection_id=collection_id, **t.__dict__))
+
+
+def delete_training(conn, collection_id: int, train_id: int) -> None:
+    conn.execute(delete(trainings).where(trainings.c.collection_id == collection_id, trainings.c.train_id == train_id))
+
+
+def read_tombstones(conn, collection_id: int, after_generation: int | None = None) -> np.ndarray:
+    """Sorted row ids of tombstones (only those recorded after ``after_generation``)."""
+    q = select(tombstones.c.row_id).where(tombstones.c.collection_id == collection_id)
+    if after_generation is not None:
+        q = q.where(tombstones.c.generation > after_generation)
+    return np.sort(np.fromiter((r[0] for r in conn.execute(q)), dtype=np.int64))
+
+
+def add_tombstones(conn, collection_id: int, row_ids, generation: int) -> None:
+    rows = [{"collection_id": collection_id, "row_id": int(r), "generation": generation} for r in row_ids]
+    for start in range(0, len(rows), _CHUNK):
+        conn.execute(insert(tombstones), rows[start : start + _CHUNK])
+
+
+def drop_tombstones(conn, collection_id: int, row_ids) -> None:
+    """Forget tombstones whose vectors a seal or merge has left out."""
+    ids = [int(r) for r in row_ids]  # plain ints: numpy ints bind as blobs on SQLite
+    for start in range(0, len(ids), _CHUNK):
+        conn.execute(
+            delete(tombstones).where(
+                tombstones.c.collection_id == collection_id, tombstones.c.row_id.in_(ids[start : start + _CHUNK])
+            )
+        )

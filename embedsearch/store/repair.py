@@ -1,0 +1,305 @@
+"""What a collection holds (``index info``), whether SQL and the segments agree (``index
+verify``), and making them agree again (``index repair``).
+
+Leftovers of interrupted writes (files the segment list does not name, a log tail past the
+committed count) are not problems: the next writer removes them. ``verify`` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+
+from embedsearch.embedders.base import Embedder
+from embedsearch.errors import InconsistentCollection, IndexCorrupted
+from embedsearch.store import manifest
+from embedsearch.store.growing import create_log, read_records
+from embedsearch.store.legacy import LEGACY_FILE_RE, legacy_file, read_legacy
+from embedsearch.store.locks import file_lock
+from embedsearch.store.metadata import collections, documents
+from embedsearch.store.segments import Segment, checksum, segment_files
+from embedsearch.store.specs import parse_spec
+
+
+@dataclass
+class VerifyReport:
+    name: str
+    ok: bool
+    generation: int
+    sql_count: int
+    faiss_count: int | None
+    problems: list[str] = field(default_factory=list)
+    needs_rebuild: bool = False
+    leftovers: list[str] = field(default_factory=list)
+    bad_segments: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def describe(coll) -> dict[str, Any]:
+    """``index info``: the collection row, its segments, tombstones, training and bytes on disk."""
+    from embedsearch.store.collection import _public_row
+
+    out = _public_row(coll.row)
+    out["path"] = str(coll.dir)
+    try:
+        view = coll.view()
+    except (IndexCorrupted, InconsistentCollection) as exc:
+        out["error"] = str(exc)
+        return out
+    out["format"] = "single file (pre-segment; migrated on the first write)" if view.legacy else "segments"
+    out["faiss_count"] = view.live()
+    out["tombstones"] = len(view.dead)
+    out["segments"] = [
+        {
+            "id": s.meta.seg_id,
+            "state": s.meta.state,
+            "spec": s.meta.spec,
+            "vectors": s.meta.count,
+            "tombstones": len(view.dead_in(s)),
+            "rows": [s.meta.row_lo, s.meta.row_hi],
+            "bytes": s.meta.bytes,
+        }
+        for s in view.segments()
+    ]
+    t = view.training
+    extra = (coll.dir / t.file).stat().st_size if t is not None and (coll.dir / t.file).exists() else 0
+    out["index_bytes"] = sum(s.meta.bytes for s in view.segments()) + extra
+    out["training"] = None if t is None else {"spec": t.spec, "trained_on": t.trained_on, "sample": t.sample}
+    requested = coll.row["index_spec"]
+    if t is None and requested != "auto" and parse_spec(requested, coll.dim).needs_training:
+        need = parse_spec(requested, coll.dim).min_train_points()
+        out["pending"] = f"{requested} is trained once the collection holds {need} vectors; exact Flat until then"
+    out["seal_at"] = coll.seal_at
+    return out
+
+
+def _sql_ids(coll) -> np.ndarray:
+    with coll.store.engine.connect() as conn:
+        rows = conn.execute(select(documents.c.row_id).where(documents.c.collection_id == coll.id))
+        return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
+
+
+def verify(coll, check_model: bool = True) -> VerifyReport:
+    coll.refresh()
+    sql_ids = _sql_ids(coll)
+    report = VerifyReport(coll.name, True, coll.generation, len(sql_ids), None)
+    if coll._is_legacy():
+        stored, dead = _verify_legacy(coll, report)
+    else:
+        stored, dead = _verify_segments(coll, report)
+    if stored is not None:
+        live = np.setdiff1d(stored, dead)
+        report.faiss_count = len(live)
+        only_sql = np.setdiff1d(sql_ids, live)
+        only_faiss = np.setdiff1d(live, sql_ids)
+        if len(only_sql):
+            report.problems.append(f"{len(only_sql)} documents have no vector (row ids {_preview(only_sql)})")
+        if len(only_faiss):
+            report.problems.append(f"{len(only_faiss)} vectors have no document (row ids {_preview(only_faiss)})")
+        dup = stored[1:][stored[1:] == stored[:-1]]
+        if len(dup):
+            report.problems.append(f"{len(dup)} row ids are stored twice (row ids {_preview(dup)})")
+        dead_live = np.intersect1d(dead, sql_ids)
+        if len(dead_live):
+            report.problems.append(f"{len(dead_live)} live documents are marked deleted (row ids {_preview(dead_live)})")
+    if coll.row["doc_count"] != len(sql_ids):
+        report.problems.append(f"collection row says {coll.row['doc_count']} documents, SQL holds {len(sql_ids)}")
+    if check_model:
+        from embedsearch.embedders import model_fingerprint
+
+        try:
+            fp = model_fingerprint(coll.row["model"], coll.embedder_options)
+            if fp != coll.row["model_fingerprint"]:
+                report.problems.append(
+                    f"model {coll.row['model']} changed on disk (fingerprint {fp[:12]} != {coll.row['model_fingerprint'][:12]})"
+                )
+        except Exception as exc:  # the model may be gone; that is a finding, not a crash
+            report.problems.append(f"model {coll.row['model']} cannot be checked: {exc}")
+    report.ok = not report.problems
+    return report
+
+
+def _verify_legacy(coll, report: VerifyReport):
+    path = coll.dir / legacy_file(coll.generation)
+    report.leftovers = sorted(p.name for p in coll.dir.glob("vectors-*.faiss") if p.name != path.name)
+    if not path.exists():
+        report.problems.append(f"vector file for generation {coll.generation} is missing")
+        report.needs_rebuild = True
+        return None, None
+    try:
+        index, tomb, header = read_legacy(path)
+    except IndexCorrupted as exc:
+        report.problems.append(str(exc))
+        report.needs_rebuild = True
+        return None, None
+    if header["generation"] != coll.generation:
+        report.problems.append(f"vector file says generation {header['generation']}, SQL says {coll.generation}")
+    seg = Segment(_legacy_meta(index), index, coll.dim)
+    return seg.ids(), tomb
+
+
+def _legacy_meta(index):
+    from embedsearch.store.segments import SegmentMeta
+    from embedsearch.store.specs import describe as describe_index
+
+    return SegmentMeta(0, "sealed", "", describe_index(index), None, int(index.ntotal), 0, 0, 0, None, 0)
+
+
+def _verify_segments(coll, report: VerifyReport):
+    with coll.store.engine.connect() as conn:
+        metas = manifest.read_segments(conn, coll.id)
+        trainings = manifest.read_trainings(conn, coll.id)
+        dead = manifest.read_tombstones(conn, coll.id)
+    named = {f for m in metas for f in segment_files(m)} | {t.file for t in trainings}
+    report.leftovers = sorted(p.name for p in coll.dir.iterdir() if p.is_file() and p.name not in named)
+    for t in trainings:
+        try:
+            if checksum(coll.dir, [t.file])[1] != t.sha256:
+                report.problems.append(f"trained index {t.file}: checksum mismatch")
+        except FileNotFoundError:
+            report.problems.append(f"trained index {t.file} is missing")
+    parts = []
+    for m in metas:
+        try:
+            if m.state == "growing":
+                rec = read_records(coll.dir / m.file, coll.dim, 0, m.count)
+                parts.append(np.asarray(rec["id"], dtype=np.int64))
+                continue
+            size, sha = checksum(coll.dir, segment_files(m))
+            if sha != m.sha256:
+                raise IndexCorrupted(f"segment {m.file}: checksum mismatch ({size} bytes; the file is corrupted)")
+            seg = Segment.open(coll.dir, m, coll.dim)
+            parts.append(seg.ids())
+        except FileNotFoundError as exc:
+            report.problems.append(f"segment file {exc.filename and exc.filename.split('/')[-1]} is missing")
+            report.bad_segments.append(m.seg_id)
+        except IndexCorrupted as exc:
+            report.problems.append(str(exc))
+            report.bad_segments.append(m.seg_id)
+        else:
+            ids = parts[-1]
+            if len(ids) and (ids.min() < m.row_lo or ids.max() >= m.row_hi):
+                report.problems.append(f"segment {m.file} holds row ids outside its range [{m.row_lo}, {m.row_hi})")
+                report.bad_segments.append(m.seg_id)
+                parts.pop()
+    if not any(m.state == "growing" for m in metas):
+        report.problems.append("the segment list has no growing segment")
+        report.needs_rebuild = True
+    stored = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    return stored, dead
+
+
+def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Drop what is broken, tombstone vectors without documents, and re-embed the stored text
+    of documents without vectors (they get new row ids in the growing segment)."""
+    from embedsearch.store.collection import _growing_meta
+    from embedsearch.store.legacy import migrate_legacy
+
+    actions: list[str] = []
+    with coll._writer, file_lock(coll.store.lock_path(coll.name)):
+        coll.refresh()
+        report = verify(coll, check_model=False)
+        if coll._is_legacy() and not report.needs_rebuild and not rebuild:
+            migrate_legacy(coll)
+            coll.refresh()
+            actions.append("converted the single vector file into segments")
+            report = verify(coll, check_model=False)
+        if not rebuild and report.ok:
+            coll._clean_leftovers(coll.view())
+            return {"repaired": bool(actions), "actions": actions or ["nothing to repair"], "generation": coll.generation}
+        if embedder is None:
+            from embedsearch.embedders import load_embedder
+
+            embedder = load_embedder(coll.row["model"], options=coll.embedder_options)
+        if not rebuild:
+            coll.check_embedder(embedder)  # partial repairs mix old and new vectors: the same model only
+        with coll.store.engine.connect() as conn:
+            metas = [] if coll._is_legacy() else manifest.read_segments(conn, coll.id)
+            dead = manifest.read_tombstones(conn, coll.id)
+        everything = rebuild or report.needs_rebuild or coll._is_legacy()
+        drop = [m for m in metas if everything or m.seg_id in report.bad_segments]
+        keep = [m for m in metas if m not in drop]
+        # the state after dropping: every kept segment is readable
+        stored = []
+        for m in keep:
+            if m.state == "growing":
+                stored.append(np.asarray(read_records(coll.dir / m.file, coll.dim, 0, m.count)["id"], dtype=np.int64))
+            else:
+                stored.append(Segment.open(coll.dir, m, coll.dim).ids())
+        stored = np.sort(np.concatenate(stored)) if stored else np.zeros(0, dtype=np.int64)
+        live = np.setdiff1d(stored, dead)
+        sql_ids = _sql_ids(coll)
+        orphans = np.setdiff1d(live, sql_ids)  # vectors without documents: tombstone them
+        todo = np.setdiff1d(sql_ids, live)  # documents without vectors: re-embed them
+        gen = coll.generation
+        new_gen = gen + 1
+        growing_dropped = not any(m.state == "growing" for m in keep)
+        new_growing = _growing_meta(manifest.new_id(), int(coll.row["next_row_id"]), new_gen) if growing_dropped else None
+        if new_growing is not None:
+            create_log(coll.dir / new_growing.file)
+        values: dict[str, Any] = {"generation": new_gen}
+        if everything:
+            values.update(
+                model=embedder.spec,
+                model_fingerprint=embedder.fingerprint,
+                embedder_config=embedder.config(),
+                dim=embedder.dim,
+                active_spec="Flat",
+            )
+        with coll.store.engine.begin() as conn:
+            coll._check_generation(conn, gen)
+            manifest.delete_segments(conn, coll.id, [m.seg_id for m in drop])
+            if new_growing is not None:
+                manifest.insert_segment(conn, coll.id, new_growing)
+            if everything:
+                for t in manifest.read_trainings(conn, coll.id):
+                    manifest.delete_training(conn, coll.id, t.train_id)
+                manifest.drop_tombstones(conn, coll.id, dead)
+            manifest.add_tombstones(conn, coll.id, np.setdiff1d(orphans, dead), new_gen)
+            conn.execute(update(collections).where(collections.c.id == coll.id).values(**values))
+        coll.row.update(values)
+        coll._view = None
+        for m in drop:
+            actions.append(f"dropped segment {m.file} ({m.count} vectors)")
+        if everything and coll._is_legacy() is False:
+            for p in coll.dir.iterdir():
+                if LEGACY_FILE_RE.match(p.name):
+                    p.unlink()
+        if len(orphans):
+            actions.append(f"marked {len(orphans)} vectors without documents as deleted")
+        if len(todo):
+            _reembed(coll, embedder, todo, progress)
+            actions.append(f"re-embedded {len(todo)} documents" + (" with " + embedder.name if everything else ""))
+        coll._clean_leftovers(coll.view())
+    return {"repaired": True, "actions": actions or ["rewrote the segment list"], "generation": coll.generation}
+
+
+def _reembed(coll, embedder: Embedder, row_ids: np.ndarray, progress: bool) -> None:
+    """Give documents fresh vectors (and fresh row ids) through the normal commit path."""
+    from embedsearch.corpus import Document
+
+    coll.view()
+    for start in range(0, len(row_ids), 1024):
+        part = row_ids[start : start + 1024]
+        rows = coll.fetch(part)
+        with coll.store.engine.connect() as conn:
+            hashes = dict(
+                conn.execute(
+                    select(documents.c.row_id, documents.c.content_hash).where(
+                        documents.c.collection_id == coll.id, documents.c.row_id.in_([int(i) for i in part])
+                    )
+                ).all()
+            )
+        docs = [(Document(rows[int(i)][0], rows[int(i)][1], rows[int(i)][2]), hashes[int(i)]) for i in part]
+        vectors = embedder.embed([d.text for d, _ in docs], progress=progress)
+        coll._commit(docs, vectors, [int(i) for i in part], tombstone_removed=False)
+
+
+def _preview(ids: np.ndarray, n: int = 5) -> str:
+    head = ", ".join(str(int(i)) for i in ids[:n])
+    return head + (", ..." if len(ids) > n else "")

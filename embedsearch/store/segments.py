@@ -1,0 +1,410 @@
+"""Segments: the pieces a collection's vectors live in, and how one of them is searched.
+
+* A **sealed** segment is immutable: one plain FAISS index file, ``seg-<id>.faiss``, that
+  ``faiss.read_index`` opens as it is. Refine specs keep the full vectors beside it in two plain
+  ``.npy`` files (ids sorted, vectors in the same order). Checksums, counts and the row-id range
+  live in SQL (the segment list), not in a header. Sealed files are opened memory-mapped, so
+  opening costs the same at any size and pages are read as searches touch them.
+* The **growing** segment holds the newest vectors: an append-only log of (id, vector)
+  records, ``growing-<id>.log``, of which SQL says how many are committed; in memory it is an
+  exact Flat index. See :mod:`embedsearch.store.growing`.
+
+Every segment covers a contiguous range of row ids (row ids only grow, and merges take
+adjacent segments), so a set of ids is routed to segments by binary search. Deleted and
+replaced rows are tombstones until a merge drops them: a search passes them to FAISS as an
+excluding selector, and a filtered search only ever passes ids that SQL says are live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embedsearch.errors import IndexCorrupted
+from embedsearch.store.specs import (
+    HNSW_EF_SEARCH,
+    REFINE_FACTOR,
+    IndexSpec,
+    default_nprobe,
+    parse_spec,
+)
+
+EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly in graph segments
+SEGMENT_FILE_RE = re.compile(r"^seg-(\d+)\.(faiss|ids\.npy|vectors\.npy)$")
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+@dataclass
+class SegmentMeta:
+    """One entry of a collection's segment list (a row of the ``segments`` table)."""
+
+    seg_id: int
+    state: str  # "sealed" or "growing"
+    file: str
+    spec: str  # the index this segment is built as ("Flat" for the growing one)
+    train_id: int | None
+    count: int  # vectors stored, tombstones included
+    row_lo: int  # covers row ids in [row_lo, row_hi)
+    row_hi: int
+    bytes: int
+    sha256: str | None
+    created_gen: int
+
+    @classmethod
+    def from_row(cls, row) -> SegmentMeta:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+    def to_row(self) -> dict:
+        return dict(self.__dict__)
+
+
+def segment_file(seg_id: int) -> str:
+    return f"seg-{seg_id:012d}.faiss"
+
+
+def refine_files(seg_id: int) -> tuple[str, str]:
+    return f"seg-{seg_id:012d}.ids.npy", f"seg-{seg_id:012d}.vectors.npy"
+
+
+def segment_files(meta: SegmentMeta) -> list[str]:
+    """Every file a segment owns."""
+    if meta.state == "growing":
+        return [meta.file]
+    files = [meta.file]
+    if parse_spec(meta.spec).refine:
+        files += list(refine_files(meta.seg_id))
+    return files
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_index_file(index, path: Path) -> None:
+    """Write a FAISS index atomically: temp file, fsync, rename (the directory is fsynced by
+    the caller once all of a segment's files are in place)."""
+    faiss = _faiss()
+    tmp = temp_name(path)
+    try:
+        faiss.write_index(index, str(tmp))
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_npy(array: np.ndarray, path: Path) -> None:
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checksum(directory: Path, files: list[str]) -> tuple[int, str]:
+    """(total bytes, sha256) over a segment's files, in order."""
+    h = hashlib.sha256()
+    total = 0
+    for name in files:
+        with open(directory / name, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+                total += len(chunk)
+    return total, h.hexdigest()
+
+
+def write_sealed(directory: Path, meta: SegmentMeta, index, full: tuple[np.ndarray, np.ndarray] | None) -> SegmentMeta:
+    """Write a sealed segment's files (``full`` = (sorted ids, vectors) for Refine specs) and
+    fill in its size and checksum."""
+    write_index_file(index, directory / meta.file)
+    if full is not None:
+        ids_name, vec_name = refine_files(meta.seg_id)
+        _write_npy(np.ascontiguousarray(full[0], dtype=np.int64), directory / ids_name)
+        _write_npy(np.ascontiguousarray(full[1], dtype=np.float32), directory / vec_name)
+    fsync_dir(directory)
+    meta.bytes, meta.sha256 = checksum(directory, segment_files(meta))
+    return meta
+
+
+def build_index(spec: IndexSpec, dim: int, metric: str, template_path: Path | None, vectors: np.ndarray, ids: np.ndarray):
+    """A segment index holding ``vectors`` under ``ids``: a copy of the collection's trained
+    template for IVF and SQ8, a fresh index otherwise."""
+    from embedsearch.store.specs import new_faiss_index
+
+    faiss = _faiss()
+    if spec.needs_training:
+        if template_path is None:
+            raise IndexCorrupted(f"{spec.text} segment without a trained template")
+        index = faiss.read_index(str(template_path))
+    else:
+        index = new_faiss_index(dim, spec, metric)
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64))
+    return index
+
+
+class Segment:
+    """A searchable segment: an index whose ids are row ids, plus the bookkeeping around it."""
+
+    def __init__(self, meta: SegmentMeta, index, dim: int, full: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.meta = meta
+        self.index = index
+        self.dim = dim
+        self.spec = parse_spec(meta.spec, dim)
+        self.full = full  # Refine: (sorted ids, vectors), memory-mapped
+        self._ids: np.ndarray | None = None
+        self._gpu = None
+        self._recon = None
+        self.path: Path | None = None
+
+    # ---- opening --------------------------------------------------------------------------
+    @classmethod
+    def open(cls, directory: Path, meta: SegmentMeta, dim: int, *, mmap: bool = True) -> Segment:
+        """Open a sealed segment, memory-mapped. A missing file raises FileNotFoundError (a
+        merge may have replaced it since the segment list was read); a damaged one
+        :class:`IndexCorrupted`."""
+        faiss = _faiss()
+        path = directory / meta.file
+        size = path.stat().st_size  # FileNotFoundError propagates: the caller re-reads the list
+        spec = parse_spec(meta.spec, dim)
+        ids_name, vec_name = refine_files(meta.seg_id)
+        if spec.refine:
+            size += (directory / ids_name).stat().st_size + (directory / vec_name).stat().st_size
+        if size != meta.bytes:
+            raise IndexCorrupted(f"segment {meta.file}: {size} bytes on disk, the segment list says {meta.bytes}")
+        # IVF: inverted lists mapped from the file; others: the flat codes mapped (the two
+        # flags cannot be combined: the IFC reader is not a file the IVF hook can map)
+        flags = (faiss.IO_FLAG_MMAP if spec.ivf else faiss.IO_FLAG_MMAP_IFC) if mmap else 0
+        try:
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError as exc:
+            raise IndexCorrupted(f"segment {meta.file}: FAISS could not read it ({str(exc).splitlines()[0]})") from None
+        if index.d != dim or index.ntotal != meta.count:
+            raise IndexCorrupted(
+                f"segment {meta.file}: {index.ntotal} vectors of dimension {index.d}, "
+                f"the segment list says {meta.count} of dimension {dim}"
+            )
+        full = None
+        if spec.refine:
+            try:
+                mode = "r" if mmap else None
+                full = (
+                    np.load(directory / ids_name, mmap_mode=mode, allow_pickle=False),
+                    np.load(directory / vec_name, mmap_mode=mode, allow_pickle=False),
+                )
+            except ValueError as exc:
+                raise IndexCorrupted(f"segment {meta.file}: unreadable full vectors ({exc})") from None
+        seg = cls(meta, index, dim, full)
+        seg.path = path
+        return seg
+
+    # ---- ids and vectors --------------------------------------------------------------------
+    def ids(self) -> np.ndarray:
+        """Every id stored in the segment (tombstones included), sorted."""
+        if self._ids is None:
+            faiss = _faiss()
+            if self.spec.ivf:
+                inv = faiss.extract_index_ivf(self.index).invlists
+                parts = [
+                    faiss.rev_swig_ptr(inv.get_ids(i), inv.list_size(i)).copy() for i in range(inv.nlist) if inv.list_size(i)
+                ]
+                ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+            else:
+                ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            self._ids = np.sort(ids)
+        return self._ids
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors for ids of this segment: exact for Flat, HNSW, IVF,Flat and Refine
+        specs; decoded codes (approximate) for SQ8 and PQ."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.full is not None:
+            pos = np.searchsorted(self.full[0], ids)
+            return np.asarray(self.full[1][pos], dtype=np.float32)
+        if self.spec.ivf:
+            if self._recon is None:
+                # a memory-mapped IVF keeps no id -> position map: read a copy with one (merges only)
+                faiss = _faiss()
+                recon = faiss.read_index(str(self.path)) if self.path is not None else faiss.clone_index(self.index)
+                faiss.extract_index_ivf(recon).set_direct_map_type(faiss.DirectMap.Hashtable)
+                self._recon = recon
+            return self._recon.reconstruct_batch(ids)
+        return self.index.reconstruct_batch(ids)
+
+    def all_vectors(self, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(live ids, their vectors): what a merge or a rebuild carries over."""
+        ids = np.setdiff1d(self.ids(), dead, assume_unique=True) if len(dead) else self.ids()
+        return ids, self.vectors(ids)
+
+    # ---- search -----------------------------------------------------------------------------
+    def _params(self, k: int, nprobe: int | None, ef_search: int | None, sel=None, exhaustive: bool = False):
+        faiss = _faiss()
+        if self.spec.ivf:
+            nlist = faiss.extract_index_ivf(self.index).nlist
+            probe = nlist if exhaustive else min(nprobe or default_nprobe(nlist), nlist)
+            return faiss.SearchParametersIVF(sel=sel, nprobe=int(probe))
+        if self.spec.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=int(ef_search or max(HNSW_EF_SEARCH, 2 * k)))
+        return faiss.SearchParameters(sel=sel) if sel is not None else None
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        dead: np.ndarray | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query within this segment; -1 ids where fewer qualify.
+
+        ``allowed`` (sorted live ids of this segment) restricts the search and guarantees
+        ``min(k, len(allowed))`` hits; otherwise ``dead`` ids are excluded and every query gets
+        ``min(k, live vectors)`` hits, whatever the index type.
+        """
+        faiss = _faiss()
+        nq = len(queries)
+        kk = k * REFINE_FACTOR if self.spec.refine else k
+        if allowed is not None:
+            if not len(allowed):
+                return _empty(nq, k)
+            want = min(k, len(allowed))
+            if self.spec.kind == "hnsw" and len(allowed) <= EXACT_FILTER_MAX:
+                scores, ids = self._exact(queries, kk, allowed)
+            else:
+                # Flat and SQ scan everything (exact on their codes); IVF probes as asked and the
+                # short rows are redone over every list
+                exhaustive = self.spec.ivf and len(allowed) <= EXACT_FILTER_MAX
+                sel = faiss.IDSelectorBatch(allowed)
+                scores, ids = self.index.search(queries, kk, params=self._params(kk, nprobe, ef_search, sel, exhaustive))
+                short = (ids[:, :want] < 0).any(axis=1)
+                if short.any():
+                    scores[short], ids[short] = self._exact(queries[short], kk, allowed)
+        else:
+            dead = dead if dead is not None else np.zeros(0, dtype=np.int64)
+            live = self.meta.count - len(dead)
+            if live <= 0:
+                return _empty(nq, k)
+            want = min(k, live)
+            sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead)) if len(dead) else None
+            index = self._search_index() if sel is None else self.index
+            scores, ids = index.search(queries, kk, params=self._params(kk, nprobe, ef_search, sel))
+            short = (ids[:, :want] < 0).any(axis=1)
+            if short.any():
+                # the graph walk or the probed lists were cut off by tombstones: answer exactly
+                pool = np.setdiff1d(self.ids(), dead, assume_unique=True) if len(dead) else self.ids()
+                scores[short], ids[short] = self._exact(queries[short], kk, pool)
+        if self.spec.refine:
+            scores, ids = self._rerank(queries, ids, k)
+        return scores[:, :k], ids[:, :k]
+
+    def _exact(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the given ids of this segment (on the stored codes)."""
+        if self.spec.ivf:
+            faiss = _faiss()
+            params = self._params(k, None, None, faiss.IDSelectorBatch(ids), exhaustive=True)
+            return self.index.search(queries, k, params=params)
+        return exact_topk(queries, k, ids, self.vectors)
+
+    def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-score candidates with the full vectors (FAISS's refine step, per segment)."""
+        nq, kk = cand.shape
+        valid = cand >= 0
+        if not valid.any():
+            return _empty(nq, k)
+        safe = np.where(valid, cand, cand[valid][0])  # any stored id stands in for the padding
+        vecs = self.vectors(safe.ravel()).reshape(nq, kk, self.dim)
+        scores = np.einsum("qd,qkd->qk", queries, vecs).astype(np.float32)
+        scores[~valid] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        ids = np.where(np.take_along_axis(valid, order, axis=1), np.take_along_axis(cand, order, axis=1), -1)
+        return np.take_along_axis(scores, order, axis=1), ids
+
+    # ---- GPU --------------------------------------------------------------------------------
+    use_gpu = False
+
+    def _search_index(self):
+        """A GPU replica for unfiltered searches when enabled and the index type supports it."""
+        if not self.use_gpu or self.spec.kind == "hnsw":
+            return self.index
+        if self._gpu is None:
+            try:
+                self._gpu = _faiss().index_cpu_to_all_gpus(self.index)
+            except Exception:  # unsupported on the GPU: stay on the CPU
+                self.use_gpu = False
+                return self.index
+        return self._gpu
+
+
+def _empty(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+
+
+def exact_topk(queries: np.ndarray, k: int, ids: np.ndarray, fetch, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over ``ids`` (vectors from ``fetch``), in chunks so memory stays bounded."""
+    nq = len(queries)
+    best_s, best_i = _empty(nq, k)
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        sims = queries @ fetch(part).T
+        all_s = np.hstack([best_s, sims])
+        all_i = np.hstack([best_i, np.broadcast_to(part, (nq, len(part)))])
+        kk = min(k, all_s.shape[1])
+        top = np.argpartition(-all_s, kk - 1, axis=1)[:, :kk]
+        best_s = np.take_along_axis(all_s, top, axis=1)
+        best_i = np.take_along_axis(all_i, top, axis=1)
+    return sort_topk(best_s, best_i, k)
+
+
+def sort_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of each row, best first; pads with (-inf, -1)."""
+    nq, n = scores.shape
+    if n > k:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        scores = np.take_along_axis(scores, top, axis=1)
+        ids = np.take_along_axis(ids, top, axis=1)
+    order = np.lexsort((ids, -scores), axis=1) if scores.size else np.zeros_like(ids)
+    scores = np.take_along_axis(scores, order, axis=1)
+    ids = np.take_along_axis(ids, order, axis=1)
+    if scores.shape[1] < k:
+        pad_s, pad_i = _empty(nq, k - scores.shape[1])
+        scores, ids = np.hstack([scores, pad_s]), np.hstack([ids, pad_i])
+    return scores, ids

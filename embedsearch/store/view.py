@@ -1,0 +1,200 @@
+"""A process's view of one collection's vectors: the open segments at one generation, and
+the fan-out search over them.
+
+Refreshing costs what changed since the last refresh: sealed segments already open stay open
+(they are immutable), the growing segment reads only the records committed since, and
+tombstones load incrementally unless a seal or merge dropped some.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from embedsearch.errors import InconsistentCollection, IndexCorrupted
+from embedsearch.store import manifest
+from embedsearch.store.growing import GrowingSegment
+from embedsearch.store.metadata import collections
+from embedsearch.store.segments import Segment, SegmentMeta, sort_topk
+
+_RETRIES = 5
+
+
+class SegmentSet:
+    """Sealed segments + the growing segment + tombstones, as of ``generation``."""
+
+    def __init__(self, directory: Path, dim: int, metric: str) -> None:
+        self.directory = directory
+        self.dim = dim
+        self.metric = metric
+        self.generation = -1
+        self.sealed: dict[int, Segment] = {}
+        self.growing: GrowingSegment | None = None
+        self.dead = np.zeros(0, dtype=np.int64)
+        self.training: manifest.Training | None = None
+        self.metas: list[SegmentMeta] = []
+        self.use_gpu = False
+        self.legacy = False  # a pre-segment collection served from its single file
+
+    # ---- loading ----------------------------------------------------------------------------
+    def sync(self, engine, collection_id: int) -> SegmentSet:
+        """Bring the view to the committed state (retrying when a concurrent merge removed a file
+        between reading the list and opening it)."""
+        for attempt in range(_RETRIES):
+            try:
+                self._sync_once(engine, collection_id)
+                return self
+            except FileNotFoundError as exc:
+                if attempt == _RETRIES - 1:
+                    raise InconsistentCollection(f"segment file {Path(exc.filename or '?').name} is missing") from None
+        return self
+
+    def _read_state(self, engine, collection_id: int):
+        """Generation, segment list, training and tombstones, read as one consistent state: every
+        commit bumps the generation, so an unchanged generation around the reads proves that
+        no commit happened in between."""
+        while True:
+            with engine.connect() as conn:
+                gen = _generation(conn, collection_id)
+                if gen == self.generation:
+                    return gen, None, None, None
+                metas = manifest.read_segments(conn, collection_id)
+                training = manifest.read_training(conn, collection_id)
+                structural = [m.seg_id for m in metas if m.state == "sealed"] != [
+                    m.seg_id for m in self.metas if m.state == "sealed"
+                ]
+                incremental = not structural and self.generation >= 0
+                dead = manifest.read_tombstones(conn, collection_id, self.generation if incremental else None)
+                if _generation(conn, collection_id) == gen:
+                    return gen, metas, training, (dead, incremental)
+
+    def _sync_once(self, engine, collection_id: int) -> None:
+        gen, metas, training, tomb = self._read_state(engine, collection_id)
+        if metas is None:
+            return
+        wanted = {m.seg_id: m for m in metas if m.state == "sealed"}
+        sealed = {sid: seg for sid, seg in self.sealed.items() if sid in wanted}
+        for sid, meta in wanted.items():
+            if sid not in sealed:
+                seg = Segment.open(self.directory, meta, self.dim)
+                seg.use_gpu = self.use_gpu
+                sealed[sid] = seg
+        growing_meta = next((m for m in metas if m.state == "growing"), None)
+        if growing_meta is None:
+            raise InconsistentCollection("the segment list has no growing segment")
+        growing = self.growing
+        if growing is None or growing.meta.seg_id != growing_meta.seg_id:
+            growing = GrowingSegment(self.directory, growing_meta, self.dim, self.metric)
+        elif growing_meta.count != growing.meta.count:
+            growing.catch_up(growing_meta)
+        else:
+            growing.meta = SegmentMeta(**growing_meta.__dict__)
+        dead, incremental = tomb
+        self.dead = np.union1d(self.dead, dead) if incremental else dead
+        self.sealed, self.growing, self.training, self.metas = sealed, growing, training, metas
+        self.generation = gen
+
+    # ---- facts ------------------------------------------------------------------------------
+    def segments(self) -> list[Segment]:
+        """Sealed segments in row-id order, then the growing one."""
+        out = [self.sealed[m.seg_id] for m in self.metas if m.state == "sealed"]
+        return out + ([self.growing] if self.growing is not None else [])
+
+    @property
+    def row_hi(self) -> int:
+        """Row ids below this are covered by the view; newer ones were committed after it."""
+        if self.growing is not None:
+            return self.growing.meta.row_hi
+        return max((m.row_hi for m in self.metas), default=0)
+
+    def stored(self) -> int:
+        return sum(s.meta.count for s in self.segments())
+
+    def live(self) -> int:
+        return self.stored() - len(self.dead)
+
+    def dead_in(self, seg: Segment) -> np.ndarray:
+        lo, hi = np.searchsorted(self.dead, [seg.meta.row_lo, seg.meta.row_hi])
+        return self.dead[lo:hi]
+
+    def route(self, ids: np.ndarray) -> list[tuple[Segment, np.ndarray]]:
+        """Split sorted ids by the segment whose range holds them."""
+        out = []
+        for seg in self.segments():
+            lo, hi = np.searchsorted(ids, [seg.meta.row_lo, seg.meta.row_hi])
+            if hi > lo:
+                out.append((seg, ids[lo:hi]))
+        return out
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors for live ids, in the order given."""
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        sorted_ids = ids[order]
+        start = 0
+        for seg, part in self.route(sorted_ids):
+            pos = np.searchsorted(sorted_ids, part[0])
+            out[order[pos : pos + len(part)]] = seg.vectors(part)
+            start += len(part)
+        if start != len(ids):
+            raise IndexCorrupted(f"{len(ids) - start} ids are in no segment")
+        return out
+
+    # ---- search -----------------------------------------------------------------------------
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k over every segment, merged exactly. ``allowed`` (live row ids, any order)
+        restricts the search; each query then gets ``min(k, len(allowed))`` hits."""
+        nq = len(queries)
+        parts_s, parts_i = [], []
+        if allowed is not None:
+            allowed = np.unique(np.asarray(allowed, dtype=np.int64))
+            allowed = allowed[allowed < self.row_hi]  # rows committed after this view are not in it
+            for seg, ids in self.route(allowed):
+                if not seg.spec.ivf:
+                    ids = _present(seg, ids)
+                s, i = seg.search(queries, k, allowed=ids, nprobe=nprobe, ef_search=ef_search)
+                parts_s.append(s)
+                parts_i.append(i)
+        else:
+            for seg in self.segments():
+                if seg.meta.count == 0:
+                    continue
+                s, i = seg.search(queries, k, dead=self.dead_in(seg), nprobe=nprobe, ef_search=ef_search)
+                parts_s.append(s)
+                parts_i.append(i)
+        if not parts_s:
+            return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
+        if len(parts_s) == 1:
+            return parts_s[0], parts_i[0]
+        return sort_topk(np.hstack(parts_s), np.hstack(parts_i), k)
+
+
+def _present(seg: Segment, ids: np.ndarray) -> np.ndarray:
+    """The ids a segment actually stores (SQL and a damaged segment may disagree; verify
+    reports that, a search must not crash on it). Only for segments whose ids are in memory
+    anyway (an id map); an IVF search simply finds nothing for an absent id."""
+    have = seg.ids()
+    if not len(have):
+        return have
+    pos = np.searchsorted(have, ids).clip(max=len(have) - 1)
+    return ids[have[pos] == ids]
+
+
+def _generation(conn, collection_id: int) -> int:
+    gen = conn.execute(select(collections.c.generation).where(collections.c.id == collection_id)).scalar()
+    if gen is None:
+        from embedsearch.errors import CollectionNotFound
+
+        raise CollectionNotFound("the collection no longer exists")
+    return int(gen)
