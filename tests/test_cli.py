@@ -80,7 +80,7 @@ def test_table_output_and_fields(cli, news):
 
 def test_queries_file_prints_one_json_line_per_query(cli, news, tmp_path):
     qf = tmp_path / "q.jsonl"
-    qf.write_text('{"query": "interest rates"}\n\nparliament budget\n')
+    qf.write_text('{"query": "interest rates"}\n\n{"query": "parliament budget"}\n')
     r = cli("search", "news", "--queries", str(qf), "-k", "1", "--fields", "id")
     assert [json.loads(line) for line in r.output.splitlines()] == [
         {"query": "interest rates", "hits": [{"id": "doc-2"}]},
@@ -88,6 +88,21 @@ def test_queries_file_prints_one_json_line_per_query(cli, news, tmp_path):
     ]
     r = cli("search", "news", "--queries", "-", "-k", "1", "--fields", "id", input="cricket test\n")
     assert json.loads(r.output)["hits"] == [{"id": "doc-3"}]
+
+
+def test_queries_format_is_decided_once_per_file(cli, news, tmp_path):
+    """A plain-text query starting with '{' used to be parsed as JSON and stop the run."""
+    qf = tmp_path / "q.txt"
+    qf.write_text("{braces} interest rates\nparliament budget\n")
+    r = cli("search", "news", "--queries", str(qf), "-k", "1", "--fields", "id")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["query"] for line in r.output.splitlines()] == ["{braces} interest rates", "parliament budget"]
+    r = cli("search", "news", "--queries", "-", "--queries-format", "jsonl", "-k", "1", input='{"query": "cricket test"}\n')
+    assert json.loads(r.output)["query"] == "cricket test"
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"query": "interest rates"}\nparliament budget\n')
+    r = cli("search", "news", "--queries", str(bad))
+    assert r.exit_code == 1 and f"{bad}:2: malformed JSON" in r.output and "Traceback" not in r.output
 
 
 def test_readd_is_unchanged_and_delete(cli, news, data_dir):
