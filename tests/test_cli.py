@@ -232,3 +232,29 @@ def test_drop_asks_unless_yes(cli, news):
     assert r.exit_code == 1 and "Aborted" in r.output
     assert cli("index", "drop", "news", "--yes").output.strip() == "dropped news"
     assert "no collections" in cli("index", "list").output
+
+
+def test_add_reports_ids_repeated_in_the_input(cli, tmp_path):
+    """Two records with one id used to be collapsed silently ("added 1")."""
+    src = tmp_path / "d.jsonl"
+    src.write_text(
+        '{"id": "a1", "text": "first"}\n{"id": "a2", "text": "two"}\n{"id": "a1", "text": "second"}\n'
+        '{"id": "a2", "text": "two again"}\n{"id": "a1", "text": "third"}\n{"id": "b", "text": "bee"}\n'
+    )
+    assert cli("index", "create", "d", "--model", "hashing").exit_code == 0
+    r = cli("index", "add", "d", str(src))
+    assert r.exit_code == 0, r.output
+    assert "added 3" in r.output
+    assert "3 records repeated the id of an earlier record (2 ids: a1, a2); the last record of each id was kept" in r.output
+    from embedsearch.config import Settings
+    from embedsearch.store.collection import Store
+
+    coll = Store(Settings.from_env(cli.data_dir)).open("d")
+    assert coll.get("a1").text == "third" and coll.get("a2").text == "two again"
+    r = cli("index", "add", "d", str(src), "--json")
+    assert json.loads(r.output)["duplicates"] == {"records": 3, "ids": 2, "first": ["a1", "a2"]}
+    # the last record wins also when the repeats land in different commits
+    assert cli("index", "create", "e", "--model", "hashing").exit_code == 0
+    assert cli("index", "add", "e", str(src), "--commit-every", "1", "--batch-size", "1").exit_code == 0
+    coll = Store(Settings.from_env(cli.data_dir)).open("e")
+    assert coll.get("a1").text == "third" and coll.get("a2").text == "two again" and coll.count() == 3
