@@ -313,6 +313,10 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method in ("POST", "PUT", "PATCH") and kind != "application/json":
+            message = f"send the body as JSON with Content-Type: application/json (got {kind or 'none'})"
+            return _error(422, "invalid_request", message)
         parts = []
         for err in exc.errors()[:5]:
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
