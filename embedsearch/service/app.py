@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedsearch import __version__
 from embedsearch.config import Settings
 from embedsearch.errors import EmbedsearchError
+from embedsearch.service.docs import install_docs
 
 STATIC = Path(__file__).resolve().parent / "static"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -317,7 +318,10 @@ def create_app(
         version=__version__,
         description="Semantic search over embedsearch collections (FAISS vectors + SQL metadata).",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_docs (FastAPI's loads a CDN)
+        redoc_url=None,  # ReDoc has no packaged copy: /docs only
     )
+    install_docs(app)
 
     app.add_middleware(BodyLimit)
 
