@@ -202,7 +202,8 @@ def _plain_ingest(texts: list[str], embedder, path: str) -> float:
     index.train(vecs[np.random.default_rng(0).choice(len(vecs), min(len(vecs), 256 * 1024), replace=False)])
     index.add_with_ids(vecs, np.arange(len(vecs), dtype=np.int64))
     faiss.write_index(index, os.path.join(path, "plain.faiss"))
-    conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", [(i, f"p{i}", t_, json.dumps({"n": i})) for i, t_ in enumerate(texts)])
+    rows = [(i, f"p{i}", t_, json.dumps({"n": i})) for i, t_ in enumerate(texts)]
+    conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
     return time.perf_counter() - t

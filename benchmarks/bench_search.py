@@ -118,7 +118,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--specs", default="Flat;HNSW32;SQ8;IVF1024,Flat;IVF1024,SQ8;IVF1024,PQ48;IVF1024,PQ48,Refine", help="';'-separated")
+    specs = "Flat;HNSW32;SQ8;IVF1024,Flat;IVF1024,SQ8;IVF1024,PQ48;IVF1024,PQ48,Refine"
+    ap.add_argument("--specs", default=specs, help="';'-separated")
     ap.add_argument("--skip-embedding", action="store_true")
     args = ap.parse_args()
     specs = [s.strip() for s in args.specs.split(";") if s.strip()]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedsearch.errors import InvalidName
+from embedsearch.errors import DatabaseDriverMissing, InvalidName
 
 DEFAULT_DATA_DIR = "indexes"
 DB_FILENAME = "embedsearch.db"
@@ -27,6 +28,43 @@ def validate_collection_name(name: str) -> str:
     return name
 
 
+# PostgreSQL drivers SQLAlchemy knows, in the order a bare postgresql:// URL tries them:
+# driver name in the URL -> (module to import, package to install)
+PG_DRIVERS = {
+    "psycopg2": ("psycopg2", "psycopg2-binary"),
+    "psycopg": ("psycopg", "psycopg[binary]"),
+    "pg8000": ("pg8000", "pg8000"),
+}
+
+
+def resolve_db_url(url: str) -> str:
+    """``url`` with a PostgreSQL driver that is installed.
+
+    ``postgresql://`` (and Heroku-style ``postgres://``) name no driver, and SQLAlchemy's default
+    (psycopg 3 since 2.1) may not be the one installed: use the first installed one. A URL naming
+    a driver that is missing raises :class:`DatabaseDriverMissing` naming the package to install.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    dialect, _, driver = scheme.partition("+")
+    if dialect not in ("postgresql", "postgres"):
+        return url
+    if driver:
+        module, package = PG_DRIVERS.get(driver, (driver, driver))
+        if importlib.util.find_spec(module) is None:
+            raise DatabaseDriverMissing(
+                f"the database URL asks for the {driver} driver, which is not installed: pip install '{package}'"
+            )
+        return f"postgresql+{driver}://{rest}"
+    for name, (module, _package) in PG_DRIVERS.items():
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{name}://{rest}"
+    raise DatabaseDriverMissing(
+        "a PostgreSQL database needs a driver and none is installed: pip install -e '.[postgres]' (psycopg2-binary)"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where collections live: FAISS files under ``data_dir``, metadata at ``db_url``."""
@@ -39,7 +77,7 @@ class Settings:
         d = Path(data_dir or os.environ.get("EMBEDSEARCH_HOME") or DEFAULT_DATA_DIR).expanduser()
         d = d.absolute()
         url = db_url or os.environ.get("EMBEDSEARCH_DB") or f"sqlite:///{d / DB_FILENAME}"
-        return cls(data_dir=d, db_url=url)
+        return cls(data_dir=d, db_url=resolve_db_url(url))
 
     def collection_dir(self, name: str) -> Path:
         """The directory holding a collection's vector files; never outside ``data_dir``."""

@@ -315,12 +315,41 @@ def iter_documents(sources: Iterable[Source], opts: ReadOptions, on_skip: SkipHa
         yield from _READERS[source.format](source, opts, on_skip)
 
 
-def scan(sources: list[Source], opts: ReadOptions, on_skip: SkipHandler | None = None) -> int:
+@dataclass
+class Duplicates:
+    """Ids that more than one record of an input carries (a collection keeps the last record)."""
+
+    seen: set[str] = field(default_factory=set)
+    repeated: dict[str, int] = field(default_factory=dict)  # id -> records beyond the first
+
+    def add(self, doc_id: str) -> None:
+        if doc_id in self.seen:
+            self.repeated[doc_id] = self.repeated.get(doc_id, 0) + 1
+        else:
+            self.seen.add(doc_id)
+
+    @property
+    def records(self) -> int:
+        """Records whose id an earlier record already had."""
+        return sum(self.repeated.values())
+
+    def first(self, n: int = 5) -> list[str]:
+        return list(self.repeated)[:n]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "ids": len(self.repeated), "first": self.first()}
+
+
+def scan(
+    sources: list[Source], opts: ReadOptions, on_skip: SkipHandler | None = None, duplicates: Duplicates | None = None
+) -> int:
     """Read everything once without keeping it, so bad input is found before anything is
-    written; returns the number of documents."""
+    written; returns the number of documents (and tallies repeated ids in ``duplicates``)."""
     count = 0
-    for _ in iter_documents(sources, opts, on_skip):
+    for doc in iter_documents(sources, opts, on_skip):
         count += 1
+        if duplicates is not None:
+            duplicates.add(doc.id)
     if count == 0:
         raise CorpusError("the input holds no documents")
     return count

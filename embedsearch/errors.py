@@ -60,6 +60,12 @@ class UnknownModel(EmbedsearchError):
     code = "unknown_model"
 
 
+class DatabaseDriverMissing(EmbedsearchError):
+    """The metadata store's URL needs a database driver that is not installed."""
+
+    code = "database_driver_missing"
+
+
 class InvalidFilter(EmbedsearchError):
     usage = True
     http_status = 422

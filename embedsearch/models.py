@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from embedsearch.embedders.base import Embedder
 from embedsearch.errors import ModelFormatError, OutputExists, UnknownModel
+from embedsearch.files import atomic_temp, atomic_temp_dir
 from embedsearch.wordvectors import FastTextVectors, WordVectors, load_fasttext_bin
 
 MANIFEST = "manifest.json"
@@ -200,7 +200,7 @@ def import_vectors(src: Path, fmt: str, out_dir: Path, *, overwrite: bool = Fals
     out_dir = Path(out_dir).expanduser().absolute()
     check_output_dir(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    model_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    model_dir = atomic_temp_dir(out_dir)  # published by a rename: give it the umask's mode, not 0700
     try:
         if fmt == "fasttext-bin":
             if not src.is_file():
@@ -243,7 +243,7 @@ def export_model(model_dir: Path, fmt: str, out_path: Path, *, overwrite: bool =
     out_path = Path(out_path)
     if out_path.exists() and not overwrite:
         raise OutputExists(f"{out_path} already exists; pass --overwrite to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent or ".")
+    fd, tmp = atomic_temp(out_path)  # the export gets the umask's mode, not mkstemp's 0600
     os.close(fd)
     try:
         if fmt == "fasttext-bin":

@@ -100,3 +100,31 @@ def test_search_page_shows_hits_and_errors(server, artifacts):
             assert page.locator("li.hit").count() == 0
         finally:
             browser.close()
+
+
+def test_api_docs_render_with_no_network(server, artifacts):
+    """/docs renders the API from packaged Swagger UI with every request off this server refused."""
+    chromium = _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith(server):
+            return route.continue_()
+        outside.append(route.request.url)
+        return route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_local)
+            page.goto(server + "/docs")
+            page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+            assert "embedsearch" in page.inner_text(".swagger-ui .info .title")
+            page.wait_for_selector('[data-path="/collections/{name}/search"]', state="attached")
+            page.screenshot(path=str(artifacts / "api-docs.png"))
+        finally:
+            browser.close()
+    assert outside == []

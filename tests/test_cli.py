@@ -80,7 +80,7 @@ def test_table_output_and_fields(cli, news):
 
 def test_queries_file_prints_one_json_line_per_query(cli, news, tmp_path):
     qf = tmp_path / "q.jsonl"
-    qf.write_text('{"query": "interest rates"}\n\nparliament budget\n')
+    qf.write_text('{"query": "interest rates"}\n\n{"query": "parliament budget"}\n')
     r = cli("search", "news", "--queries", str(qf), "-k", "1", "--fields", "id")
     assert [json.loads(line) for line in r.output.splitlines()] == [
         {"query": "interest rates", "hits": [{"id": "doc-2"}]},
@@ -88,6 +88,21 @@ def test_queries_file_prints_one_json_line_per_query(cli, news, tmp_path):
     ]
     r = cli("search", "news", "--queries", "-", "-k", "1", "--fields", "id", input="cricket test\n")
     assert json.loads(r.output)["hits"] == [{"id": "doc-3"}]
+
+
+def test_queries_format_is_decided_once_per_file(cli, news, tmp_path):
+    """A plain-text query starting with '{' used to be parsed as JSON and stop the run."""
+    qf = tmp_path / "q.txt"
+    qf.write_text("{braces} interest rates\nparliament budget\n")
+    r = cli("search", "news", "--queries", str(qf), "-k", "1", "--fields", "id")
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line)["query"] for line in r.output.splitlines()] == ["{braces} interest rates", "parliament budget"]
+    r = cli("search", "news", "--queries", "-", "--queries-format", "jsonl", "-k", "1", input='{"query": "cricket test"}\n')
+    assert json.loads(r.output)["query"] == "cricket test"
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"query": "interest rates"}\nparliament budget\n')
+    r = cli("search", "news", "--queries", str(bad))
+    assert r.exit_code == 1 and f"{bad}:2: malformed JSON" in r.output and "Traceback" not in r.output
 
 
 def test_readd_is_unchanged_and_delete(cli, news, data_dir):
@@ -217,3 +232,29 @@ def test_drop_asks_unless_yes(cli, news):
     assert r.exit_code == 1 and "Aborted" in r.output
     assert cli("index", "drop", "news", "--yes").output.strip() == "dropped news"
     assert "no collections" in cli("index", "list").output
+
+
+def test_add_reports_ids_repeated_in_the_input(cli, tmp_path):
+    """Two records with one id used to be collapsed silently ("added 1")."""
+    src = tmp_path / "d.jsonl"
+    src.write_text(
+        '{"id": "a1", "text": "first"}\n{"id": "a2", "text": "two"}\n{"id": "a1", "text": "second"}\n'
+        '{"id": "a2", "text": "two again"}\n{"id": "a1", "text": "third"}\n{"id": "b", "text": "bee"}\n'
+    )
+    assert cli("index", "create", "d", "--model", "hashing").exit_code == 0
+    r = cli("index", "add", "d", str(src))
+    assert r.exit_code == 0, r.output
+    assert "added 3" in r.output
+    assert "3 records repeated the id of an earlier record (2 ids: a1, a2); the last record of each id was kept" in r.output
+    from embedsearch.config import Settings
+    from embedsearch.store.collection import Store
+
+    coll = Store(Settings.from_env(cli.data_dir)).open("d")
+    assert coll.get("a1").text == "third" and coll.get("a2").text == "two again"
+    r = cli("index", "add", "d", str(src), "--json")
+    assert json.loads(r.output)["duplicates"] == {"records": 3, "ids": 2, "first": ["a1", "a2"]}
+    # the last record wins also when the repeats land in different commits
+    assert cli("index", "create", "e", "--model", "hashing").exit_code == 0
+    assert cli("index", "add", "e", str(src), "--commit-every", "1", "--batch-size", "1").exit_code == 0
+    coll = Store(Settings.from_env(cli.data_dir)).open("e")
+    assert coll.get("a1").text == "third" and coll.get("a2").text == "two again" and coll.count() == 3

@@ -34,7 +34,8 @@ def client(settings):
 
 def error_of(response) -> tuple[int, str]:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id"}, body
+    assert body["error"]["request_id"] and response.headers["X-Request-ID"] == body["error"]["request_id"]
     assert "Traceback" not in response.text
     return response.status_code, body["error"]["code"]
 
@@ -267,3 +268,51 @@ def test_a_collection_recreated_behind_the_service_is_followed(client, settings,
     store.create("news", hashing, "Flat").add_documents(topic_docs(4), hashing)
     hits = client.post("/collections/news/search", json={"query": "cricket", "k": 10}).json()["hits"]
     assert len(hits) == 4
+
+
+def test_errors_carry_a_request_id_that_the_log_line_has_too(client, caplog):
+    with caplog.at_level("WARNING", logger="embedsearch.service"):
+        r = client.post("/collections/news/search", json={"query": "rates", "where": {"year": {"$bogus": 1}}})
+    assert r.status_code == 422
+    rid = r.json()["error"]["request_id"]
+    assert rid and r.headers["X-Request-ID"] == rid
+    assert [m for m in caplog.messages if f"request_id={rid}" in m and "-> 422" in m]
+    # a client's own id is kept (when it is a short token), and successes carry it in the header
+    r = client.get("/health", headers={"X-Request-ID": "trace-42"})
+    assert r.status_code == 200 and r.headers["X-Request-ID"] == "trace-42"
+    r = client.get("/collections/nope", headers={"X-Request-ID": "bad id with spaces"})
+    assert r.status_code == 404 and r.json()["error"]["request_id"] not in ("", "bad id with spaces")
+
+
+def test_an_internal_error_gives_its_request_id_and_logs_the_traceback(settings, caplog):
+    class Broken:
+        def list(self):
+            raise RuntimeError("disk on fire")
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        c.app.state.service._store = Broken()
+        with caplog.at_level("ERROR", logger="embedsearch.service"):
+            r = c.get("/collections")
+    assert r.status_code == 500
+    body = r.json()["error"]
+    assert body["code"] == "internal_error" and "disk on fire" not in body["message"]
+    rid = body["request_id"]
+    assert rid in body["message"]
+    (record,) = [rec for rec in caplog.records if f"request_id={rid}" in rec.getMessage()]
+    assert record.exc_info and "disk on fire" in str(record.exc_info[1])
+
+
+def test_api_docs_work_offline(client):
+    """/docs used to load Swagger UI from a CDN: every script, style and icon now comes from us."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text) + re.findall(r"url: ?['\"]([^'\"]+)['\"]", page.text)
+    assert urls and not [u for u in urls if "//" in u], urls  # nothing off this server
+    for u in urls:
+        assert client.get(u).status_code == 200, u
+    assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
+    from swagger_ui_bundle import swagger_ui_path
+
+    assert "swagger-ui-5." in str(swagger_ui_path)  # Swagger UI 4 cannot render OpenAPI 3.1

@@ -9,7 +9,7 @@ import sys
 import click
 
 from embedsearch.cli.output import echo_json, table
-from embedsearch.corpus import FORMATS, ReadOptions, iter_documents, resolve_sources, scan, spool_stdin
+from embedsearch.corpus import FORMATS, Duplicates, ReadOptions, iter_documents, resolve_sources, scan, spool_stdin
 from embedsearch.store.specs import SPEC_HELP
 
 MAX_WARNINGS = 20
@@ -222,7 +222,8 @@ def add(
     try:
         sources = resolve_sources(inputs, opts, stdin_path)
         warn = Warnings()
-        total = scan(sources, opts, on_skip=warn)
+        dups = Duplicates()
+        total = scan(sources, opts, on_skip=warn, duplicates=dups)
         warn.summary()
         embedder = coll.load_embedder(device=device)
         coll.device = device
@@ -238,7 +239,13 @@ def add(
     finally:
         if stdin_path is not None:
             stdin_path.unlink(missing_ok=True)
-    out = {"collection": name, **result.to_dict(), "skipped": warn.count, "documents": coll.row["doc_count"]}
+    out = {
+        "collection": name,
+        **result.to_dict(),
+        "skipped": warn.count,
+        "duplicates": dups.to_dict(),
+        "documents": coll.row["doc_count"],
+    }
     if as_json:
         echo_json(out)
     else:
@@ -247,6 +254,12 @@ def add(
             + (f", skipped {warn.count} bad records" if warn.count else "")
             + f"; {out['documents']} documents (generation {result.generation})"
         )
+        if dups.records:
+            more = ", ..." if len(dups.repeated) > len(dups.first()) else ""
+            click.echo(
+                f"{dups.records} records repeated the id of an earlier record ({len(dups.repeated)} ids: "
+                f"{', '.join(dups.first())}{more}); the last record of each id was kept"
+            )
 
 
 @index.command("delete")

@@ -9,7 +9,8 @@ import click
 
 from embedsearch.cli.index import device_option
 from embedsearch.cli.output import echo_json, shorten, table
-from embedsearch.search import MAX_K, read_queries
+from embedsearch.queries import QUERY_FORMATS, read_queries
+from embedsearch.search import MAX_K
 from embedsearch.search import search as run_search
 from embedsearch.store.filters import parse_filter
 
@@ -55,6 +56,14 @@ def _dig(meta: dict, dotted: str):
     default=None,
     help="Run every query in FILE ('-' for stdin): one per line, or jsonl with a 'query' field. Prints one JSON line per query.",
 )
+@click.option(
+    "--queries-format",
+    type=click.Choice(QUERY_FORMATS),
+    default="auto",
+    show_default=True,
+    help="Format of the --queries file, for the whole file: txt (a query per line, whatever it starts with) or "
+    "jsonl; auto: jsonl for .jsonl/.ndjson, txt otherwise and for stdin.",
+)
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (more: better recall, slower).")
 @click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW candidate list size (more: better recall, slower).")
 @click.option(
@@ -66,13 +75,14 @@ def _dig(meta: dict, dotted: str):
 )
 @device_option
 @click.pass_obj
-def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, nprobe, ef_search, model, device):
+def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, queries_format, nprobe, ef_search, model, device):
     """Search collection NAME for QUERY.
 
     \b
-    Filter operators: $eq $ne $gt $gte $lt $lte $in $nin $exists, $and $or $not;
-    nested metadata with dots ("author.name"). A filtered search returns k hits
-    whenever at least k documents match the filter.
+    Filters have MongoDB's semantics (arrays included): $eq $ne $gt $gte $lt $lte
+    $in $nin $exists $not $all $size $elemMatch, $and $or $nor; nested metadata with
+    dots ("author.name"). A filtered search returns k hits whenever at least k
+    documents match the filter.
 
     \b
     Examples:
@@ -80,18 +90,21 @@ def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, 
       embedsearch search news "bushfires" --where '{"source": "lee"}' --json
       embedsearch search news "floods" --fields id,score,source
       embedsearch search news --queries questions.txt > results.jsonl
+      embedsearch search news --queries questions.jsonl --queries-format jsonl
     """
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY or --queries FILE")
     spec = parse_filter(where)  # a malformed filter fails before the model loads
     field_list = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+    queries = None
+    if queries_file is not None:  # so does a malformed query file
+        queries = list(read_queries(queries_file, queries_format, sys.stdin))
+        if not queries:
+            raise click.UsageError(f"{queries_file}: no queries")
     coll = app.store.open(name)
     coll.device = device
     embedder = coll.load_embedder(device=device, spec=model)
-    if queries_file is not None:
-        queries = list(read_queries(queries_file, sys.stdin))
-        if not queries:
-            raise click.UsageError(f"{queries_file}: no queries")
+    if queries is not None:
         results = run_search(coll, queries, k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search)
         for q, hits in zip(queries, results, strict=True):
             click.echo(json.dumps({"query": q, "hits": [_project(h, field_list) for h in hits]}, ensure_ascii=False))

@@ -11,11 +11,12 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from embedsearch.files import atomic_temp
 
 TEMPLATES = Path(__file__).parent / "templates"
 GROUP_TITLES = {
@@ -466,7 +467,7 @@ def write_outputs(report: dict[str, Any], outputs: dict[str, Path]) -> list[Path
     for fmt, path in outputs.items():
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = atomic_temp(path)  # the report gets the umask's mode, not mkstemp's 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(render(report, fmt))

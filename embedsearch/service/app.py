@@ -10,9 +10,11 @@ search from seeing a half-applied write. Models are loaded once per process and 
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedsearch import __version__
 from embedsearch.config import Settings
 from embedsearch.errors import EmbedsearchError
+from embedsearch.service.docs import install_docs
 
 STATIC = Path(__file__).resolve().parent / "static"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -38,6 +41,8 @@ MAX_BATCH = 256
 MAX_DOCUMENTS = 1000
 MAX_BODY_BYTES = 8 * 2**20
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+log = logging.getLogger("embedsearch.service")
 
 
 # --- request and response models ---------------------------------------------------------------
@@ -219,8 +224,39 @@ class _HTTPError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
+    body = {"code": code, "message": message, "request_id": request_id}
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def request_id_of(scope_or_request) -> str | None:
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    return (scope.get("state") or {}).get("request_id")
+
+
+class RequestId:
+    """ASGI middleware: every request gets an id (the client's X-Request-ID when it is a short
+    token, else a new one), returned in the X-Request-ID header and in error bodies, and
+    written in the server's log line for the error, so a user's report finds the log."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -239,7 +275,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            response = _error(413, "body_too_large", f"request bodies are limited to {self.limit} bytes")
+            response = _error(413, "body_too_large", f"request bodies are limited to {self.limit} bytes", request_id_of(scope))
             return await response(scope, receive, send)
         received = 0
 
@@ -282,7 +318,10 @@ def create_app(
         version=__version__,
         description="Semantic search over embedsearch collections (FAISS vectors + SQL metadata).",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_docs (FastAPI's loads a CDN)
+        redoc_url=None,  # ReDoc has no packaged copy: /docs only
     )
+    install_docs(app)
 
     app.add_middleware(BodyLimit)
 
@@ -292,36 +331,48 @@ def create_app(
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "other")
+        ms = (time.perf_counter() - started) * 1000
         service = getattr(request.app.state, "service", None)
         if service is not None:
-            service.metrics.observe(f"{request.method} {path}", response.status_code, (time.perf_counter() - started) * 1000)
+            service.metrics.observe(f"{request.method} {path}", response.status_code, ms)
+        if response.status_code >= 400:
+            log.warning("%s %s -> %d in %.1f ms request_id=%s", request.method, request.url.path, response.status_code, ms,
+                        request_id_of(request))  # fmt: skip
         return response
+
+    app.add_middleware(RequestId)  # outermost: the id exists before anything can fail
 
     @app.exception_handler(EmbedsearchError)
     async def domain_error(request: Request, exc: EmbedsearchError):
         status = exc.http_status if not exc.usage or exc.http_status != 400 else 400
-        return _error(status, exc.code, str(exc))
+        return _error(status, exc.code, str(exc), request_id_of(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def starlette_error(request: Request, exc: StarletteHTTPException):
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), request_id_of(request))
 
     @app.exception_handler(_HTTPError)
     async def http_error(request: Request, exc: _HTTPError):
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, request_id_of(request))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method in ("POST", "PUT", "PATCH") and kind != "application/json":
+            message = f"send the body as JSON with Content-Type: application/json (got {kind or 'none'})"
+            return _error(422, "invalid_request", message, request_id_of(request))
         parts = []
         for err in exc.errors()[:5]:
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
             parts.append(f"{where or 'body'}: {err.get('msg')}")
-        return _error(422, "invalid_request", "; ".join(parts))
+        return _error(422, "invalid_request", "; ".join(parts), request_id_of(request))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # never a traceback to the client
-        return _error(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
+        rid = request_id_of(request)
+        log.error("%s %s -> 500 request_id=%s", request.method, request.url.path, rid, exc_info=exc)
+        return _error(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log (request id {rid})", rid)
 
     @app.get("/health")
     def health(state: State) -> dict[str, Any]:

@@ -1,27 +1,45 @@
-"""The metadata filter language: Mongo-style JSON compiled to SQLAlchemy expressions.
+"""The metadata filter language: MongoDB's query semantics compiled to SQLAlchemy expressions.
 
-    {"source": "lee", "year": {"$gte": 2000}, "$or": [{"tag": "fire"}, {"tag": {"$in": ["flood"]}}]}
+    {"source": "lee", "year": {"$gte": 2000}, "$or": [{"tags": "fire"}, {"authors.name": "Bob"}]}
 
-Keys are metadata fields (dots reach into nested objects); several keys are ANDed. Values are
-a scalar (equality) or an object of operators. Nothing is ever formatted into SQL text: each
-value becomes a bound parameter. Numeric comparisons only match numbers (a string "2001" is
-not >= 2000), which keeps PostgreSQL from failing on a cast and SQLite from comparing text.
+Keys are metadata fields (dots reach into objects, through arrays of objects, and a numeric
+segment indexes an array); several keys are ANDed. A value is a scalar or array (equality) or an
+object of operators. The meaning is MongoDB's (README, "Filters", has the table), the same on
+SQLite and PostgreSQL:
+
+- a condition on an array field matches when the array as a whole or any element matches;
+  ``$ne``, ``$nin``, ``$not`` and ``$nor`` are the negations of the positive forms, so they
+  exclude a document when any element matches;
+- type bracketing: numbers compare with numbers, strings with strings (in code-point order),
+  booleans with booleans; a boolean never equals a number; integers are compared exactly;
+- null matches an explicit null and a missing field; ``$exists: true`` matches an explicit null.
+
+Nothing is ever formatted into SQL text: values, keys and JSON paths are bound parameters.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, false, func, not_, or_, true
+from sqlalchemy import and_, false, func, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from embedsearch.errors import InvalidFilter
+from embedsearch.store.json_access import JsonAccess, Node, access_for, exists_in, kind_of, negate
 
-COMPARISON = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
-LOGICAL = ("$and", "$or", "$not")
+FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$all", "$size", "$elemMatch")
+LOGICAL = ("$and", "$or", "$nor", "$not")
 MAX_DEPTH = 16
 MAX_IN = 10_000
+MAX_SEGMENTS = 8
+MAX_BRANCHES = 512  # SQL copies of a condition that one dotted path may need (x2 per segment)
+INT64 = 2**63
+
+Expr = ColumnElement[bool]
 
 
 def parse_filter(text: str | dict | None) -> dict | None:
@@ -40,8 +58,18 @@ def parse_filter(text: str | dict | None) -> dict | None:
     return value
 
 
-def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
+@dataclass(frozen=True)
+class Leaf:
+    """What must hold at the end of a path.
+
+    ``test`` is tried on the value and, when the value is an array, on each element (MongoDB's
+    implicit array matching); ``whole`` only on the value itself ($size, $elemMatch);
+    ``missing`` says whether a missing value matches (equality with null).
+    """
+
+    test: Callable[[Node], Expr] | None = None
+    whole: Callable[[Node], Expr] | None = None
+    missing: bool = False
 
 
 class FilterCompiler:
@@ -50,18 +78,19 @@ class FilterCompiler:
     def __init__(self, column, dialect: str) -> None:
         self.column = column
         self.dialect = dialect
+        self.json: JsonAccess = access_for(dialect)
 
-    def compile(self, spec: dict | None) -> ColumnElement[bool]:
+    def compile(self, spec: dict | None) -> Expr:
         if not spec:
             return true()
-        return self._object(spec, "", 0)
+        return self._object(spec, self.json.root(self.column), "filter", 0)
 
     # ---- structure -----------------------------------------------------------------------
-    def _object(self, spec: Any, where: str, depth: int) -> ColumnElement[bool]:
+    def _object(self, spec: Any, node: Node, where: str, depth: int) -> Expr:
         if depth > MAX_DEPTH:
             raise InvalidFilter(f"filter nests deeper than {MAX_DEPTH} levels")
         if not isinstance(spec, dict):
-            raise InvalidFilter(f"{where or 'filter'}: expected an object, got {json.dumps(spec)[:60]}")
+            raise InvalidFilter(f"{where}: expected an object, got {_show(spec)}")
         if not spec:
             return true()
         clauses = []
@@ -69,117 +98,296 @@ class FilterCompiler:
             if not isinstance(key, str) or not key:
                 raise InvalidFilter("filter keys must be non-empty strings")
             if key.startswith("$"):
-                clauses.append(self._logical(key, value, depth))
+                clauses.append(self._logical(key, value, node, depth))
             else:
-                clauses.append(self._field(key, value, depth))
+                clauses.append(self._field(key, value, node, depth))
         return and_(*clauses) if len(clauses) > 1 else clauses[0]
 
-    def _logical(self, op: str, value: Any, depth: int) -> ColumnElement[bool]:
-        if op == "$not":
-            # SQL's NULL (field missing) would make NOT(...) NULL too; Mongo's $not matches it
-            return not_(func.coalesce(self._object(value, "$not", depth + 1), false()))
-        if op not in ("$and", "$or"):
+    def _logical(self, op: str, value: Any, node: Node, depth: int) -> Expr:
+        if op == "$not":  # ours, kept for compatibility: the same as {"$nor": [value]}
+            return negate(self._object(value, node, "$not", depth + 1))
+        if op not in ("$and", "$or", "$nor"):
             raise InvalidFilter(f"unknown operator {op!r} at the top level; use one of {', '.join(LOGICAL)} or a field name")
         if not isinstance(value, list) or not value:
             raise InvalidFilter(f"{op} takes a non-empty list of filter objects")
-        parts = [self._object(v, op, depth + 1) for v in value]
-        return and_(*parts) if op == "$and" else or_(*parts)
+        parts = [self._object(v, node, op, depth + 1) for v in value]
+        if op == "$and":
+            return and_(*parts)
+        return or_(*parts) if op == "$or" else negate(or_(*parts))
 
     def _path(self, key: str) -> tuple[str, ...]:
         parts = tuple(key.split("."))
         if any(not p for p in parts):
             raise InvalidFilter(f"bad field name {key!r}: empty segment between dots")
+        if any(p.startswith("$") for p in parts):
+            raise InvalidFilter(f"bad field name {key!r}: a field name cannot start with '$'")
+        if len(parts) > MAX_SEGMENTS:
+            raise InvalidFilter(f"bad field name {key!r}: more than {MAX_SEGMENTS} segments")
+        if 2 ** (len(parts) - 1) > MAX_BRANCHES:
+            raise InvalidFilter(f"bad field name {key!r}: too many segments")
         return parts
 
-    def _field(self, key: str, value: Any, depth: int) -> ColumnElement[bool]:
+    def _field(self, key: str, value: Any, node: Node, depth: int) -> Expr:
         path = self._path(key)
         if isinstance(value, dict):
-            if not value:
-                raise InvalidFilter(f"{key}: empty operator object")
-            ops = list(value)
-            if not all(isinstance(o, str) and o.startswith("$") for o in ops):
-                raise InvalidFilter(f"{key}: nested objects are matched with dotted names (e.g. '{key}.{ops[0]}'), not by value")
-            return and_(*[self._op(key, path, op, arg) for op, arg in value.items()])
-        if isinstance(value, list):
-            raise InvalidFilter(f'{key}: to match one of several values use {{"$in": [...]}}')
-        return self._op(key, path, "$eq", value)
+            return self._operators(key, path, value, node, depth)
+        return self._op(key, path, "$eq", value, node, depth)
 
-    # ---- values --------------------------------------------------------------------------
-    def _elem(self, path):
-        return self.column[path] if len(path) > 1 else self.column[path[0]]
+    def _operators(self, key: str, path: tuple[str, ...], ops: dict, node: Node, depth: int) -> Expr:
+        if not ops:
+            raise InvalidFilter(f"{key}: empty operator object")
+        names = list(ops)
+        if not all(isinstance(o, str) and o.startswith("$") for o in names):
+            raise InvalidFilter(
+                f"{key}: sub-documents are matched field by field with dotted names (e.g. '{key}.{names[0]}'), "
+                "not by value"
+            )
+        parts = [self._op(key, path, op, arg, node, depth) for op, arg in ops.items()]
+        return and_(*parts) if len(parts) > 1 else parts[0]
 
-    def _json_type(self, path) -> ColumnElement:
-        if self.dialect == "postgresql":
-            return func.jsonb_typeof(self._elem(path))
-        return func.json_type(self.column, "$." + ".".join(_sqlite_key(p) for p in path))
-
-    def _numeric(self, path) -> ColumnElement:
-        numeric_types = ("number",) if self.dialect == "postgresql" else ("integer", "real")
-        # CASE guarantees the cast only runs on numbers (PostgreSQL would raise on text)
-        return case((self._json_type(path).in_(numeric_types), self._elem(path).as_float()), else_=None)
-
-    def _boolean(self, path) -> ColumnElement:
-        bool_types = ("boolean",) if self.dialect == "postgresql" else ("true", "false")
-        return case((self._json_type(path).in_(bool_types), self._elem(path).as_boolean()), else_=None)
-
-    def _text(self, path) -> ColumnElement:
-        return case(
-            (self._json_type(path) == ("string" if self.dialect == "postgresql" else "text"), self._elem(path).as_string()),
-            else_=None,
-        )
-
-    def _exists(self, path) -> ColumnElement[bool]:
-        return and_(self._json_type(path).is_not(None), self._json_type(path) != "null")
-
-    def _typed(self, path, value):
-        if isinstance(value, bool):
-            return self._boolean(path)
-        if isinstance(value, (int, float)):
-            return self._numeric(path)
-        return self._text(path)
-
-    def _op(self, key: str, path, op: str, arg: Any) -> ColumnElement[bool]:
+    # ---- operators -----------------------------------------------------------------------
+    def _op(self, key: str, path: tuple[str, ...], op: str, arg: Any, node: Node, depth: int) -> Expr:
+        j = self.json
+        if op in ("$eq", "$ne"):
+            _check_value(key, op, arg, arrays=True)
+            hit = self._match(node, path, self._equals(arg))
+            return hit if op == "$eq" else negate(hit)
+        if op in ("$gt", "$gte", "$lt", "$lte"):
+            if isinstance(arg, list):
+                raise InvalidFilter(f"{key}: {op} takes a string, number, boolean or null, not an array")
+            _check_value(key, op, arg, arrays=False)
+            if arg is None:  # MongoDB: null sorts equal only to null/missing
+                return self._match(node, path, self._equals(None)) if op in ("$gte", "$lte") else false()
+            kind = kind_of(arg)
+            return self._match(node, path, Leaf(test=lambda n: and_(j.is_kind(n, kind), j.compare(n, op, arg))))
+        if op in ("$in", "$nin"):
+            if not isinstance(arg, list):
+                raise InvalidFilter(f"{key}: {op} takes a list of values")
+            if len(arg) > MAX_IN:
+                raise InvalidFilter(f"{key}: {op} list longer than {MAX_IN}")
+            for v in arg:
+                _check_value(key, op, v, arrays=True)
+            hit = self._match(node, path, self._one_of(arg)) if arg else false()
+            return hit if op == "$in" else negate(hit)
         if op == "$exists":
             if not isinstance(arg, bool):
                 raise InvalidFilter(f"{key}: $exists takes true or false")
-            return self._exists(path) if arg else not_(self._exists(path))
-        if op in ("$in", "$nin"):
-            if not isinstance(arg, list) or not all(_scalar(v) and v is not None for v in arg):
-                raise InvalidFilter(f"{key}: {op} takes a list of strings, numbers or booleans")
+            hit = self._match(node, path, Leaf(whole=lambda n: not_(j.missing(n))))
+            return hit if arg else negate(hit)
+        if op == "$not":
+            if not isinstance(arg, dict) or not arg:
+                raise InvalidFilter(f'{key}: $not takes an object of operators, e.g. {{"$not": {{"$gt": 1}}}}')
+            return negate(self._operators(key, path, arg, node, depth + 1))
+        if op == "$all":
+            if not isinstance(arg, list):
+                raise InvalidFilter(f"{key}: $all takes a list of values")
             if len(arg) > MAX_IN:
-                raise InvalidFilter(f"{key}: {op} list longer than {MAX_IN}")
-            groups: dict[str, list] = {}
+                raise InvalidFilter(f"{key}: $all list longer than {MAX_IN}")
+            if not arg:
+                return false()  # MongoDB: an empty $all matches nothing
+            parts = []
             for v in arg:
-                kind = "bool" if isinstance(v, bool) else "num" if isinstance(v, (int, float)) else "str"
-                groups.setdefault(kind, []).append(v)
-            parts = [self._typed(path, vs[0]).in_(vs) for vs in groups.values()]
-            inside = or_(*parts) if parts else false()
-            if op == "$in":
-                return inside
-            return or_(not_(self._exists(path)), not_(func.coalesce(inside, false())))
-        if op not in COMPARISON:
-            raise InvalidFilter(f"{key}: unknown operator {op!r}; valid: {', '.join(COMPARISON + LOGICAL)}")
-        if not _scalar(arg):
-            raise InvalidFilter(f"{key}: {op} takes a string, number, boolean or null")
-        if arg is None:
-            if op == "$eq":
-                return not_(self._exists(path))
-            if op == "$ne":
-                return self._exists(path)
-            raise InvalidFilter(f"{key}: {op} cannot compare with null")
-        if op in ("$gt", "$gte", "$lt", "$lte") and isinstance(arg, bool):
-            raise InvalidFilter(f"{key}: {op} needs a number or a string, not a boolean")
-        expr = self._typed(path, arg)
-        if op == "$eq":
-            return expr == arg
-        if op == "$ne":  # Mongo semantics: documents without the field match $ne
-            return or_(expr.is_(None), expr != arg)
-        return {"$gt": expr > arg, "$gte": expr >= arg, "$lt": expr < arg, "$lte": expr <= arg}[op]
+                if isinstance(v, dict) and list(v) == ["$elemMatch"]:
+                    parts.append(self._op(key, path, "$elemMatch", v["$elemMatch"], node, depth))
+                else:
+                    _check_value(key, op, v, arrays=True)
+                    parts.append(self._match(node, path, self._equals(v)))
+            return and_(*parts)
+        if op == "$size":
+            if isinstance(arg, bool) or not isinstance(arg, int) or arg < 0 or arg >= INT64:
+                raise InvalidFilter(f"{key}: $size takes a non-negative integer")
+            return self._match(node, path, Leaf(whole=lambda n: and_(j.is_kind(n, "array"), j.length(n) == literal(arg))))
+        if op == "$elemMatch":
+            if not isinstance(arg, dict) or not arg:
+                raise InvalidFilter(f"{key}: $elemMatch takes a non-empty object (operators or a filter on the elements)")
+            return self._match(node, path, Leaf(whole=lambda n: self._elem_match(key, arg, n, depth + 1)))
+        raise InvalidFilter(f"{key}: unknown operator {op!r}; valid: {', '.join(FIELD_OPS)}")
+
+    def _elem_match(self, key: str, spec: dict, node: Node, depth: int) -> Expr:
+        j = self.json
+        frm, elem, guard = j.elements(node)
+        names = list(spec)
+        if all(n.startswith("$") and n not in ("$and", "$or", "$nor") for n in names):
+            cond = self._operators(key, (), spec, elem, depth)  # conditions on each element itself
+        elif any(n.startswith("$") and n not in LOGICAL for n in names):
+            raise InvalidFilter(f"{key}: $elemMatch mixes operators with field names")
+        else:
+            cond = and_(j.is_kind(elem, "object"), self._object(spec, elem, f"{key}.$elemMatch", depth))
+        return and_(j.is_kind(node, "array"), exists_in(frm, and_(guard, cond) if guard is not None else cond))
+
+    # ---- leaves ----------------------------------------------------------------------------
+    def _strict_equal(self, node: Node, value: Any) -> Expr:
+        """``node`` is exactly ``value`` (no array matching): arrays element by element, in order."""
+        j = self.json
+        kind = kind_of(value)
+        if kind == "null":
+            return j.is_kind(node, "null")
+        if kind == "array":
+            items = [self._strict_equal(j.index(node, i), v) for i, v in enumerate(value)]
+            return and_(j.is_kind(node, "array"), j.length(node) == literal(len(value)), *items)
+        return j.equals(node, kind, value)
+
+    def _equals(self, value: Any) -> Leaf:
+        return Leaf(test=lambda n: self._strict_equal(n, value), missing=value is None)
+
+    def _one_of(self, values: list) -> Leaf:
+        j = self.json
+        groups: dict[str, list] = {}
+        for v in values:
+            groups.setdefault(kind_of(v), []).append(v)
+
+        def test(n: Node) -> Expr:
+            parts = []
+            for kind, vs in groups.items():
+                if kind == "null":
+                    parts.append(j.is_kind(n, "null"))
+                elif kind == "array":
+                    parts.extend(self._strict_equal(n, v) for v in vs)
+                elif len(vs) == 1:
+                    parts.append(j.equals(n, kind, vs[0]))
+                else:
+                    parts.append(j.in_list(n, kind, vs))
+            return or_(*parts)
+
+        return Leaf(test=test, missing="null" in groups)
+
+    # ---- paths -----------------------------------------------------------------------------
+    def _match(self, node: Node, path: tuple[str, ...], leaf: Leaf) -> Expr:
+        """Some value reached from ``node`` along ``path`` satisfies ``leaf``, the MongoDB way.
+
+        A segment reads an object's member; on an array it reads that member of every element
+        that is an object (other elements are skipped), or, when it is a number, indexes the
+        array. A scalar or missing value has only missing members. Each way through the
+        path is one flat plan (an EXISTS over the arrays it walks, or a plain condition when it
+        walks none): nesting a subquery per segment would overflow SQLite's parser.
+        """
+        plans = []
+        for end, trail in self._walk(node, path, _Trail(), leaf):
+            plans.extend(self._at_end(end, trail, leaf))
+        return or_(*[t.sql() for t in plans]) if len(plans) > 1 else plans[0].sql()
+
+    def _walk(self, node: Node | None, path: tuple[str, ...], trail: _Trail, leaf: Leaf):
+        """(value at the end of the path or None for certainly missing, how it was reached)."""
+        j = self.json
+        if node is None or not path:
+            yield node, trail
+            return
+        seg, rest = path[0], path[1:]
+        if node.is_object:  # a document's metadata: no array to walk
+            yield from self._member(node, seg, rest, trail, leaf)
+            return
+        yield from self._member(node, seg, rest, trail.having(j.not_array(node)), leaf)
+        i = _index(seg)
+        if i is None:
+            frm, elem, guard = j.elements(node)
+            via = trail.having(j.is_kind(node, "array")).joining(frm).having(guard, j.is_kind(elem, "object"))
+            yield from self._member(elem, seg, rest, via, leaf)
+        else:  # a numeric segment indexes an array (an index past its end reaches nothing)
+            item = j.index(node, i)
+            yield from self._walk(item, rest, trail.having(j.is_kind(node, "array"), not_(j.missing(item))), leaf)
+
+    def _member(self, node: Node, key: str, rest: tuple[str, ...], trail: _Trail, leaf: Leaf):
+        """Continue through member ``key`` of ``node``: an object, or a scalar or missing value
+        (all of whose members are missing); the caller has ruled out arrays."""
+        j = self.json
+        child = j.member(node, key)
+        if child is not None:
+            yield from self._walk(child, rest, trail, leaf)
+            return
+        # SQLite, a key no JSON path can address exactly: find it among the object's members
+        frm, row, where = j.member_rows(node, key)
+        yield from self._walk(row, rest, trail.joining(frm).having(where), leaf)
+        if leaf.missing and node.is_object:
+            yield None, trail.having(not_(exists_in(frm, where)))
+        elif leaf.missing:
+            absent = or_(
+                and_(j.is_kind(node, "object"), not_(exists_in(frm, where))),
+                func.coalesce(node.type, "missing").not_in(("object", "array")),
+            )
+            yield None, trail.having(absent)
+
+    def _at_end(self, node: Node | None, trail: _Trail, leaf: Leaf) -> list[_Trail]:
+        j = self.json
+        if node is None:
+            return [trail] if leaf.missing else []
+        plans = []
+        if leaf.whole is not None:
+            plans.append(trail.having(leaf.whole(node)))
+        if leaf.test is not None:
+            plans.append(trail.having(leaf.test(node)))
+            frm, elem, guard = j.elements(node)
+            plans.append(trail.having(j.is_kind(node, "array")).joining(frm).having(guard, leaf.test(elem)))
+        if leaf.missing:
+            plans.append(trail.having(j.missing(node)))
+        return plans
 
 
-def _sqlite_key(part: str) -> str:
-    # json paths quote keys with anything but word characters; the path is a bound parameter
-    return part if part.replace("_", "").isalnum() else json.dumps(part)
+@dataclass(frozen=True)
+class _Trail:
+    """One way through a path: the arrays it walks (FROM) and what must hold on the way.
+
+    Conditions met before the first array is walked stay outside the EXISTS, so a value that
+    is not an array never starts the subquery.
+    """
+
+    froms: tuple = ()
+    outer: tuple = ()
+    inner: tuple = ()
+
+    def joining(self, frm) -> _Trail:
+        return _Trail((*self.froms, frm), self.outer, self.inner)
+
+    def having(self, *conds) -> _Trail:
+        new = tuple(c for c in conds if c is not None)
+        if self.froms:
+            return _Trail(self.froms, self.outer, (*self.inner, *new))
+        return _Trail(self.froms, (*self.outer, *new), self.inner)
+
+    def sql(self) -> Expr:
+        conds = list(self.outer)
+        if self.froms:
+            joined = self.froms[0]
+            for frm in self.froms[1:]:
+                joined = joined.join(frm, true())
+            conds.append(exists_in(joined, and_(*self.inner) if self.inner else true()))
+        if not conds:
+            return true()
+        return and_(*conds) if len(conds) > 1 else conds[0]
+
+
+def _index(seg: str) -> int | None:
+    """The array index a path segment names ("0", "12"; not "01" or "-1"), or None."""
+    if seg.isdigit() and seg.isascii() and (seg == "0" or not seg.startswith("0")) and len(seg) < 10:
+        return int(seg)
+    return None
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)[:60]
+
+
+def _check_value(key: str, op: str, value: Any, arrays: bool) -> None:
+    """A value a filter may compare with: JSON scalars, arrays of them when ``arrays``."""
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if not -INT64 <= value < INT64:
+            raise InvalidFilter(f"{key}: {op}: integers must fit in 64 bits, got {value}")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidFilter(f"{key}: {op}: numbers must be finite")
+        return
+    if isinstance(value, list) and arrays:
+        for v in value:
+            _check_value(key, op, v, arrays=True)
+        return
+    if isinstance(value, dict):
+        raise InvalidFilter(
+            f"{key}: {op} cannot compare with an object; match fields of sub-documents with dotted names "
+            f"(e.g. '{key}.field')"
+        )
+    raise InvalidFilter(f"{key}: {op} takes a string, number, boolean or null, got {_show(value)}")
 
 
 def compile_filter(spec: dict | str | None, column, dialect: str) -> ColumnElement[bool]:

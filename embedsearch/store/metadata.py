@@ -13,6 +13,7 @@ migrates them (see ``store/legacy.py``).
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -124,6 +125,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+def _dump_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def get_engine(url: str) -> Engine:
     """One engine per URL per process, with the schema created on first use."""
     with _engines_lock:
@@ -132,7 +137,9 @@ def get_engine(url: str) -> Engine:
             return engine
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, future=True)
+        # ensure_ascii=False: SQLite's JSON paths compare a key's raw stored text, which must not be
+        # a \u escape of the key (filters also find keys stored escaped by older versions)
+        engine = create_engine(url, future=True, json_serializer=_dump_json)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         _create_schema(engine)
