@@ -44,10 +44,13 @@ def clustered(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def chunks(n: int, dim: int, size: int = 250_000):
-    """The large data set, chunk by chunk (seeded per chunk, so it can be regenerated)."""
-    for i, start in enumerate(range(0, n, size)):
-        yield start, clustered(min(size, n - start), dim, seed=1000 + i)
+def chunks(n: int, dim: int, size: int = 250_000, first: int | None = None):
+    """The large data set, chunk by chunk (seeded per chunk, so it can be regenerated); the
+    first chunk may be larger (the batch a trained spec is trained on)."""
+    bounds = [0] + list(range(first or size, n, size)) + [n]
+    bounds = sorted(set(b for b in bounds if b <= n))
+    for i, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        yield start, clustered(stop - start, dim, seed=1000 + i)
 
 
 class Fixed:
@@ -242,6 +245,7 @@ def cmd_large(args) -> None:
     import faiss
 
     from embedsearch.corpus import Document
+    from embedsearch.store.specs import parse_spec
 
     dim, n, k, nq = 384, args.n, 10, args.queries
     tmp = tempfile.mkdtemp(prefix="bench-large-", dir=args.tmp)
@@ -249,8 +253,9 @@ def cmd_large(args) -> None:
     coll = store.create("large", Fixed(dim, f"synthetic-{dim}"), args.spec)
     print(f"{n:,} clustered {dim}-d vectors into {args.spec} in {tmp}", flush=True)
     t = time.perf_counter()
-    for start, x in chunks(n, dim, args.chunk):
-        coll.add_vectors([Document(f"v{start + i}", "", {}) for i in range(len(x))], x, commit_every=args.chunk)
+    first = min(n, parse_spec(args.spec, dim).max_train_points())  # the first batch trains the template
+    for start, x in chunks(n, dim, args.chunk, first):
+        coll.add_vectors([Document(f"v{start + i}", "", {}) for i in range(len(x))], x, commit_every=len(x))
         print(f"  {start + len(x):>11,} vectors  {time.perf_counter() - t:7.1f} s", flush=True)
     build = time.perf_counter() - t
     info = coll.info()
@@ -260,7 +265,7 @@ def cmd_large(args) -> None:
     # exact ground truth, chunk by chunk (the vectors never sit in memory all at once)
     best_s = np.full((nq, k), -np.inf, dtype=np.float32)
     best_i = np.full((nq, k), -1, dtype=np.int64)
-    for start, x in chunks(n, dim, args.chunk):
+    for start, x in chunks(n, dim, args.chunk, first):
         idx = faiss.IndexFlatIP(dim)
         idx.add(x)
         s, i = idx.search(q, k)

@@ -48,6 +48,7 @@ def sample_vectors(view: SegmentSet, extra: np.ndarray | None, size: int, seed: 
         take = int(round(len(ids) * frac))
         if take:
             parts.append(seg.vectors(np.sort(rng.choice(ids, size=take, replace=False))))
+            seg.release()
     if extra is not None and len(extra):
         take = int(round(len(extra) * frac))
         parts.append(np.asarray(extra, dtype=np.float32)[np.sort(rng.choice(len(extra), size=take, replace=False))])

@@ -109,6 +109,7 @@ def build_merged(
         ids_parts, vec_parts = [], []
         for seg in inputs:
             ids, vecs = seg.all_vectors(dead)
+            seg.release()
             ids_parts.append(ids)
             vec_parts.append(vecs)
         full = (np.concatenate(ids_parts), np.concatenate(vec_parts)) if ids_parts else None
@@ -124,7 +125,10 @@ def build_merged(
     if full is not None:
         ids, vecs = full
     else:
-        pairs = [seg.all_vectors(dead) for seg in inputs]
+        pairs = []
+        for seg in inputs:
+            pairs.append(seg.all_vectors(dead))
+            seg.release()
         ids = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, dtype=np.int64)
         vecs = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros((0, dim), dtype=np.float32)
     return build_index(spec, dim, metric, template, vecs, ids), full

@@ -268,6 +268,10 @@ class Segment:
             return self._recon.reconstruct_batch(ids)
         return self.index.reconstruct_batch(ids)
 
+    def release(self) -> None:
+        """Drop the in-memory copy that ``vectors`` reads a memory-mapped IVF segment into."""
+        self._recon = None
+
     def all_vectors(self, dead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(live ids, their vectors): what a merge or a rebuild carries over."""
         ids = np.setdiff1d(self.ids(), dead, assume_unique=True) if len(dead) else self.ids()
