@@ -20,7 +20,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def validate_collection_name(name: str) -> str:
     """Return ``name`` if it is a safe collection name, else raise :class:`InvalidName`."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:  # fullmatch: '$' lets a newline through
         raise InvalidName(
             f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit (no '/', '..' or other path characters)"

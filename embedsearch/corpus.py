@@ -11,6 +11,7 @@ import codecs
 import csv
 import hashlib
 import json
+import math
 import re
 import shutil
 import sys
@@ -52,6 +53,46 @@ class Document:
         """A stable hash of text and metadata; unchanged documents are skipped on re-add."""
         payload = json.dumps({"t": self.text, "m": self.metadata}, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def metadata_problem(value: Any, path: str = "") -> str | None:
+    """Why ``value`` is not strict JSON metadata, or None: NaN and Infinity are not JSON (SQLite's
+    JSON functions then fail on the row, and every filtered search with them), and strings with
+    lone surrogates cannot be stored as UTF-8."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path or 'value'} is {value!r}, which is not JSON"
+    if isinstance(value, str):
+        return _surrogates(value, path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"key {key!r} at {path or 'the top level'} is not a string"
+            sub = f"{path}.{key}" if path else key
+            problem = _surrogates(key, f"key {sub!r}") or metadata_problem(item, sub)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = metadata_problem(item, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    if value is None or isinstance(value, (bool, int)):
+        return None
+    return f"{path or 'value'} is a {type(value).__name__}, which is not JSON"
+
+
+def _surrogates(text: str, where: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{where or 'value'} contains a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (metadata must be strict JSON: use null or a number)")
 
 
 def tokenize(text: str) -> list[str]:
@@ -250,6 +291,10 @@ def _record_to_document(
         _bad(f"{where}: id field {opts.id_field!r} must be a string or an integer", opts, on_skip)
         return None
     metadata = {k: v for k, v in record.items() if k not in (opts.text_field, opts.id_field)}
+    problem = metadata_problem(metadata) or _surrogates(text, "the text") or _surrogates(doc_id, "the id")
+    if problem:
+        _bad(f"{where}: {problem}", opts, on_skip)
+        return None
     return Document(doc_id, text.strip(), {**opts.metadata, **metadata})
 
 
@@ -259,9 +304,12 @@ def _read_jsonl(source: Source, opts: ReadOptions, on_skip: SkipHandler | None) 
             continue
         where = f"{source.display}:{lineno}"
         try:
-            record = json.loads(line)
+            record = json.loads(line, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             _bad(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})", opts, on_skip)
+            continue
+        except ValueError as exc:  # NaN / Infinity
+            _bad(f"{where}: {exc}", opts, on_skip)
             continue
         if not isinstance(record, dict):
             _bad(f"{where}: expected a JSON object, got {type(record).__name__}", opts, on_skip)

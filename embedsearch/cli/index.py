@@ -393,7 +393,8 @@ def verify(app, name, no_model_check, as_json):
         click.echo(f"{name}: {len(report.problems)} problem(s)")
         for p in report.problems:
             click.echo(f"  - {p}")
-        click.echo(f"run `embedsearch index repair {name}`" + (" (the index must be rebuilt)" if report.needs_rebuild else ""))
+        rebuild = report.needs_rebuild or report.model_changed
+        click.echo(f"run `embedsearch index repair {name}" + (" --rebuild`" if rebuild else "`"))
     if not report.ok:
         sys.exit(1)
 

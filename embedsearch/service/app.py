@@ -164,7 +164,7 @@ class ServiceState:
         """A model directory under ``models_dir``; names cannot climb out of it."""
         from embedsearch.errors import InvalidName, UnknownModel
 
-        if not _MODEL_NAME.match(name) or ".." in name:
+        if not _MODEL_NAME.fullmatch(name) or ".." in name:
             raise InvalidName(f"invalid model name {name!r}: a directory name under the models directory")
         path = self.models_dir / name
         if not (path / "manifest.json").is_file():

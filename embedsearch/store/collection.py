@@ -613,6 +613,7 @@ class Collection:
                 for chunk in batched(docs, batch_size):
                     latest: dict[str, tuple[Document, str]] = {}
                     for doc in chunk:  # within a chunk the last version of an id wins
+                        _check_document(doc)
                         latest[doc.id] = (doc, doc.content_hash)
                     with self.store.engine.connect() as conn:
                         existing = self._lookup(conn, [i for i in latest if i not in pending])
@@ -654,6 +655,8 @@ class Collection:
             raise DimensionMismatch(f"{len(docs)} documents but {len(vectors)} vectors")
         if not np.isfinite(vectors).all():
             raise DimensionMismatch("vectors contain NaN or infinity")
+        for doc in docs:
+            _check_document(doc)
         latest = {d.id: i for i, d in enumerate(docs)}  # the last version of an id wins
         result = AddResult()
         with self._writing():
@@ -779,6 +782,17 @@ class Collection:
         from embedsearch.store.repair import repair
 
         return repair(self, embedder, rebuild=rebuild, progress=progress)
+
+
+def _check_document(doc: Document) -> None:
+    """Refuse what SQL cannot hold faithfully before anything is written."""
+    from embedsearch.corpus import metadata_problem
+
+    if not isinstance(doc.metadata, dict):
+        raise InvalidArgument(f"document {doc.id!r}: metadata must be a JSON object")
+    problem = metadata_problem(doc.metadata) or metadata_problem(doc.text, "the text") or metadata_problem(doc.id, "the id")
+    if problem:
+        raise InvalidArgument(f"document {doc.id!r}: metadata must be strict JSON: {problem}")
 
 
 def _doc_rows(collection_id: int, row_ids: np.ndarray, new_docs: list[tuple[Document, str]]) -> list[dict]:

@@ -126,7 +126,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def _dump_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    # allow_nan=False: NaN/Infinity are not JSON and would poison every JSON function on the row
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def get_engine(url: str) -> Engine:

@@ -35,6 +35,8 @@ class VerifyReport:
     needs_rebuild: bool = False
     leftovers: list[str] = field(default_factory=list)
     bad_segments: list[int] = field(default_factory=list)
+    bad_metadata: list[int] = field(default_factory=list)  # row ids whose metadata is not strict JSON
+    model_changed: bool = False  # fixed only by `index repair NAME --rebuild`
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -107,6 +109,7 @@ def verify(coll, check_model: bool = True) -> VerifyReport:
         dead_live = np.intersect1d(dead, sql_ids)
         if len(dead_live):
             report.problems.append(f"{len(dead_live)} live documents are marked deleted (row ids {_preview(dead_live)})")
+    _check_database(coll, report)
     if coll.row["doc_count"] != len(sql_ids):
         report.problems.append(f"collection row says {coll.row['doc_count']} documents, SQL holds {len(sql_ids)}")
     if check_model:
@@ -115,13 +118,76 @@ def verify(coll, check_model: bool = True) -> VerifyReport:
         try:
             fp = model_fingerprint(coll.row["model"], coll.embedder_options)
             if fp != coll.row["model_fingerprint"]:
+                report.model_changed = True
                 report.problems.append(
-                    f"model {coll.row['model']} changed on disk (fingerprint {fp[:12]} != {coll.row['model_fingerprint'][:12]})"
+                    f"model {coll.row['model']} changed on disk (fingerprint {fp[:12]} != {coll.row['model_fingerprint'][:12]}): "
+                    f"`embedsearch index repair {coll.name} --rebuild` re-embeds every document with it"
                 )
         except Exception as exc:  # the model may be gone; that is a finding, not a crash
             report.problems.append(f"model {coll.row['model']} cannot be checked: {exc}")
     report.ok = not report.problems
     return report
+
+
+def _check_database(coll, report: VerifyReport) -> None:
+    """SQLite's own page check, and metadata that is not strict JSON (NaN / Infinity written by
+    earlier versions: SQLite's JSON functions fail on such rows, so every filter would)."""
+    engine = coll.store.engine
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL checks its pages itself and jsonb refuses NaN
+    from sqlalchemy import func, text
+
+    with engine.connect() as conn:
+        problems = [r[0] for r in conn.execute(text("PRAGMA quick_check(5)"))]
+        if problems != ["ok"]:
+            report.problems.append(
+                f"the SQLite database fails its integrity check ({'; '.join(problems)}): restore "
+                f"{engine.url.database} from a backup, or recover what is readable with "
+                "`sqlite3 embedsearch.db .recover | sqlite3 recovered.db`, point --db at the result and run "
+                f"`embedsearch index repair {coll.name} --rebuild`"
+            )
+            return
+        rows = conn.execute(
+            select(documents.c.row_id).where(documents.c.collection_id == coll.id, func.json_valid(documents.c.meta) == 0)
+        )
+        report.bad_metadata = [int(r[0]) for r in rows]
+    if report.bad_metadata:
+        ids = np.asarray(report.bad_metadata)
+        report.problems.append(
+            f"{len(ids)} documents have metadata that is not strict JSON (NaN or Infinity; row ids {_preview(ids)}): "
+            f"`embedsearch index repair {coll.name}` replaces those values with null"
+        )
+
+
+def _fix_metadata(coll, row_ids: list[int]) -> int:
+    """Replace NaN / Infinity in metadata with null (and the content hash with the new one)."""
+    import math
+
+    from embedsearch.corpus import Document
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    with coll.store.engine.begin() as conn:
+        rows = conn.execute(
+            select(documents.c.row_id, documents.c.external_id, documents.c.text, documents.c.meta).where(
+                documents.c.collection_id == coll.id, documents.c.row_id.in_(row_ids)
+            )
+        ).all()
+        for rid, ext, text_, meta in rows:  # Python's json reads NaN back as float('nan')
+            meta = clean(meta)
+            conn.execute(
+                update(documents)
+                .where(documents.c.collection_id == coll.id, documents.c.row_id == rid)
+                .values(meta=meta, content_hash=Document(ext, text_, meta).content_hash)
+            )
+    return len(rows)
 
 
 def _verify_legacy(coll, report: VerifyReport):
@@ -203,7 +269,18 @@ def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: 
     actions: list[str] = []
     with coll._writer, file_lock(coll.store.lock_path(coll.name)):
         coll.refresh()
-        report = verify(coll, check_model=False)
+        report = verify(coll, check_model=not rebuild and embedder is None)
+        if report.model_changed and not rebuild:
+            from embedsearch.errors import FingerprintMismatch
+
+            raise FingerprintMismatch(
+                f"model {coll.row['model']} changed on disk since collection {coll.name!r} was built; "
+                f"`embedsearch index repair {coll.name} --rebuild` re-embeds every document with it"
+            )
+        if report.bad_metadata:
+            fixed = _fix_metadata(coll, report.bad_metadata)
+            actions.append(f"replaced NaN/Infinity with null in the metadata of {fixed} documents")
+            report = verify(coll, check_model=False)
         if coll._is_legacy() and not report.needs_rebuild and not rebuild:
             migrate_legacy(coll)
             coll.refresh()
@@ -215,7 +292,8 @@ def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: 
         if embedder is None:
             from embedsearch.embedders import load_embedder
 
-            embedder = load_embedder(coll.row["model"], options=coll.embedder_options)
+            # not the per-process cache: a model that changed on disk must be read as it is now
+            embedder = load_embedder(coll.row["model"], options=coll.embedder_options, cache=False)
         if not rebuild:
             coll.check_embedder(embedder)  # partial repairs mix old and new vectors: the same model only
         with coll.store.engine.connect() as conn:

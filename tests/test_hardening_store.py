@@ -1,0 +1,145 @@
+"""Hardening findings on the store's side (issue 13: 1, 5, 6, 9), each with the test that
+reproduced it: NaN in metadata, names with control characters, SQLite page corruption, and
+verify/repair agreeing on a changed model."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from embedsearch.config import Settings, validate_collection_name
+from embedsearch.corpus import Document, ReadOptions, iter_documents, resolve_sources, scan
+from embedsearch.errors import CorpusError, InvalidArgument, InvalidName
+from embedsearch.search import search
+from embedsearch.store.collection import Store
+from tests.conftest import topic_docs
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_jsonl_with_nan_metadata_is_refused_naming_the_line(tmp_path, constant):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "a", "text": "fine", "s": 1}\n' + f'{{"id": "b", "text": "bad", "s": {constant}}}\n')
+    opts = ReadOptions()
+    with pytest.raises(CorpusError, match=rf"docs.jsonl:2: {constant} is not valid JSON"):
+        scan(resolve_sources([str(path)], opts), opts)
+    skipped = []
+    opts = ReadOptions(skip_bad=True)
+    docs = list(iter_documents(resolve_sources([str(path)], opts), opts, on_skip=skipped.append))
+    assert [d.id for d in docs] == ["a"] and len(skipped) == 1
+
+
+def test_cli_add_refuses_nan_and_writes_nothing(cli, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": "bad", "s": NaN}\n')
+    assert cli("index", "create", "c", "--model", "hashing").exit_code == 0
+    r = cli("index", "add", "c", str(path))
+    assert r.exit_code != 0 and "docs.jsonl:2" in r.output and "NaN" in r.output and "Traceback" not in r.output
+    assert json.loads(cli("index", "info", "c", "--json").output)["doc_count"] == 0
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [{"s": float("nan")}, {"deep": [1, {"x": float("inf")}]}, {"k\ud800": 1}, {"s": "lone \udc00 surrogate"}],
+)
+def test_the_library_refuses_metadata_that_is_not_strict_json(store, hashing, meta):
+    coll = store.create("strict", hashing, "Flat")
+    with pytest.raises(InvalidArgument, match="strict JSON"):
+        coll.add_documents([Document("ok", "fine", {}), Document("bad", "text", meta)], hashing)
+    with pytest.raises(InvalidArgument, match="strict JSON"):
+        coll.add_vectors([Document("bad", "text", meta)], hashing.embed(["text"]))
+    assert coll.count() == 0 and coll.verify(check_model=False).ok
+
+
+def test_http_documents_with_nan_get_422(data_dir, hashing):
+    from fastapi.testclient import TestClient
+
+    from embedsearch.service.app import create_app
+
+    Store(Settings.from_env(data_dir)).create("news", hashing, "Flat")
+    with TestClient(create_app(Settings.from_env(data_dir))) as client:
+        body = '{"documents": [{"id": "x", "text": "t", "metadata": {"s": NaN}}]}'
+        r = client.post("/collections/news/documents", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and "strict JSON" in r.json()["error"]["message"]
+        r = client.post("/collections/news/search", json={"query": "t", "k": 3, "where": {"s": {"$ne": 1}}})
+        assert r.status_code == 200
+
+
+def test_verify_finds_nan_written_by_an_earlier_version_and_repair_fixes_it(store, hashing, data_dir):
+    coll = store.create("poisoned", hashing, "Flat")
+    coll.add_documents(topic_docs(20), hashing)
+    with sqlite3.connect(data_dir / "embedsearch.db") as conn:  # what the old code let through
+        conn.execute("UPDATE documents SET meta = '{\"source\": \"lee\", \"s\": NaN}' WHERE external_id = 'doc-3'")
+    coll.refresh()
+    with pytest.raises(Exception):  # noqa: B017 - what users hit: every filtered search failed
+        coll.matching_ids({"source": "lee"})
+    report = coll.verify(check_model=False)
+    assert not report.ok and any("not strict JSON" in p and "index repair poisoned" in p for p in report.problems)
+    result = coll.repair(hashing)
+    assert any("replaced NaN/Infinity with null in the metadata of 1 documents" in a for a in result["actions"])
+    assert coll.verify(check_model=False).ok
+    assert coll.get("doc-3").metadata == {"source": "lee", "s": None}
+    hits = search(coll, ["bushfire"], 20, embedder=hashing, where={"source": "lee"})[0]
+    assert len(hits) == 10 and "doc-3" in {h.id for h in hits}  # the 10 odd documents, doc-3 among them
+
+
+@pytest.mark.parametrize("name", ["news\n", "news\r", "ne\tws", "news\x00", "\nnews"])
+def test_names_with_control_characters_are_refused(store, hashing, name):
+    with pytest.raises(InvalidName):
+        validate_collection_name(name)
+    with pytest.raises(InvalidName):
+        store.create(name, hashing)
+    assert not any("\n" in p.name for p in store.settings.data_dir.iterdir()) if store.settings.data_dir.exists() else True
+
+
+def test_verify_runs_sqlites_integrity_check(tmp_path, hashing):
+    data_dir = tmp_path / "data"
+    store = Store(Settings.from_env(data_dir))
+    coll = store.create("pages", hashing, "Flat")
+    coll.add_documents(topic_docs(3000), hashing)
+    # corrupt one page of the external-id index in a subprocess-free way: scribble over a
+    # b-tree page that is neither the schema nor a table root, then ask SQLite itself
+    from embedsearch.store.metadata import dispose_engines
+
+    dispose_engines()
+    db = data_dir / "embedsearch.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ix_documents_hash'").fetchone()[0]
+    raw = bytearray(db.read_bytes())
+    start = (root - 1) * page_size
+    raw[start + 8 : start + 200] = bytes(192)  # the root page's cell pointers: an index SQLite cannot walk
+    db.write_bytes(bytes(raw))
+    check = subprocess.run([sys.executable, "-c", f"import sqlite3; print(sqlite3.connect('{db}').execute('PRAGMA quick_check').fetchall())"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert "ok" not in check.stdout.split("'")[1:2], check.stdout  # really corrupted
+    coll = Store(Settings.from_env(data_dir)).open("pages")
+    report = coll.verify(check_model=False)
+    assert not report.ok and any("integrity check" in p and "from a backup" in p for p in report.problems), report.problems
+
+
+def test_a_changed_model_is_fixed_by_the_command_verify_names(tmp_path, cli, data_dir):
+    vectors = tmp_path / "v.txt"
+    words = ["bushfire", "smoke", "rates", "bank", "cricket", "wickets", "election", "votes"]
+    rng = np.random.default_rng(0)
+    vectors.write_text("".join(f"{w} " + " ".join(f"{x:.4f}" for x in rng.standard_normal(8)) + "\n" for w in words))
+    model = tmp_path / "model"
+    assert cli("models", "import", str(vectors), "--format", "glove", "-o", str(model)).exit_code == 0
+    docs = tmp_path / "d.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": f"{words[i]} {words[i + 1]}"}) + "\n" for i in range(6)))
+    assert cli("index", "create", "w", "--model", str(model)).exit_code == 0
+    assert cli("index", "add", "w", str(docs)).exit_code == 0
+    arr = np.load(model / "vectors.npy")
+    np.save(model / "vectors.npy", arr * 2 + 1)  # the model changes on disk
+    r = cli("index", "verify", "w")
+    assert r.exit_code == 1 and "changed on disk" in r.output and "index repair w --rebuild" in r.output
+    r = cli("index", "repair", "w")  # without --rebuild: it says what does fix it, and fails
+    assert r.exit_code != 0 and "--rebuild" in r.output and "Traceback" not in r.output
+    r = cli("index", "repair", "w", "--rebuild")
+    assert r.exit_code == 0, r.output
+    assert cli("index", "verify", "w").exit_code == 0
