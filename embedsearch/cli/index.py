@@ -1,4 +1,5 @@
-"""``embedsearch index``: create, add, delete, list, info, verify, repair, optimize, drop."""
+"""``embedsearch index``: create, add, delete, list, info, verify, repair, optimize, drop (get, docs and
+count are in ``cli/documents.py``)."""
 
 from __future__ import annotations
 
@@ -150,22 +151,17 @@ def index() -> None:
 @click.pass_obj
 def create(app, name, model, index_spec, metric, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
-    from embedsearch.embedders import load_embedder
-    from embedsearch.store.specs import validate_spec
+    from embedsearch.store.documents_api import create_collection
 
-    validate_spec(index_spec)  # a bad spec is a usage error before the model loads
-    if app.store.exists(name):
-        from embedsearch.errors import CollectionExists
-
-        raise CollectionExists(f"collection {name!r} already exists")
-    embedder = load_embedder(model, device=device, options={"pooling": pooling, "oov": oov})
-    coll = app.store.create(name, embedder, index_spec, metric)
+    coll = create_collection(app.store, name, model, index_spec, metric, options={"pooling": pooling, "oov": oov}, device=device)
     if as_json:
         echo_json(coll.info())
     else:
-        opts = "".join(f", {k} {v}" for k, v in embedder.config().get("options", {}).items())
+        config = coll.row["embedder_config"] or {}
+        opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
         click.echo(
-            f"created collection {name!r}: model {embedder.name} ({embedder.dim}-d{opts}), index {index_spec}, metric {metric}"
+            f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
+            f"index {index_spec}, metric {metric}"
         )
 
 

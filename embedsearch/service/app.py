@@ -201,15 +201,15 @@ def require_write(
 ) -> ServiceState:
     """Writes need the API key when one is set, and are refused in read-only mode."""
     if state.read_only:
-        raise _HTTPError(403, "read_only", "this service runs with --read-only; writes are disabled")
+        raise HTTPError(403, "read_only", "this service runs with --read-only; writes are disabled")
     if state.api_key is not None:
         given = x_api_key
         if given is None and authorization and authorization.lower().startswith("bearer "):
             given = authorization[7:].strip()
         if given is None:
-            raise _HTTPError(401, "missing_api_key", "this endpoint needs an API key (X-API-Key or Authorization: Bearer)")
+            raise HTTPError(401, "missing_api_key", "this endpoint needs an API key (X-API-Key or Authorization: Bearer)")
         if not hmac.compare_digest(given.encode(), state.api_key.encode()):
-            raise _HTTPError(403, "wrong_api_key", "the API key is not valid")
+            raise HTTPError(403, "wrong_api_key", "the API key is not valid")
     return state
 
 
@@ -218,7 +218,9 @@ State = Annotated[ServiceState, Depends(get_state)]
 Writer = Annotated[ServiceState, Depends(require_write)]
 
 
-class _HTTPError(Exception):
+class HTTPError(Exception):
+    """An error response with its status and code, for conditions no domain exception names."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
@@ -352,8 +354,8 @@ def create_app(
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
         return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), request_id_of(request))
 
-    @app.exception_handler(_HTTPError)
-    async def http_error(request: Request, exc: _HTTPError):
+    @app.exception_handler(HTTPError)
+    async def http_error(request: Request, exc: HTTPError):
         return _error(exc.status, exc.code, exc.message, request_id_of(request))
 
     @app.exception_handler(RequestValidationError)
@@ -464,7 +466,7 @@ def create_app(
         result = coll.add_documents(docs, embedder)
         return {"collection": name, **result.to_dict()}
 
-    @app.delete("/collections/{name}/documents/{doc_id}")
+    @app.delete("/collections/{name}/documents/{doc_id:path}")
     def delete_document(name: str, doc_id: str, state: Writer) -> dict[str, Any]:
         from embedsearch.errors import DocumentNotFound
 
@@ -473,6 +475,10 @@ def create_app(
         if missing:
             raise DocumentNotFound(f"no document {doc_id!r} in collection {name!r}")
         return {"collection": name, "deleted": deleted}
+
+    from embedsearch.service.documents import router as documents_router
+
+    app.include_router(documents_router)
 
     @app.post("/similar")
     def similar(body: SimilarRequest, state: State) -> dict[str, Any]:
