@@ -292,6 +292,9 @@ def delete(app, name, ids, ids_file, where, as_json):
 
 @index.command("list")
 @json_option
+@_with_examples(
+    "  embedsearch index list\n  embedsearch --db postgresql+psycopg2://user:pw@127.0.0.1/embedsearch index list --json"
+)
 @click.pass_obj
 def list_(app, as_json):
     """List collections."""
@@ -324,6 +327,7 @@ def list_(app, as_json):
 @index.command("info")
 @click.argument("name")
 @json_option
+@_with_examples("  embedsearch index info news\n  embedsearch index info news --json")
 @click.pass_obj
 def info(app, name, as_json):
     """Show a collection's model, index, counts and files."""
@@ -372,6 +376,9 @@ def info(app, name, as_json):
 @click.argument("name")
 @click.option("--no-model-check", is_flag=True, help="Skip hashing the model files.")
 @json_option
+@_with_examples(
+    "  embedsearch index verify news\n  embedsearch index verify news --no-model-check --json || embedsearch index repair news"
+)
 @click.pass_obj
 def verify(app, name, no_model_check, as_json):
     """Check that FAISS and SQL agree (ids, counts, generation, dimension, model).
@@ -400,6 +407,11 @@ def verify(app, name, no_model_check, as_json):
 @click.option("--model", "-m", default=None, help="Model to rebuild with (default: the collection's).")
 @device_option
 @json_option
+@_with_examples(
+    "  embedsearch index repair news\n"
+    "  embedsearch index repair news --rebuild              # re-embed every document from its stored text\n"
+    "  embedsearch index repair news --model ./models/new-st   # adopt a changed model"
+)
 @click.pass_obj
 def repair(app, name, rebuild, model, device, as_json):
     """Make the vectors agree with the stored documents again."""
@@ -452,6 +464,7 @@ def optimize(app, name, retrain, as_json):
 @index.command("drop")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_with_examples("  embedsearch index drop news\n  embedsearch index drop scratch --yes")
 @click.pass_obj
 def drop(app, name, yes):
     """Delete collection NAME: its documents and its vector file."""
