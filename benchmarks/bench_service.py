@@ -45,6 +45,18 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else float("nan")
 
 
+def batching_metrics(text: str) -> dict:
+    """The server's query-batching counters from its /metrics (Prometheus text format)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        "enabled": bool(values.get("embedsearch_query_batching_enabled")),
+        "model_calls": int(values.get("embedsearch_query_batching_model_calls_total", 0)),
+        "queries": int(values.get("embedsearch_query_batching_queries_total", 0)),
+    }
+
+
 def load(call, clients: int, seconds: float) -> dict:
     """``clients`` threads call ``call(query)`` until the deadline; latencies in ms."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -127,7 +139,7 @@ def main() -> None:
                 for q in QUERIES:  # the server loads its model on the first query
                     via_service(q)
                 result = load(via_service, args.clients, args.seconds)
-                result["server_batching"] = httpx.get(base + "/metrics").json()["query_batching"]
+                result["server_batching"] = batching_metrics(httpx.get(base + "/metrics").text)
                 return result
             finally:
                 server.terminate()

@@ -72,6 +72,14 @@ class InvalidFilter(EmbedsearchError):
     code = "invalid_filter"
 
 
+class InvalidCursor(EmbedsearchError):
+    """A listing cursor that is not one this collection and filter handed out."""
+
+    usage = True
+    http_status = 422
+    code = "invalid_cursor"
+
+
 class InvalidIndexSpec(EmbedsearchError):
     usage = True
     http_status = 422

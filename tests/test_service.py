@@ -174,13 +174,58 @@ def test_concurrent_searches_and_a_writer(client):
     assert client.get("/collections/news").json()["doc_count"] == 130
 
 
-def test_metrics_count_requests(client):
+def scrape(client) -> dict[str, list]:
+    """/metrics parsed by prometheus_client's own parser: metric family name -> samples."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=")
+    return {f.name: f.samples for f in text_string_to_metric_families(r.text)}
+
+
+def test_metrics_in_the_prometheus_text_format(client):
+    client.get("/health")
     client.get("/health")
     client.post("/collections/nope/search", json={"query": "x"})
-    m = client.get("/metrics").json()
-    assert m["requests"]["GET /health 200"] >= 1
-    assert m["requests"]["POST /collections/{name}/search 404"] == 1
-    assert sum(m["latency_histogram"].values()) == m["count"]
+    client.post("/collections/news/search", json={"query": "cricket", "k": 2})
+    client.get("/no/such/path/1")
+    client.get("/no/such/path/2")
+    m = scrape(client)
+    counts = {(s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+              for s in m["embedsearch_http_requests"] if s.name.endswith("_total")}  # fmt: skip
+    assert counts[("GET", "/health", "200")] == 2
+    assert counts[("POST", "/collections/{name}/search", "404")] == 1
+    assert counts[("POST", "/collections/{name}/search", "200")] == 1
+    assert counts[("GET", "other", "404")] == 2  # unmatched paths share one series
+    assert all(route != "/no/such/path/1" for _, route, _ in counts)
+    hist = m["embedsearch_http_request_duration_seconds"]
+    by_route = {}
+    for s in hist:
+        if s.name.endswith("_count"):
+            by_route[(s.labels["method"], s.labels["route"])] = s.value
+    assert by_route[("GET", "/health")] == 2 and by_route[("POST", "/collections/{name}/search")] == 2
+    assert sum(by_route.values()) == sum(counts.values())
+    search_buckets = [s for s in hist if s.name.endswith("_bucket") and s.labels["route"] == "/collections/{name}/search"]
+    assert [s.labels["le"] for s in search_buckets][-1] == "+Inf" and search_buckets[-1].value == 2
+    values = [s.value for s in search_buckets]
+    assert values == sorted(values)  # cumulative
+    (enabled,) = m["embedsearch_query_batching_enabled"]
+    assert enabled.value == 1
+    calls = {s.name: s.value for s in m["embedsearch_query_batching_model_calls"]}
+    assert calls["embedsearch_query_batching_model_calls_total"] >= 1
+    # the scrape itself is counted by the next one
+    again = scrape(client)
+    metrics_hits = [s.value for s in again["embedsearch_http_requests"]
+                    if s.name.endswith("_total") and s.labels["route"] == "/metrics"]  # fmt: skip
+    assert metrics_hits == [1.0]
+
+
+def test_metrics_of_two_apps_are_apart(settings):
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings, batch_queries=False)) as b:
+        a.get("/health")
+        m = scrape(b)
+        assert not [s for s in m["embedsearch_http_requests"] if s.labels.get("route") == "/health"]
+        assert m["embedsearch_query_batching_enabled"][0].value == 0
 
 
 def test_page_and_openapi(client):
@@ -256,8 +301,10 @@ def test_batching_embedder_gathers_concurrent_queries(hashing):
 def test_metrics_report_query_batching(client):
     for q in ("cricket", "bushfire"):
         client.post("/collections/news/search", json={"query": q, "k": 1})
-    batching = client.get("/metrics").json()["query_batching"]
-    assert batching["enabled"] is True and batching["queries"] == 2 and 1 <= batching["model_calls"] <= 2
+    m = scrape(client)
+    assert m["embedsearch_query_batching_enabled"][0].value == 1
+    assert m["embedsearch_query_batching_queries"][0].value == 2
+    assert 1 <= m["embedsearch_query_batching_model_calls"][0].value <= 2
 
 
 def test_a_collection_recreated_behind_the_service_is_followed(client, settings, hashing):

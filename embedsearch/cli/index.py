@@ -1,4 +1,5 @@
-"""``embedsearch index``: create, add, delete, list, info, verify, repair, optimize, drop."""
+"""``embedsearch index``: create, add, delete, list, info, verify, repair, optimize, drop (get, docs and
+count are in ``cli/documents.py``)."""
 
 from __future__ import annotations
 
@@ -150,22 +151,17 @@ def index() -> None:
 @click.pass_obj
 def create(app, name, model, index_spec, metric, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
-    from embedsearch.embedders import load_embedder
-    from embedsearch.store.specs import validate_spec
+    from embedsearch.store.documents_api import create_collection
 
-    validate_spec(index_spec)  # a bad spec is a usage error before the model loads
-    if app.store.exists(name):
-        from embedsearch.errors import CollectionExists
-
-        raise CollectionExists(f"collection {name!r} already exists")
-    embedder = load_embedder(model, device=device, options={"pooling": pooling, "oov": oov})
-    coll = app.store.create(name, embedder, index_spec, metric)
+    coll = create_collection(app.store, name, model, index_spec, metric, options={"pooling": pooling, "oov": oov}, device=device)
     if as_json:
         echo_json(coll.info())
     else:
-        opts = "".join(f", {k} {v}" for k, v in embedder.config().get("options", {}).items())
+        config = coll.row["embedder_config"] or {}
+        opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
         click.echo(
-            f"created collection {name!r}: model {embedder.name} ({embedder.dim}-d{opts}), index {index_spec}, metric {metric}"
+            f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
+            f"index {index_spec}, metric {metric}"
         )
 
 
@@ -296,6 +292,9 @@ def delete(app, name, ids, ids_file, where, as_json):
 
 @index.command("list")
 @json_option
+@_with_examples(
+    "  embedsearch index list\n  embedsearch --db postgresql+psycopg2://user:pw@127.0.0.1/embedsearch index list --json"
+)
 @click.pass_obj
 def list_(app, as_json):
     """List collections."""
@@ -328,6 +327,7 @@ def list_(app, as_json):
 @index.command("info")
 @click.argument("name")
 @json_option
+@_with_examples("  embedsearch index info news\n  embedsearch index info news --json")
 @click.pass_obj
 def info(app, name, as_json):
     """Show a collection's model, index, counts and files."""
@@ -376,6 +376,9 @@ def info(app, name, as_json):
 @click.argument("name")
 @click.option("--no-model-check", is_flag=True, help="Skip hashing the model files.")
 @json_option
+@_with_examples(
+    "  embedsearch index verify news\n  embedsearch index verify news --no-model-check --json || embedsearch index repair news"
+)
 @click.pass_obj
 def verify(app, name, no_model_check, as_json):
     """Check that FAISS and SQL agree (ids, counts, generation, dimension, model).
@@ -405,6 +408,11 @@ def verify(app, name, no_model_check, as_json):
 @click.option("--model", "-m", default=None, help="Model to rebuild with (default: the collection's).")
 @device_option
 @json_option
+@_with_examples(
+    "  embedsearch index repair news\n"
+    "  embedsearch index repair news --rebuild              # re-embed every document from its stored text\n"
+    "  embedsearch index repair news --model ./models/new-st   # adopt a changed model"
+)
 @click.pass_obj
 def repair(app, name, rebuild, model, device, as_json):
     """Make the vectors agree with the stored documents again."""
@@ -457,6 +465,7 @@ def optimize(app, name, retrain, as_json):
 @index.command("drop")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_with_examples("  embedsearch index drop news\n  embedsearch index drop scratch --yes")
 @click.pass_obj
 def drop(app, name, yes):
     """Delete collection NAME: its documents and its vector file."""

@@ -28,7 +28,8 @@ def serve(app, host, port, api_key_file, read_only, models_dir, no_batching, dev
       embedsearch serve                                   # http://127.0.0.1:8765/
       embedsearch serve --port 9000 --api-key-file key.txt
       embedsearch serve --read-only --host 0.0.0.0        # visible on the network, no writes
-      curl -s -X POST localhost:8765/collections/news/search -d '{"query": "interest rates", "k": 5}'
+      curl -s -X POST localhost:8765/collections/news/search -H 'Content-Type: application/json' \\
+           -d '{"query": "interest rates", "k": 5}'
     """
     import uvicorn
 

@@ -1,7 +1,7 @@
 """The HTTP service: a FastAPI app over the same library functions the CLI uses.
 
 ``create_app`` builds an app for one data directory / database; everything it holds (the
-store, opened collections, metrics, the API key) lives on ``app.state`` from the lifespan,
+store, opened collections, metrics (``service/metrics.py``), the API key) lives on ``app.state`` from the lifespan,
 never in module globals. Endpoints are plain ``def`` functions, so FastAPI runs them in its
 thread pool: searches run concurrently, and a collection's own reader/writer lock keeps a
 search from seeing a half-applied write. Models are loaded once per process and shared.
@@ -15,7 +15,6 @@ import re
 import threading
 import time
 import uuid
-from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,6 +31,7 @@ from embedsearch import __version__
 from embedsearch.config import Settings
 from embedsearch.errors import EmbedsearchError
 from embedsearch.service.docs import install_docs
+from embedsearch.service.metrics import CONTENT_TYPE, ServiceMetrics
 
 STATIC = Path(__file__).resolve().parent / "static"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -40,7 +40,6 @@ MAX_QUERY_CHARS = 10_000
 MAX_BATCH = 256
 MAX_DOCUMENTS = 1000
 MAX_BODY_BYTES = 8 * 2**20
-LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 log = logging.getLogger("embedsearch.service")
 
@@ -95,36 +94,6 @@ class SimilarRequest(BaseModel):
 
 
 @dataclass
-class Metrics:
-    """Request counts by route and status, and a latency histogram (milliseconds)."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    requests: Counter = field(default_factory=Counter)
-    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
-    total_ms: float = 0.0
-    count: int = 0
-
-    def observe(self, route: str, status: int, ms: float) -> None:
-        with self.lock:
-            self.requests[f"{route} {status}"] += 1
-            self.count += 1
-            self.total_ms += ms
-            for i, edge in enumerate(LATENCY_BUCKETS_MS):
-                if ms <= edge:
-                    self.buckets[i] += 1
-                    break
-            else:
-                self.buckets[-1] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            hist = {f"le_{edge}ms": n for edge, n in zip(LATENCY_BUCKETS_MS, self.buckets, strict=False)}
-            hist["gt_5000ms"] = self.buckets[-1]
-            return {"requests": dict(self.requests), "count": self.count,
-                    "mean_ms": self.total_ms / self.count if self.count else None, "latency_histogram": hist}  # fmt: skip
-
-
-@dataclass
 class ServiceState:
     settings: Settings
     api_key: str | None
@@ -132,11 +101,14 @@ class ServiceState:
     device: str | None
     batch_queries: bool = True
     models_dir: Path = field(default_factory=lambda: Path("models").absolute())
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: ServiceMetrics = field(init=False)
     _word_models: dict[str, Any] = field(default_factory=dict)
     _batchers: dict[str, Any] = field(default_factory=dict)
     _store: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(batching=self.batch_queries, batchers=lambda: list(self._batchers.values()))
 
     @property
     def store(self):
@@ -201,15 +173,15 @@ def require_write(
 ) -> ServiceState:
     """Writes need the API key when one is set, and are refused in read-only mode."""
     if state.read_only:
-        raise _HTTPError(403, "read_only", "this service runs with --read-only; writes are disabled")
+        raise HTTPError(403, "read_only", "this service runs with --read-only; writes are disabled")
     if state.api_key is not None:
         given = x_api_key
         if given is None and authorization and authorization.lower().startswith("bearer "):
             given = authorization[7:].strip()
         if given is None:
-            raise _HTTPError(401, "missing_api_key", "this endpoint needs an API key (X-API-Key or Authorization: Bearer)")
+            raise HTTPError(401, "missing_api_key", "this endpoint needs an API key (X-API-Key or Authorization: Bearer)")
         if not hmac.compare_digest(given.encode(), state.api_key.encode()):
-            raise _HTTPError(403, "wrong_api_key", "the API key is not valid")
+            raise HTTPError(403, "wrong_api_key", "the API key is not valid")
     return state
 
 
@@ -218,7 +190,9 @@ State = Annotated[ServiceState, Depends(get_state)]
 Writer = Annotated[ServiceState, Depends(require_write)]
 
 
-class _HTTPError(Exception):
+class HTTPError(Exception):
+    """An error response with its status and code, for conditions no domain exception names."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
@@ -329,12 +303,12 @@ def create_app(
     async def metrics_middleware(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "other")
-        ms = (time.perf_counter() - started) * 1000
+        seconds = time.perf_counter() - started
+        ms = seconds * 1000
+        route = getattr(request.scope.get("route"), "path", "other")  # the template: bounded label values
         service = getattr(request.app.state, "service", None)
         if service is not None:
-            service.metrics.observe(f"{request.method} {path}", response.status_code, ms)
+            service.metrics.observe(request.method, route, response.status_code, seconds)
         if response.status_code >= 400:
             log.warning("%s %s -> %d in %.1f ms request_id=%s", request.method, request.url.path, response.status_code, ms,
                         request_id_of(request))  # fmt: skip
@@ -352,8 +326,8 @@ def create_app(
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
         return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), request_id_of(request))
 
-    @app.exception_handler(_HTTPError)
-    async def http_error(request: Request, exc: _HTTPError):
+    @app.exception_handler(HTTPError)
+    async def http_error(request: Request, exc: HTTPError):
         return _error(exc.status, exc.code, exc.message, request_id_of(request))
 
     @app.exception_handler(RequestValidationError)
@@ -378,12 +352,11 @@ def create_app(
     def health(state: State) -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "read_only": state.read_only, "auth": state.api_key is not None}
 
-    @app.get("/metrics")
-    def metrics(state: State) -> dict[str, Any]:
-        batchers = list(state._batchers.values())
-        batching = {"enabled": state.batch_queries, "model_calls": sum(b.calls for b in batchers),
-                    "queries": sum(b.texts for b in batchers)}  # fmt: skip
-        return {**state.metrics.snapshot(), "query_batching": batching}
+    @app.get("/metrics", response_class=Response)
+    def metrics(state: State) -> Response:
+        """Request counts by route and status, a latency histogram and query batching, in the
+        Prometheus text format."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/collections")
     def list_collections(state: State) -> dict[str, Any]:
@@ -464,7 +437,7 @@ def create_app(
         result = coll.add_documents(docs, embedder)
         return {"collection": name, **result.to_dict()}
 
-    @app.delete("/collections/{name}/documents/{doc_id}")
+    @app.delete("/collections/{name}/documents/{doc_id:path}")
     def delete_document(name: str, doc_id: str, state: Writer) -> dict[str, Any]:
         from embedsearch.errors import DocumentNotFound
 
@@ -473,6 +446,10 @@ def create_app(
         if missing:
             raise DocumentNotFound(f"no document {doc_id!r} in collection {name!r}")
         return {"collection": name, "deleted": deleted}
+
+    from embedsearch.service.documents import router as documents_router
+
+    app.include_router(documents_router)
 
     @app.post("/similar")
     def similar(body: SimilarRequest, state: State) -> dict[str, Any]:

@@ -1,0 +1,120 @@
+"""Routes for documents without a query and for collections by name (create, drop).
+
+Each endpoint calls one function of :mod:`embedsearch.store.documents_api`, the module the CLI's
+``index get / docs / count / create`` use; errors are the library's domain exceptions, turned into
+JSON by the app's handlers (404 unknown collection or document, 409 exists, 422 bad filter,
+cursor or model, 401/403 key).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from embedsearch.service.app import HTTPError, State, Writer
+from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
+
+router = APIRouter()
+
+_WHERE = Field(None, description='Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}; all documents when null.')
+
+
+class GetRequest(BaseModel):
+    ids: list[str] = Field(..., min_length=1, max_length=MAX_IDS, description="Document ids.")
+
+    model_config = {"json_schema_extra": {"examples": [{"ids": ["a1", "a2"]}]}}
+
+
+class ListRequest(BaseModel):
+    where: dict[str, Any] | None = _WHERE
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Documents per page.")
+    cursor: str | None = Field(None, max_length=512, description="The next_cursor of the previous page; null for the first.")
+
+    model_config = {"json_schema_extra": {"examples": [{"where": {"source": "lee"}, "limit": 100, "cursor": None}]}}
+
+
+class CountRequest(BaseModel):
+    where: dict[str, Any] | None = _WHERE
+
+    model_config = {"json_schema_extra": {"examples": [{"where": {"year": {"$gte": 2001}}}]}}
+
+
+class CreateRequest(BaseModel):
+    model: str = Field(
+        "minilm",
+        min_length=1,
+        max_length=200,
+        description="A built-in model (minilm, hashing) or the name of a model directory under --models-dir.",
+    )
+    index: str = Field("auto", min_length=1, max_length=64, description="FAISS index spec: auto, Flat, HNSW32, IVF256,SQ8 ...")
+    metric: Literal["cosine", "ip"] = "cosine"
+    pooling: Literal["mean", "sif"] | None = Field(None, description="Word-vector models: how word vectors are pooled.")
+    oov: Literal["skip", "subword"] | None = Field(None, description="Word-vector models: what unknown words become.")
+
+    model_config = {"json_schema_extra": {"examples": [{"model": "minilm", "index": "auto"}]}}
+
+
+@router.get("/collections/{name}/documents/{doc_id:path}")
+def get_document(name: str, doc_id: str, state: State) -> dict[str, Any]:
+    from embedsearch.store.documents_api import get_document
+
+    return get_document(state.collection(name), doc_id)
+
+
+@router.post("/collections/{name}/documents/get")
+def get_documents(name: str, body: GetRequest, state: State) -> dict[str, Any]:
+    from embedsearch.store.documents_api import get_documents
+
+    docs, missing = get_documents(state.collection(name), body.ids)
+    return {"collection": name, "documents": docs, "not_found": missing}
+
+
+@router.post("/collections/{name}/documents/list")
+def list_documents(name: str, body: ListRequest, state: State) -> dict[str, Any]:
+    from embedsearch.store.documents_api import list_documents
+
+    return {"collection": name, **list_documents(state.collection(name), body.where, body.limit, body.cursor).to_dict()}
+
+
+@router.post("/collections/{name}/count")
+def count_documents(name: str, body: CountRequest, state: State) -> dict[str, Any]:
+    from embedsearch.store.documents_api import count_documents
+
+    return {"collection": name, "count": count_documents(state.collection(name), body.where)}
+
+
+@router.put("/collections/{name}", status_code=201)
+def create_collection(name: str, body: CreateRequest, state: Writer) -> dict[str, Any]:
+    from embedsearch.errors import UnknownModel
+    from embedsearch.store.documents_api import create_collection
+
+    options = {"pooling": body.pooling, "oov": body.oov}
+    try:
+        coll = create_collection(state.store, name, _model_spec(state, body.model), body.index, body.metric,
+                                 options=options, device=state.device)  # fmt: skip
+    except UnknownModel as exc:  # a model the body names: the body is wrong, not the URL
+        raise HTTPError(422, "unknown_model", str(exc)) from None
+    return coll.info()
+
+
+@router.delete("/collections/{name}")
+def drop_collection(name: str, state: Writer) -> dict[str, Any]:
+    from embedsearch.store.documents_api import drop_collection
+
+    return drop_collection(state.store, name)
+
+
+def _model_spec(state, model: str) -> str:
+    """A built-in model, or a model directory under the service's models directory (never any
+    other path on the server). An unknown one is a 422: the request's body is wrong."""
+    from embedsearch.embedders import BUILTIN_MODELS
+    from embedsearch.errors import InvalidName, UnknownModel
+
+    if model in BUILTIN_MODELS:
+        return model
+    try:
+        return str(state.model_path(model))
+    except (UnknownModel, InvalidName) as exc:
+        raise HTTPError(422, "unknown_model", f"{exc}; built-in models: {', '.join(BUILTIN_MODELS)}") from None

@@ -1,0 +1,66 @@
+"""``/metrics`` in the Prometheus text format, with prometheus_client.
+
+Every app has its own registry (no module-level state: two apps in one process, as in the tests,
+count apart). Requests are counted by method, route template (``/collections/{name}/search``, not
+the path, so the number of series stays bounded; paths no route matches count as ``other``) and
+status, with a latency histogram by method and route; the query-batching counters of the
+service's batchers are read when scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _BatchingCollector:
+    """Query batching: whether it is on, model calls made and query texts embedded."""
+
+    def __init__(self, enabled: bool, batchers: Callable[[], Iterable[Any]]) -> None:
+        self.enabled = enabled
+        self.batchers = batchers
+
+    def collect(self):
+        batchers = list(self.batchers())
+        yield GaugeMetricFamily(
+            "embedsearch_query_batching_enabled", "1 when concurrent queries are embedded together", value=int(self.enabled)
+        )
+        calls, texts = sum(b.calls for b in batchers), sum(b.texts for b in batchers)
+        yield CounterMetricFamily("embedsearch_query_batching_model_calls", "Model calls made for query embeddings", value=calls)
+        yield CounterMetricFamily("embedsearch_query_batching_queries", "Query texts embedded through the batchers", value=texts)
+
+
+class ServiceMetrics:
+    """The service's metrics, in a registry of its own."""
+
+    def __init__(self, *, batching: bool = True, batchers: Callable[[], Iterable[Any]] = list) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "embedsearch_http_requests",
+            "HTTP requests by method, route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "embedsearch_http_request_duration_seconds",
+            "Time from receiving a request to its response, by method and route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.registry.register(_BatchingCollector(batching, batchers))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        """The metrics in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
