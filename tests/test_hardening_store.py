@@ -115,8 +115,8 @@ def test_verify_runs_sqlites_integrity_check(tmp_path, hashing):
     start = (root - 1) * page_size
     raw[start + 8 : start + 200] = bytes(192)  # the root page's cell pointers: an index SQLite cannot walk
     db.write_bytes(bytes(raw))
-    check = subprocess.run([sys.executable, "-c", f"import sqlite3; print(sqlite3.connect('{db}').execute('PRAGMA quick_check').fetchall())"],
-                           capture_output=True, text=True)  # fmt: skip
+    code = f"import sqlite3; print(sqlite3.connect('{db}').execute('PRAGMA quick_check').fetchall())"
+    check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "ok" not in check.stdout.split("'")[1:2], check.stdout  # really corrupted
     coll = Store(Settings.from_env(data_dir)).open("pages")
     report = coll.verify(check_model=False)
