@@ -451,6 +451,7 @@ class Collection:
             elif n:
                 view.growing.add(row_ids, new_vectors)
                 view.growing.meta.count += n
+                view.growing.meta.bytes = view.growing.meta.count * record_dtype(self.dim).itemsize
                 view.growing.meta.row_hi = first + n
             view.growing.meta.row_hi = first + n
             if len(removed) and tombstone_removed:
