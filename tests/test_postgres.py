@@ -51,3 +51,27 @@ def test_cli_with_a_postgres_url(cli, tmp_path):
         assert r.output.strip() == '{"id": "1"}'
     finally:
         run(main, [*base, "index", "drop", name, "--yes"])
+
+
+def test_segments_seal_train_merge_and_purge_on_postgres(tmp_path, hashing):
+    """The segment list, tombstones and training rows commit with the documents on PostgreSQL
+    too, and a second process's view follows them."""
+    store = Store(Settings.from_env(tmp_path, pg_url()))
+    name = f"pgseg-{uuid.uuid4().hex[:8]}"
+    coll = store.create(name, hashing, "IVF4,Flat")
+    coll.seal_at = 100
+    try:
+        coll.add_documents(topic_docs(900), hashing, batch_size=100, commit_every=100)
+        info = coll.info()
+        assert info["training"]["spec"] == "IVF4,Flat" and info["segments"][0]["spec"] == "IVF4,Flat"
+        coll.delete([f"doc-{i}" for i in range(0, 300, 2)])
+        other = Store(Settings.from_env(tmp_path, pg_url())).open(name)  # another process's view
+        assert other.view().live() == 750
+        coll.optimize()
+        info = coll.info()
+        assert info["tombstones"] == 0 and len([s for s in info["segments"] if s["state"] == "sealed"]) == 1
+        assert other.view().live() == 750 and coll.verify(check_model=False).ok
+        hits = search(other, ["cricket test wickets"], 10, where={"topic": 2}, embedder=hashing)[0]
+        assert len(hits) == 10 and all(h.metadata["topic"] == 2 for h in hits)
+    finally:
+        store.drop(name)
