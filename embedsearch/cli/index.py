@@ -128,7 +128,19 @@ def index() -> None:
 @index.command("create")
 @click.argument("name")
 @click.option(
-    "--model", "-m", default="minilm", show_default=True, help="Built-in model name (minilm, hashing) or a model directory."
+    "--model",
+    "-m",
+    default="minilm",
+    show_default=True,
+    help="Built-in model name (minilm, minilm-onnx, minilm-int8, hashing) or a model directory.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx", "int8"]),
+    default=None,
+    help="Sentence models: run on PyTorch (default), ONNX Runtime fp32 (same vectors, shares the fingerprint) "
+    "or ONNX Runtime int8 (own fingerprint); the ONNX model is built offline on first use and cached "
+    "under the data directory (_models).",
 )
 @click.option("--index", "index_spec", default="auto", show_default=True, help=f"FAISS index: {SPEC_HELP}.")
 @click.option(
@@ -145,10 +157,13 @@ def index() -> None:
     "  embedsearch index create news --model minilm\n"
     "  embedsearch index create docs --model models/glove --pooling sif\n"
     "  embedsearch index create big --model minilm --index IVF1024,SQ8\n"
-    "  embedsearch index create local --model ./models/my-st-model --index HNSW32"
+    "  embedsearch index create local --model ./models/my-st-model --index HNSW32\n"
+    "  embedsearch index create news8 --model minilm-int8                 # ONNX Runtime, int8\n"
+    "  embedsearch index create tickets --model models/support-v2 --backend int8\n"
+    "  embedsearch index create fast --model models/static               # a student from 'train distill'"
 )
 @click.pass_obj
-def create(app, name, model, index_spec, metric, pooling, oov, device, as_json):
+def create(app, name, model, backend, index_spec, metric, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
     from embedsearch.embedders import load_embedder
     from embedsearch.store.vectors import validate_spec
@@ -158,7 +173,7 @@ def create(app, name, model, index_spec, metric, pooling, oov, device, as_json):
         from embedsearch.errors import CollectionExists
 
         raise CollectionExists(f"collection {name!r} already exists")
-    embedder = load_embedder(model, device=device, options={"pooling": pooling, "oov": oov})
+    embedder = load_embedder(model, device=device, options={"pooling": pooling, "oov": oov, "backend": backend})
     coll = app.store.create(name, embedder, index_spec, metric)
     if as_json:
         echo_json(coll.info())
