@@ -223,7 +223,7 @@ def fine_tune(vectors: np.ndarray, train: tuple[list[list[int]], np.ndarray], he
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         cos = held_cosine()
         curve.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 6), "held_out_cosine": _rounded(cos)})
         if not held[0] or cos > best[0]:
