@@ -6,6 +6,9 @@ No pickle is ever loaded. The manifest's ``kind`` says what the directory holds:
   (one word per line, row order) and, when known, ``counts.npy`` (corpus counts, int64).
 - ``fasttext``: ``model.bin`` in fastText's own format (words plus character n-grams).
 - ``sentence-transformers``: a sentence-transformers model with safetensors weights.
+- ``static``: a static student distilled from a sentence model (``embedsearch train distill``): a
+  sentence-transformers directory whose one input module is ``StaticEmbedding`` (a vector per
+  token in safetensors, plus the teacher's ``tokenizer.json``), run by :class:`StaticEmbedder`.
 
 Word models also carry ``sif_pc.npy``, the common direction that SIF pooling removes.
 """
@@ -268,15 +271,38 @@ def export_model(model_dir: Path, fmt: str, out_path: Path, *, overwrite: bool =
 
 
 def load_model_embedder(
-    path: Path, *, device: str | None = None, batch_size: int = 32, options: dict[str, Any] | None = None
+    path: Path,
+    *,
+    device: str | None = None,
+    batch_size: int = 32,
+    options: dict[str, Any] | None = None,
+    cache_dir: Path | None = None,
 ) -> Embedder:
-    """Build the embedder a model directory's manifest asks for."""
+    """Build the embedder a model directory's manifest asks for (``options["backend"]``: onnx
+    or int8 for sentence-transformers models)."""
     manifest = read_manifest(path)
     kind = manifest["kind"]
+    options = dict(options or {})
+    backend = options.pop("backend", None)
+    if backend not in (None, "torch") and kind != "sentence-transformers":
+        what = "a static model already runs in numpy" if kind == "static" else "it applies to sentence-transformers models"
+        raise UnknownModel(f"{path}: --backend {backend} does not apply to a {kind} model ({what})")
     if kind == "sentence-transformers":
+        if options:
+            raise UnknownModel(f"{path}: --pooling/--oov apply to word-vector models only")
+        if backend not in (None, "torch"):
+            from embedsearch.embedders import sentence_backend
+
+            return sentence_backend(Path(path), backend, device=device, batch_size=batch_size, cache_dir=cache_dir)
         from embedsearch.embedders.sentence import SentenceEmbedder
 
         return SentenceEmbedder(path, device=device, batch_size=batch_size)
+    if kind == "static":
+        if options:
+            raise UnknownModel(f"{path}: --pooling/--oov apply to word-vector models only (a static model mean-pools tokens)")
+        from embedsearch.embedders.static import StaticEmbedder
+
+        return StaticEmbedder(Path(path), manifest)
     if kind in WORD_KINDS:
         from embedsearch.embedders.word_vectors import WordVectorEmbedder
 

@@ -129,7 +129,19 @@ def index() -> None:
 @index.command("create")
 @click.argument("name")
 @click.option(
-    "--model", "-m", default="minilm", show_default=True, help="Built-in model name (minilm, hashing) or a model directory."
+    "--model",
+    "-m",
+    default="minilm",
+    show_default=True,
+    help="Built-in model name (minilm, minilm-onnx, minilm-int8, hashing) or a model directory.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx", "int8"]),
+    default=None,
+    help="Sentence models: run on PyTorch (default), ONNX Runtime fp32 (same vectors, shares the fingerprint) "
+    "or ONNX Runtime int8 (own fingerprint); the ONNX model is built offline on first use and cached "
+    "under the data directory (_models).",
 )
 @click.option("--index", "index_spec", default="auto", show_default=True, help=f"FAISS index: {SPEC_HELP}.")
 @click.option(
@@ -146,14 +158,19 @@ def index() -> None:
     "  embedsearch index create news --model minilm\n"
     "  embedsearch index create docs --model models/glove --pooling sif\n"
     "  embedsearch index create big --model minilm --index IVF1024,SQ8\n"
-    "  embedsearch index create local --model ./models/my-st-model --index HNSW32"
+    "  embedsearch index create local --model ./models/my-st-model --index HNSW32\n"
+    "  embedsearch index create news8 --model minilm-int8                 # ONNX Runtime, int8\n"
+    "  embedsearch index create tickets --model models/support-v2 --backend int8\n"
+    "  embedsearch index create fast --model models/static               # a student from 'train distill'"
 )
 @click.pass_obj
-def create(app, name, model, index_spec, metric, pooling, oov, device, as_json):
+def create(app, name, model, backend, index_spec, metric, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
     from embedsearch.store.documents_api import create_collection
 
-    coll = create_collection(app.store, name, model, index_spec, metric, options={"pooling": pooling, "oov": oov}, device=device)
+    coll = create_collection(
+        app.store, name, model, index_spec, metric, options={"pooling": pooling, "oov": oov, "backend": backend}, device=device
+    )
     if as_json:
         echo_json(coll.info())
     else:

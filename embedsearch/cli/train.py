@@ -1,4 +1,4 @@
-"""``embedsearch train {word2vec,fasttext,glove}``: options generated from each trainer's
+"""``embedsearch train {word2vec,fasttext,glove,triplet,distill}``: options generated from each trainer's
 parameter dataclass, so the help text lives in one place."""
 
 from __future__ import annotations
@@ -185,3 +185,72 @@ def _make_triplet_command() -> click.Command:
 
 
 train.add_command(_make_triplet_command())
+
+
+def _make_distill_command() -> click.Command:
+    from embedsearch.trainers.distill import DistillParams
+
+    fields = dataclasses.fields(DistillParams)
+
+    def callback(inputs, output, overwrite, fmt, per_file, text_field, encoding, skip_bad, glob_pattern, as_json, **values):
+        from embedsearch.corpus import iter_documents, resolve_sources
+        from embedsearch.trainers.distill import train_distill
+
+        params = DistillParams(**{f.name: values[f.name] for f in fields})
+        params.validate()  # a bad option fails before the corpus is read or the teacher loads
+        opts = ReadOptions(format=fmt, per_line=not per_file, text_field=text_field, encoding=encoding,
+                           skip_bad=skip_bad, glob=glob_pattern)  # fmt: skip
+        warnings = Warnings()
+        stdin_path = spool_stdin(sys.stdin) if "-" in inputs else None
+        try:
+            docs = list(iter_documents(resolve_sources(list(inputs), opts, stdin_path), opts, on_skip=warnings))
+            manifest = train_distill(params, docs, output, overwrite=overwrite, progress=not as_json and sys.stderr.isatty(),
+                                     sources=list(inputs))  # fmt: skip
+        finally:
+            if stdin_path is not None:
+                stdin_path.unlink(missing_ok=True)
+        warnings.summary()
+        if as_json:
+            echo_json({"path": str(output), **manifest})
+            return
+        c = manifest["corpus"]
+        click.echo(
+            f"distilled {manifest['teacher']['spec']} -> {output} "
+            f"(static, {manifest['dim']}-d, {manifest['vocab_size']:,} tokens)\n"
+            f"  corpus: {c['documents']:,} documents, {c['tokens']:,} tokens; teacher embedded {c['teacher_documents']:,}\n"
+            f"  PCA keeps {manifest['pca_explained_variance']:.1%} of the token vectors' variance\n"
+            f"  held-out cosine to the teacher: {manifest['held_out_cosine_to_teacher']}\n"
+            f"  time: {manifest['distill_seconds']:.1f}s distilling + {manifest['train_seconds']:.1f}s teacher and fine-tuning"
+        )
+
+    params = [
+        click.Argument(["inputs"], nargs=-1, required=True),
+        click.Option(["-o", "--output", "output"], required=True, type=click.Path(file_okay=False),
+                     help="Model directory to write (must not exist unless --overwrite)."),  # fmt: skip
+        click.Option(["--overwrite"], is_flag=True, help="Replace an existing model directory (only once training succeeded)."),
+        click.Option(["--format", "fmt"], type=click.Choice(FORMATS), default=None,
+                     help="Input format (default: from the extension; stdin: txt)."),  # fmt: skip
+        click.Option(["--per-file"], is_flag=True, help="txt: one document per file instead of one per line."),
+        click.Option(["--text-field"], default="text", show_default=True, help="jsonl/csv: field holding the text."),
+        click.Option(["--encoding"], default="utf-8", show_default=True, help="Input encoding, e.g. latin-1."),
+        click.Option(["--skip-bad"], is_flag=True, help="Skip malformed records (reported on stderr) instead of stopping."),
+        click.Option(["--glob", "glob_pattern"], default="**/*", show_default=True, help="Files to take from directories."),
+        *[_param_option(f) for f in fields],
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the manifest as JSON."),
+    ]
+    help_text = (
+        "Distil a sentence model into a static student: a vector per token, mean-pooled (Model2Vec's method, "
+        "then optional MSE fine-tuning towards the teacher's embeddings of your corpus)."
+        "\n\nINPUTS: corpus files, directories, or - for stdin. The student is a sentence-transformers directory "
+        "(safetensors) with a manifest; use it as --model DIR anywhere, or as the base of 'train triplet'."
+        "\n\n\b\nExamples:\n"
+        "  embedsearch train distill corpus.txt --teacher minilm -o models/static --dim 256\n"
+        "  embedsearch train distill docs/ --format txt --per-file -o models/static --epochs 10\n"
+        "  embedsearch train distill tickets.jsonl --text-field body -o models/tickets-static --weighting corpus\n"
+        "  embedsearch index create fast --model models/static"
+    )
+    short = "a static student distilled from a sentence model (Model2Vec + MSE fine-tuning)"
+    return click.Command("distill", callback=callback, params=params, help=help_text, short_help=short)
+
+
+train.add_command(_make_distill_command())

