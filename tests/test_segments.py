@@ -10,7 +10,7 @@ import pytest
 
 from embedsearch.corpus import Document
 from embedsearch.errors import InvalidIndexSpec
-from embedsearch.store.specs import auto_spec, default_nprobe, parse_spec, validate_spec
+from embedsearch.store.specs import REFINE_FACTOR, auto_spec, default_nprobe, parse_spec, validate_spec
 from tests.conftest import clustered
 
 DIM = 32
@@ -132,7 +132,7 @@ def test_searching_segments_equals_searching_one_index(built, data):
         if parsed.ivf:
             nlist = faiss.extract_index_ivf(one).nlist
             params = faiss.SearchParametersIVF(nprobe=default_nprobe(nlist))
-            k = 10 * 4 if parsed.refine else 10
+            k = 10 * REFINE_FACTOR if parsed.refine else 10
             s1, i1 = one.search(q, k, params=params)
             if parsed.refine:  # FAISS's refine: re-score the candidates with the full vectors
                 exact_s = np.einsum("qd,qkd->qk", q, x[i1])
@@ -141,7 +141,7 @@ def test_searching_segments_equals_searching_one_index(built, data):
         else:
             s1, i1 = one.search(q, 10)
     if parsed is not None and parsed.refine:
-        # each segment re-ranks its own top k*4, a superset of one index's candidates: never worse
+        # each segment re-ranks its own top k*REFINE_FACTOR, a superset of one index's candidates
         assert (scores >= s1 - 1e-5).all() and (scores > s1 + 1e-5).any()
         return
     np.testing.assert_allclose(scores, s1, rtol=1e-4, atol=1e-5)
