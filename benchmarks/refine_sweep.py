@@ -43,5 +43,5 @@ for nprobe in (128, 256):
         t = time.perf_counter()
         _, ids = view.search(q, k, nprobe=nprobe)
         dt = time.perf_counter() - t
-        r = np.mean([len(set(f) & set(g)) / k for f, g in zip(ids, best_i)])
+        r = np.mean([len(set(f) & set(g)) / k for f, g in zip(ids, best_i, strict=True)])
         print(f"nprobe {nprobe:4} refine x{rf:3}: recall@10 {r:.3f}  {nq / dt:7.0f} q/s", flush=True)
