@@ -276,7 +276,7 @@ def load_model_embedder(
     if kind == "sentence-transformers":
         from embedsearch.embedders.sentence import SentenceEmbedder
 
-        return SentenceEmbedder(path, device=device, batch_size=batch_size)
+        return SentenceEmbedder(path, device=device, batch_size=batch_size, pretokenize=manifest.get("pretokenize"))
     if kind in WORD_KINDS:
         from embedsearch.embedders.word_vectors import WordVectorEmbedder
 
