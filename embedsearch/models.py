@@ -291,12 +291,14 @@ def load_model_embedder(
         if options:
             raise UnknownModel(f"{path}: --pooling/--oov apply to word-vector models only")
         if backend not in (None, "torch"):
+            if manifest.get("pretokenize"):
+                raise UnknownModel(f"{path}: --backend {backend} does not apply to a model that reads pre-tokenised words")
             from embedsearch.embedders import sentence_backend
 
             return sentence_backend(Path(path), backend, device=device, batch_size=batch_size, cache_dir=cache_dir)
         from embedsearch.embedders.sentence import SentenceEmbedder
 
-        return SentenceEmbedder(path, device=device, batch_size=batch_size)
+        return SentenceEmbedder(path, device=device, batch_size=batch_size, pretokenize=manifest.get("pretokenize"))
     if kind == "static":
         if options:
             raise UnknownModel(f"{path}: --pooling/--oov apply to word-vector models only (a static model mean-pools tokens)")

