@@ -246,8 +246,7 @@ def _make_distill_command() -> click.Command:
         "\n\n\b\nExamples:\n"
         "  embedsearch train distill corpus.txt --teacher minilm -o models/static --dim 256\n"
         "  embedsearch train distill docs/ --format txt --per-file -o models/static --epochs 10\n"
-        "  embedsearch train distill tickets.jsonl --text-field body -o models/tickets-static --weighting corpus\n"
-        "  embedsearch index create fast --model models/static"
+        "  embedsearch train distill tickets.jsonl --text-field body -o models/tickets-static --weighting corpus"
     )
     short = "a static student distilled from a sentence model (Model2Vec + MSE fine-tuning)"
     return click.Command("distill", callback=callback, params=params, help=help_text, short_help=short)
