@@ -127,3 +127,11 @@ class OutputExists(EmbedsearchError):
     usage = True
     http_status = 409
     code = "output_exists"
+
+
+class ResponseTooLarge(EmbedsearchError):
+    """A result bigger than the service sends in one response."""
+
+    usage = True
+    http_status = 413
+    code = "response_too_large"

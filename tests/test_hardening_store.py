@@ -143,3 +143,43 @@ def test_a_changed_model_is_fixed_by_the_command_verify_names(tmp_path, cli, dat
     r = cli("index", "repair", "w", "--rebuild")
     assert r.exit_code == 0, r.output
     assert cli("index", "verify", "w").exit_code == 0
+
+
+def test_a_filter_with_too_many_conditions_is_refused_before_sql(store, hashing, cli):
+    from embedsearch.errors import InvalidFilter
+
+    coll = store.create("limits", hashing, "Flat")
+    coll.add_documents(topic_docs(50), hashing)
+    wide = {"$or": [{"year": i} for i in range(1001)]}  # SQLite refused this with a 500 before
+    with pytest.raises(InvalidFilter, match="more than 256 conditions.*\\$in"):
+        coll.matching_ids(wide)
+    # the same 1,001 values as one $in are fine
+    assert len(coll.matching_ids({"year": {"$in": list(range(1001)) + [1995]}})) == 5
+    # 40 lists of 10,000 values: no "too many SQL variables"
+    assert len(coll.matching_ids({"$and": [{"year": {"$in": list(range(1990, 11990))}} for _ in range(40)]})) == 50
+    r = cli("search", "limits", "rates", "--where", json.dumps(wide))
+    assert r.exit_code == 2 and "256 conditions" in r.output and "Traceback" not in r.output
+
+
+def test_the_service_bounds_hits_and_response_size(data_dir, hashing, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from embedsearch.service import app as app_module
+    from embedsearch.service.app import create_app
+
+    coll = Store(Settings.from_env(data_dir)).create("big", hashing, "Flat")
+    coll.add_documents([Document(f"d{i}", "long story " * 20_000 + str(i), {}) for i in range(20)], hashing)  # ~220 KB each
+    with TestClient(create_app(Settings.from_env(data_dir))) as client:
+        r = client.post("/collections/big/search/batch", json={"queries": ["story"] * 256, "k": 1000})
+        assert r.status_code == 422 and "20000" in r.json()["error"]["message"]
+        r = client.post("/collections/big/search/batch", json={"queries": ["story"] * 10, "k": 20})
+        assert r.status_code == 413 and "MiB" in r.json()["error"]["message"]  # 200 hits of 220 KB: 44 MB
+        r = client.post("/collections/big/search/batch", json={"queries": ["story"] * 5, "k": 20})
+        assert r.status_code == 200  # 22 MB: under the 32 MiB limit
+        monkeypatch.setattr(app_module, "MAX_RESPONSE_TEXT", 4 << 20)
+        r = client.post("/collections/big/search/batch", json={"queries": ["story"] * 10, "k": 20})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "response_too_large"
+        r = client.post("/collections/big/search", json={"query": "story", "k": 20})
+        assert r.status_code == 413
+        r = client.post("/collections/big/search", json={"query": "story", "k": 5})
+        assert r.status_code == 200 and len(r.json()["hits"]) == 5

@@ -10,6 +10,7 @@ search from seeing a half-applied write. Models are loaded once per process and 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 import threading
@@ -38,6 +39,8 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_K = 1000
 MAX_QUERY_CHARS = 10_000
 MAX_BATCH = 256
+MAX_HITS = 20_000  # queries x k in one request
+MAX_RESPONSE_TEXT = 32 << 20  # bytes of hit text and metadata in one response
 MAX_DOCUMENTS = 1000
 MAX_BODY_BYTES = 8 * 2**20
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -196,6 +199,22 @@ class HTTPError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def check_response_size(results) -> None:
+    """Refuse (413) a response whose hits carry more than MAX_RESPONSE_TEXT bytes of text and
+    metadata, before serialising it."""
+    from embedsearch.errors import ResponseTooLarge
+
+    size = 0
+    for hits in results:
+        for h in hits:
+            size += len(h.text.encode("utf-8", "replace")) + len(json.dumps(h.metadata, ensure_ascii=False)) + 64
+    if size > MAX_RESPONSE_TEXT:
+        raise ResponseTooLarge(
+            f"the hits hold {size / 2**20:.1f} MiB of text and metadata; a response carries at most "
+            f"{MAX_RESPONSE_TEXT >> 20} MiB (ask for fewer queries or a smaller k)"
+        )
 
 
 def _error(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
@@ -410,16 +429,24 @@ def create_app(
                 parse_filter(body.where)  # a bad filter fails before the model runs
             vectors = state.embed_queries(embedder, [body.query])
             hits = coll.search_vectors(vectors, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
+        check_response_size([hits])
         return {"collection": name, "k": body.k, "took_ms": round((time.perf_counter() - started) * 1000, 2),
                 "hits": [h.to_dict() for h in hits]}  # fmt: skip
 
     @app.post("/collections/{name}/search/batch")
     def search_batch(name: str, body: BatchSearchRequest, state: State) -> dict[str, Any]:
+        from embedsearch.errors import InvalidArgument
         from embedsearch.search import search
 
+        if len(body.queries) * body.k > MAX_HITS:
+            raise InvalidArgument(
+                f"{len(body.queries)} queries x k={body.k} asks for {len(body.queries) * body.k} hits; "
+                f"one request returns at most {MAX_HITS} (split the batch or lower k)"
+            )
         coll = state.collection(name)
         embedder = coll.load_embedder(device=state.device)
         results = search(coll, body.queries, body.k, where=body.where, embedder=embedder)
+        check_response_size(results)
         pairs = zip(body.queries, results, strict=True)
         return {
             "collection": name,

@@ -37,6 +37,10 @@ MAX_DEPTH = 16
 MAX_IN = 10_000
 MAX_SEGMENTS = 8
 MAX_BRANCHES = 512  # SQL copies of a condition that one dotted path may need (x2 per segment)
+# conditions (field operators and logical branches) in one filter: SQLite refuses expression trees
+# deeper than 1000 (a 1,001-branch $or), and thousands of branches cost seconds of CPU per query;
+# many values of one field belong in one $in, which has its own limit (MAX_IN)
+MAX_CONDITIONS = 256
 INT64 = 2**63
 
 Expr = ColumnElement[bool]
@@ -83,7 +87,16 @@ class FilterCompiler:
     def compile(self, spec: dict | None) -> Expr:
         if not spec:
             return true()
+        self._conditions = 0
         return self._object(spec, self.json.root(self.column), "filter", 0)
+
+    def _count(self, n: int = 1) -> None:
+        self._conditions = getattr(self, "_conditions", 0) + n
+        if self._conditions > MAX_CONDITIONS:
+            raise InvalidFilter(
+                f"filter has more than {MAX_CONDITIONS} conditions; for many values of one field use "
+                f'{{"field": {{"$in": [...]}}}} (up to {MAX_IN} values)'
+            )
 
     # ---- structure -----------------------------------------------------------------------
     def _object(self, spec: Any, node: Node, where: str, depth: int) -> Expr:
@@ -110,6 +123,7 @@ class FilterCompiler:
             raise InvalidFilter(f"unknown operator {op!r} at the top level; use one of {', '.join(LOGICAL)} or a field name")
         if not isinstance(value, list) or not value:
             raise InvalidFilter(f"{op} takes a non-empty list of filter objects")
+        self._count(len(value))
         parts = [self._object(v, node, op, depth + 1) for v in value]
         if op == "$and":
             return and_(*parts)
@@ -147,6 +161,7 @@ class FilterCompiler:
 
     # ---- operators -----------------------------------------------------------------------
     def _op(self, key: str, path: tuple[str, ...], op: str, arg: Any, node: Node, depth: int) -> Expr:
+        self._count()
         j = self.json
         if op in ("$eq", "$ne"):
             _check_value(key, op, arg, arrays=True)
