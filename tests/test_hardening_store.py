@@ -183,3 +183,22 @@ def test_the_service_bounds_hits_and_response_size(data_dir, hashing, monkeypatc
         assert r.status_code == 413
         r = client.post("/collections/big/search", json={"query": "story", "k": 5})
         assert r.status_code == 200 and len(r.json()["hits"]) == 5
+
+
+def test_read_only_commands_leave_no_database_behind(tmp_path):
+    from click.testing import CliRunner
+
+    from embedsearch.cli import main
+
+    missing = tmp_path / "mistyped"
+    run = CliRunner().invoke
+    r = run(main, ["--data-dir", str(missing), "index", "list"])
+    assert r.exit_code == 0 and "no collections" in r.output
+    for args in (["index", "info", "x"], ["index", "verify", "x"], ["search", "x", "rates"], ["index", "count", "x"]):
+        r = run(main, ["--data-dir", str(missing), *args])
+        assert r.exit_code == 1 and "no embedsearch data in" in r.output and "Traceback" not in r.output, args
+    assert not missing.exists()  # nothing was created
+    r = run(main, ["--data-dir", str(missing), "search", "x", "  "])
+    assert r.exit_code == 2 and "the query is empty" in r.output  # checked before anything loads
+    assert run(main, ["--data-dir", str(missing), "index", "create", "x", "--model", "hashing"]).exit_code == 0
+    assert (missing / "embedsearch.db").exists()

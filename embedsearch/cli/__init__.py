@@ -29,8 +29,36 @@ class AppContext:
         if self._store is None:
             from embedsearch.store.collection import Store
 
+            self._check_data_exists()
             self._store = Store(self.settings)
         return self._store
+
+    def has_data(self) -> bool:
+        """False when the metadata store is a SQLite file that does not exist yet."""
+        url = self.settings.db_url
+        if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+            return True
+        from pathlib import Path
+
+        return Path(url[len("sqlite:///") :]).exists()
+
+    def _check_data_exists(self) -> None:
+        """Only commands that create collections may create the database (and the data
+        directory): a read-only command on a mistyped --data-dir must not leave one behind."""
+        if self.has_data():
+            return
+        ctx = click.get_current_context(silent=True)
+        path = ctx.command_path.split(" ", 1)[-1] if ctx is not None else ""
+        if path in CREATING_COMMANDS:
+            return
+        raise click.ClickException(
+            f"no embedsearch data in {self.settings.data_dir} (no {self.settings.db_url.rsplit('/', 1)[-1]}): "
+            "check --data-dir / EMBEDSEARCH_HOME, or create a collection with `embedsearch index create`"
+        )
+
+
+# commands that may create the metadata database where there is none yet
+CREATING_COMMANDS = {"index create", "demo", "serve", "compare"}
 
 
 class EmbedsearchGroup(click.Group):

@@ -315,7 +315,7 @@ def delete(app, name, ids, ids_file, where, as_json):
 @click.pass_obj
 def list_(app, as_json):
     """List collections."""
-    rows = app.store.list()
+    rows = app.store.list() if app.has_data() else []
     if as_json:
         echo_json(rows)
         return

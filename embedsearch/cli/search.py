@@ -101,6 +101,8 @@ def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, 
         queries = list(read_queries(queries_file, queries_format, sys.stdin))
         if not queries:
             raise click.UsageError(f"{queries_file}: no queries")
+    if queries is None and not query.strip():
+        raise click.UsageError("the query is empty")  # before the collection and the model
     coll = app.store.open(name)
     coll.device = device
     embedder = coll.load_embedder(device=device, spec=model)
@@ -109,8 +111,6 @@ def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, 
         for q, hits in zip(queries, results, strict=True):
             click.echo(json.dumps({"query": q, "hits": [_project(h, field_list) for h in hits]}, ensure_ascii=False))
         return
-    if not query.strip():
-        raise click.UsageError("the query is empty")
     hits = run_search(coll, [query], k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search)[0]
     if as_json:
         echo_json([_project(h, field_list) for h in hits])
