@@ -19,8 +19,17 @@ import click
               help="Where word models for /similar and /models/{name} live.")  # fmt: skip
 @click.option("--no-batching", is_flag=True, help="Embed each query on its own instead of batching concurrent queries.")
 @click.option("--device", default=None, help="Where models run: cpu, cuda… (default: CUDA when available).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="A name the Host header may carry (repeatable). Default on loopback: 127.0.0.1, localhost, ::1 "
+                   "(a page cannot reach the service by rebinding its own name); beyond loopback: any.")  # fmt: skip
+@click.option("--allow-open-writes", is_flag=True,
+              help="Accept writes without an API key even when listening beyond loopback.")  # fmt: skip
+@click.option("--keep-alive", default=5, show_default=True, type=click.IntRange(1, 3600),
+              help="Seconds an idle HTTP connection stays open.")  # fmt: skip
 @click.pass_obj
-def serve(app, host, port, api_key_file, read_only, models_dir, no_batching, device):
+def serve(
+    app, host, port, api_key_file, read_only, models_dir, no_batching, device, allowed_hosts, allow_open_writes, keep_alive
+):
     """Serve the collections of the data directory over HTTP, with a search page at /.
 
     \b
@@ -28,6 +37,7 @@ def serve(app, host, port, api_key_file, read_only, models_dir, no_batching, dev
       embedsearch serve                                   # http://127.0.0.1:8765/
       embedsearch serve --port 9000 --api-key-file key.txt
       embedsearch serve --read-only --host 0.0.0.0        # visible on the network, no writes
+      embedsearch serve --host 0.0.0.0 --api-key-file key.txt --allowed-host search.example.org
       curl -s -X POST localhost:8765/collections/news/search -H 'Content-Type: application/json' \\
            -d '{"query": "interest rates", "k": 5}'
     """
@@ -41,8 +51,31 @@ def serve(app, host, port, api_key_file, read_only, models_dir, no_batching, dev
         key = Path(api_key_file).read_text(encoding="utf-8").strip()
         if not key:
             raise InvalidArgument(f"{api_key_file} is empty; an API key must not be empty")
+    loopback = is_loopback(host)
+    hosts = list(allowed_hosts) or (["127.0.0.1", "localhost", "::1"] if loopback else None)
     service = create_app(
-        app.settings, api_key=key, read_only=read_only, device=device, batch_queries=not no_batching, models_dir=Path(models_dir)
+        app.settings,
+        api_key=key,
+        read_only=read_only,
+        device=device,
+        batch_queries=not no_batching,
+        models_dir=Path(models_dir),
+        allowed_hosts=hosts,
+        open_writes=loopback or allow_open_writes,
     )
     click.echo(f"serving {app.settings.data_dir} on http://{host}:{port}/ (API docs at /docs)", err=True)
-    uvicorn.run(service, host=host, port=port, log_level="warning")
+    if not loopback and key is None and not read_only and not allow_open_writes:
+        click.echo("listening beyond loopback without --api-key-file: writes are refused", err=True)
+    uvicorn.run(service, host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` binds loopback addresses only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

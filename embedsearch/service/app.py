@@ -104,6 +104,7 @@ class ServiceState:
     device: str | None
     batch_queries: bool = True
     models_dir: Path = field(default_factory=lambda: Path("models").absolute())
+    open_writes: bool = True  # writes without a key: only when the service listens on loopback alone
     metrics: ServiceMetrics = field(init=False)
     _word_models: dict[str, Any] = field(default_factory=dict)
     _batchers: dict[str, Any] = field(default_factory=dict)
@@ -144,7 +145,12 @@ class ServiceState:
         path = self.models_dir / name
         if not (path / "manifest.json").is_file():
             raise UnknownModel(f"no model {name!r} under {self.models_dir}")
-        return path
+        root = self.models_dir.resolve()
+        real = path.resolve()
+        if real.parent != root or not (real / "manifest.json").resolve().is_relative_to(real):
+            # a symlink pointing out of the models directory is not served
+            raise UnknownModel(f"no model {name!r} under {self.models_dir} (it links outside the models directory)")
+        return real
 
     def word_vectors(self, name: str):
         """A word model, loaded once and shared."""
@@ -177,6 +183,13 @@ def require_write(
     """Writes need the API key when one is set, and are refused in read-only mode."""
     if state.read_only:
         raise HTTPError(403, "read_only", "this service runs with --read-only; writes are disabled")
+    if state.api_key is None and not state.open_writes:
+        raise HTTPError(
+            403,
+            "writes_need_key",
+            "this service listens beyond loopback without an API key, so writes are refused; start it with "
+            "--api-key-file (or --allow-open-writes to accept writes from anyone who can reach it)",
+        )
     if state.api_key is not None:
         given = x_api_key
         if given is None and authorization and authorization.lower().startswith("bearer "):
@@ -226,6 +239,29 @@ def _error(status: int, code: str, message: str, request_id: str | None = None) 
 def request_id_of(scope_or_request) -> str | None:
     scope = getattr(scope_or_request, "scope", scope_or_request)
     return (scope.get("state") or {}).get("request_id")
+
+
+class HostCheck:
+    """Answer 400 to a request whose Host header names no allowed host: a page that rebinds
+    its own DNS name to 127.0.0.1 reaches the service with its own name in Host."""
+
+    def __init__(self, app, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower().strip("[]") for h in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+            name = host[1 : host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+            if name not in self.allowed:
+                from starlette.requests import Request as StarletteRequest
+
+                allowed = ", ".join(sorted(self.allowed))
+                message = f"Host {host!r} is not served here (allowed: {allowed}; see --allowed-host)"
+                response = _error(400, "bad_host", message, request_id_of(StarletteRequest(scope)))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestId:
@@ -292,13 +328,18 @@ def create_app(
     device: str | None = None,
     batch_queries: bool = True,
     models_dir: Path | None = None,
+    allowed_hosts: list[str] | None = None,
+    open_writes: bool = True,
 ) -> FastAPI:
     """The service for one data directory and metadata database. ``batch_queries`` gathers
-    the query embeddings of concurrent searches into one model call."""
+    the query embeddings of concurrent searches into one model call. ``allowed_hosts`` (names
+    the Host header may carry; None: any) stops a web page from reaching a loopback service
+    through DNS rebinding; ``open_writes`` off refuses writes when no API key is set."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = ServiceState(settings, api_key, read_only, device, batch_queries)
+        app.state.service.open_writes = open_writes
         if models_dir is not None:
             app.state.service.models_dir = Path(models_dir).absolute()
         yield
@@ -333,6 +374,8 @@ def create_app(
                         request_id_of(request))  # fmt: skip
         return response
 
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)
     app.add_middleware(RequestId)  # outermost: the id exists before anything can fail
 
     @app.exception_handler(EmbedsearchError)
