@@ -15,8 +15,10 @@ Word models also carry ``sif_pc.npy``, the common direction that SIF pooling rem
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,28 +71,100 @@ def _fsync_tree(path: Path) -> None:
 
 
 def publish_dir(src: Path, dst: Path, *, overwrite: bool) -> None:
-    """Move a finished model directory into place. With ``overwrite`` the old directory is
-    moved aside first and deleted only after the new one is in place."""
+    """Move a finished model directory into place. With ``overwrite`` the new directory and
+    the old one swap places in one atomic exchange (Linux ``renameat2``), so the name always
+    names a complete model; the old one is deleted afterwards. Where the exchange is not
+    available, the old directory is moved aside first, and a run killed between the two renames
+    is recovered by the next one (:func:`sweep_leftovers`)."""
     _fsync_tree(src)
-    aside = None
+    sweep_leftovers(dst)
     if dst.exists():
         if not overwrite:
             raise OutputExists(f"{dst} already exists; pass --overwrite to replace it")
+        if _exchange(src, dst):
+            _fsync_dir(dst.parent)
+            shutil.rmtree(src, ignore_errors=True)  # now the old model
+            return
         aside = dst.parent / f".{dst.name}.old-{os.getpid()}"
         os.rename(dst, aside)
-    try:
-        os.rename(src, dst)
-    except OSError:
-        if aside is not None:
+        try:
+            os.rename(src, dst)
+        except OSError:
             os.rename(aside, dst)
-        raise
-    fd = os.open(dst.parent, os.O_RDONLY)
+            raise
+        _fsync_dir(dst.parent)
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    os.rename(src, dst)
+    _fsync_dir(dst.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def work_dir_prefix(out: Path) -> str:
+    """Prefix of the hidden directory a model is built in, beside its destination; it names the
+    building process so that :func:`sweep_leftovers` can tell abandoned ones."""
+    return f".{out.name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_leftovers(out: Path) -> list[str]:
+    """Clean up after killed runs that wrote ``out``: hidden work directories of processes that
+    are gone are deleted, and a model moved aside by an overwrite that never finished is put
+    back when nothing took its name (or deleted when something did)."""
+    parent = out.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(?:(\d+)\..*\.tmp|old-(\d+))$")
+    done = []
+    for entry in sorted(parent.iterdir()):
+        m = pattern.match(entry.name)
+        if not m or not entry.is_dir():
+            continue
+        pid = int(m.group(1) or m.group(2))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        if m.group(2) and not out.exists():
+            os.rename(entry, out)
+            done.append(f"restored {out} from {entry.name}")
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+            done.append(f"removed {entry.name}")
+    return done
 
 
 # --- word vectors on disk ---------------------------------------------------------------

@@ -5,6 +5,7 @@ verify/repair agreeing on a changed model."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -202,3 +203,44 @@ def test_read_only_commands_leave_no_database_behind(tmp_path):
     assert r.exit_code == 2 and "the query is empty" in r.output  # checked before anything loads
     assert run(main, ["--data-dir", str(missing), "index", "create", "x", "--model", "hashing"]).exit_code == 0
     assert (missing / "embedsearch.db").exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_overwrite_swaps_models_atomically_and_a_half_done_one_is_recovered(tmp_path):
+    from embedsearch.models import publish_dir, sweep_leftovers
+
+    out = tmp_path / "models" / "m"
+    out.mkdir(parents=True)
+    (out / "which").write_text("old")
+    new = tmp_path / "models" / ".m.new"
+    new.mkdir()
+    (new / "which").write_text("new")
+    publish_dir(new, out, overwrite=True)
+    assert (out / "which").read_text() == "new" and not new.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m"]  # no .old-PID left behind
+    # a run killed between the two renames of the fallback path: the old model sits aside
+    pid = _dead_pid()
+    out.rename(out.parent / f".m.old-{pid}")
+    assert not out.exists()
+    assert sweep_leftovers(out) == [f"restored {out} from .m.old-{pid}"]
+    assert (out / "which").read_text() == "new"
+
+
+def test_work_directories_of_killed_runs_are_swept(tmp_path, cli):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"the quick brown fox {i} jumps over the lazy dog {i % 7}" for i in range(300)))
+    out = tmp_path / "models" / "g"
+    out.parent.mkdir()
+    dead = out.parent / f".g.{_dead_pid()}.abc123.tmp"  # what a killed run leaves: its tokenised corpus
+    (dead / "work").mkdir(parents=True)
+    (dead / "work" / "corpus.txt").write_text("x" * 1000)
+    alive = out.parent / f".g.{os.getpid()}.def456.tmp"  # a run still going (this process) is left alone
+    alive.mkdir()
+    r = cli("train", "glove", str(corpus), "-o", str(out), "--dim", "8", "--epochs", "2", "--min-count", "1")
+    assert r.exit_code == 0, r.output
+    assert not dead.exists() and alive.exists() and (out / "manifest.json").exists()

@@ -144,14 +144,22 @@ def train(
     is complete, so an interrupted run never leaves a half-written model, and with
     ``overwrite`` the previous model stays until the new one is ready.
     """
-    from embedsearch.models import SIF_SAMPLE_DOCS, publish_dir, write_manifest, write_sif_component
+    from embedsearch.models import (
+        SIF_SAMPLE_DOCS,
+        publish_dir,
+        sweep_leftovers,
+        work_dir_prefix,
+        write_manifest,
+        write_sif_component,
+    )
 
     params.validate()
     out_dir = Path(out_dir).expanduser().absolute()
+    sweep_leftovers(out_dir)  # what killed runs left: their tokenised corpus, a model moved aside
     check_output_dir(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=work_dir_prefix(out_dir), suffix=".tmp", dir=out_dir.parent) as tmp:
         work = Path(tmp) / "work"
         model_dir = Path(tmp) / "model"
         work.mkdir()

@@ -242,10 +242,11 @@ def train_distill(params: DistillParams, documents: list[Document], out_dir: Pat
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
 
-    from embedsearch.models import publish_dir, write_manifest
+    from embedsearch.models import publish_dir, sweep_leftovers, work_dir_prefix, write_manifest
 
     params.validate()
     out_dir = Path(out_dir).expanduser().absolute()
+    sweep_leftovers(out_dir)  # what killed runs left: their work directories, a model moved aside
     check_output_dir(out_dir, overwrite)
     texts = [d.text for d in documents if d.text.strip()]
     if len(texts) < MIN_DOCUMENTS:
@@ -286,7 +287,7 @@ def train_distill(params: DistillParams, documents: list[Document], out_dir: Pat
     trained = time.perf_counter()
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=work_dir_prefix(out_dir), suffix=".tmp", dir=out_dir.parent) as tmp:
         model_dir = Path(tmp) / "model"
         from tokenizers import Tokenizer
 

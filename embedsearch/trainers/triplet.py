@@ -409,12 +409,13 @@ def train_triplet(
     """Fine-tune ``params.base`` on triplets (given, or mined from labelled ``documents``)
     and publish a sentence-transformers model with our manifest at ``out_dir``."""
 
-    from embedsearch.models import publish_dir, write_manifest
+    from embedsearch.models import publish_dir, sweep_leftovers, work_dir_prefix, write_manifest
 
     params.validate()
     if (triplets is None) == (documents is None):
         raise InvalidArgument("give either triplets or labelled documents")
     out_dir = Path(out_dir).expanduser().absolute()
+    sweep_leftovers(out_dir)  # what killed runs left: their work directories, a model moved aside
     check_output_dir(out_dir, overwrite)
     device = torch_device(params.device)
     base = load_base(params.base, device, dense_dim=params.dense_dim, seed=params.seed)
@@ -431,7 +432,7 @@ def train_triplet(
     held_out = bool(data.held_out or data.held_out_docs)
     before = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if held_out else {}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=work_dir_prefix(out_dir), suffix=".tmp", dir=out_dir.parent) as tmp:
         result = fit(model, kind, data, params, device, progress, Path(tmp) / "checkpoint", before.get("mean_pairwise_cosine"))
         after = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if held_out else {}
         model_dir = Path(tmp) / "model"
