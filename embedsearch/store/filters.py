@@ -52,14 +52,44 @@ def parse_filter(text: str | dict | None) -> dict | None:
         return None
     if isinstance(text, dict):
         value = text
+    elif not isinstance(text, (str, bytes)):
+        raise InvalidFilter(f"filter must be a JSON object, got {type(text).__name__}")
     else:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidFilter(f"filter is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        except (RecursionError, UnicodeDecodeError, ValueError) as exc:
+            raise InvalidFilter(f"filter is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(value, dict):
         raise InvalidFilter(f"filter must be a JSON object, got {type(value).__name__}")
+    problem = _json_problem(value)
+    if problem:
+        raise InvalidFilter(f"filter is not strict JSON: {problem}")
     return value
+
+
+def _json_problem(value: Any, depth: int = 0) -> str | None:
+    """What SQL could not bind faithfully: NaN/Infinity, lone surrogates, integers outside 64
+    bits (checked iteratively deep enough for MAX_DEPTH; deeper filters are refused anyway)."""
+    from embedsearch.corpus import metadata_problem
+
+    if depth > 4 * MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if -(2**63) <= value < 2**63 else f"integer {value} is outside the 64-bit range"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            problem = metadata_problem(k, "a key") if isinstance(k, str) else f"key {k!r} is not a string"
+            problem = problem or _json_problem(v, depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        return next((p for p in (_json_problem(v, depth + 1) for v in value) if p), None)
+    return metadata_problem(value)
 
 
 @dataclass(frozen=True)
