@@ -79,7 +79,9 @@ def _json_problem(value: Any, depth: int = 0) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return None if -(2**63) <= value < 2**63 else f"integer {value} is outside the 64-bit range"
+        return None if -(2**63) <= value < 2**63 else f"integer {value} does not fit in 64 bits"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
     if isinstance(value, dict):
         for k, v in value.items():
             problem = metadata_problem(k, "a key") if isinstance(k, str) else f"key {k!r} is not a string"
