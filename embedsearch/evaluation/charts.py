@@ -151,46 +151,99 @@ def chart_analogy_sections(report: dict[str, Any]) -> str | None:
     )
 
 
-def chart_maps(report: dict[str, Any], max_categories: int = 10) -> str | None:
+UNLABELLED = ("(no query)", "(none)")
+
+
+def _map_palette(colours: list[str], max_categories: int) -> dict[str, Any]:
+    """A colour for each of the largest categories (most documents first)."""
+    counts: dict[str, int] = {}
+    for c in colours:
+        counts[c] = counts.get(c, 0) + 1
+    ranked = sorted((c for c in counts if c not in UNLABELLED), key=lambda c: (-counts[c], c))[:max_categories]
+    cmap = _pyplot().get_cmap("tab20")
+    # the strong hues first, their light pairs after; not tab20's greys (14, 15), which the
+    # documents outside these categories use
+    order = [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]
+    return {c: cmap(order[i % len(order)]) for i, c in enumerate(ranked)}
+
+
+def _map_panel(ax, pts: dict[str, Any], colours: list[str], palette: dict[str, Any], named: int) -> None:
+    """One model's map: every document a small point, the largest categories in colour and
+    the first ``named`` of them labelled at their centre."""
+    x, y = np.array(pts["x"]), np.array(pts["y"])
+    cats = np.array(colours, dtype=object)
+    rest = ~np.isin(cats, list(palette) + list(UNLABELLED))
+    none = np.isin(cats, list(UNLABELLED))
+    ax.scatter(x[none], y[none], s=7, color="#d9d9d9", linewidths=0, label="no label / query")
+    ax.scatter(x[rest], y[rest], s=8, color="#8c8c8c", linewidths=0, label="other labels / queries")
+    for i, (cat, colour) in enumerate(palette.items()):
+        sel = cats == cat
+        ax.scatter(x[sel], y[sel], s=14, color=colour, linewidths=0, label=f"{cat} ({int(sel.sum())})")
+        if i < named:
+            ax.annotate(
+                cat,
+                (x[sel].mean(), y[sel].mean()),
+                fontsize=7,
+                ha="center",
+                va="center",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colour, "alpha": 0.8},
+            )
+    share = pts.get("explained_variance")
+    ax.set_title(f"{pts['label']}" + (f" ({sum(share[:2]):.0%} of variance)" if share else ""), fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def chart_maps(report: dict[str, Any], max_categories: int = 12, named: int = 6) -> str | None:
+    """Each model's 2-D map of the sampled documents: small points coloured by label (or by the
+    query they are relevant to), a legend, and the largest groups named on the map."""
     data = report.get("map")
     if not data or not data["models"]:
         return None
     plt = _pyplot()
     colours = data["colours"]
-    counts: dict[str, int] = {}
-    for c in colours:
-        counts[c] = counts.get(c, 0) + 1
-    top = [c for c, _ in sorted(counts.items(), key=lambda kv: -kv[1]) if c not in ("(no query)", "(none)")][:max_categories]
-    palette = dict(zip(top, _colours(len(top)), strict=True))
+    palette = _map_palette(colours, max_categories)
     models = list(data["models"])
-    cols = min(3, len(models))
+    cols = min(2, len(models))
     rows = math.ceil(len(models) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 5.0 * rows), squeeze=False)
     for ax, label in zip(axes.flat, models, strict=False):
-        pts = data["models"][label]
-        x, y = np.array(pts["x"]), np.array(pts["y"])
-        other = np.array([c not in palette for c in colours])
-        ax.scatter(x[other], y[other], s=8, color="#cccccc", label="other")
-        for cat, colour in palette.items():
-            sel = np.array([c == cat for c in colours])
-            ax.scatter(x[sel], y[sel], s=14, color=colour, label=cat)
-        share = pts.get("explained_variance")
-        suffix = f" ({sum(share[:2]):.0%} of variance)" if share else ""
-        ax.set_title(f"{label}{suffix}", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _map_panel(ax, {**data["models"][label], "label": label}, colours, palette, named)
     for ax in list(axes.flat)[len(models) :]:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        names,
-        loc="lower center",
-        ncol=min(6, len(names)),
-        fontsize=8,
-        bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 6)),
-    )
+    spare = list(axes.flat)[len(models) :]
+    if spare:  # the legend fills the empty panel
+        spare[0].legend(handles, names, loc="center", fontsize=8, markerscale=1.5, frameon=False)
+    else:
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=1.5, frameon=False)
     fig.suptitle(f"{data['method'].upper()} map of {len(colours)} documents, coloured by {data['colour_by']}", fontsize=11)
+    return _png(fig)
+
+
+def chart_pareto(report: dict[str, Any]) -> str | None:
+    """Quality against documents/s, one labelled point per model, the front joined."""
+    pareto = report.get("pareto")
+    if not pareto:
+        return None
+    plt = _pyplot()
+    points = pareto["points"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (label, p), colour in zip(points.items(), _colours(len(points)), strict=True):
+        on_front = label in pareto["front"]
+        ax.scatter(
+            [p["x"]], [p["y"]], s=70 if on_front else 40, color=colour, edgecolors="black" if on_front else "none", zorder=3
+        )
+        ax.annotate(label, (p["x"], p["y"]), fontsize=8, xytext=(6, 4), textcoords="offset points")
+    front = [points[label] for label in pareto["front"]]
+    ax.plot([p["x"] for p in front], [p["y"] for p in front], "--", color="#333", linewidth=1, zorder=2, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("documents/s embedding the corpus (log scale)")
+    ax.set_ylabel(report["metrics"][pareto["y"]]["label"])
+    ax.set_title("Quality against speed (up and right is better)")
+    ax.margins(x=0.25, y=0.15)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="best")
     return _png(fig)
 
 
@@ -233,6 +286,15 @@ def models_charts(report: dict[str, Any]) -> list[dict[str, str]]:
         chart_bars(report, [f"recall@{k}", f"mrr@{k}", f"ndcg@{k}"], "Retrieval on the labelled queries"),
         "Bars are means over queries; whiskers are 95% bootstrap intervals.",
     )
+    if report.get("pareto"):
+        from embedsearch.evaluation.pareto import front_sentence
+
+        add(
+            "chart-pareto",
+            "Quality against speed",
+            chart_pareto(report),
+            front_sentence(report["pareto"]) + " Each point is one model; a model on the front is beaten by none on both.",
+        )
     add(
         "chart-word",
         "Word level and document similarity",

@@ -173,6 +173,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             for d in report["disagreements"]
         ]
         out.append(_md_table(["query", *models], drows))
+    out += _md_cases(report)
     out.append("\n## Models\n")
     out.append(
         _md_table(
@@ -181,6 +182,38 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     )
     return "\n".join(out) + "\n"
+
+
+def _md_cases(report: dict[str, Any]) -> list[str]:
+    """The Markdown sections after the tables: the Pareto front, example hits, missed queries."""
+    out = []
+    pareto = report.get("pareto")
+    if pareto:
+        from embedsearch.evaluation.pareto import front_sentence
+
+        y = report["metrics"][pareto["y"]]["label"]
+        out.append(f"\n## Quality against speed\n\n{y} against documents/s. {front_sentence(pareto)}")
+    if report.get("examples"):
+        out.append("\n## Example hits\n\nEach model's top documents for the first queries; ✓: relevant.")
+        for e in report["examples"]:
+            rows = [
+                [label if i == 0 else "", str(i + 1), h["id"] + (" ✓" if h["relevant"] else ""), h["snippet"]]
+                for label, hits in e["hits"].items()
+                for i, h in enumerate(hits)
+            ]
+            out.append(f"\n**{e['query']}** ({e['query_id']}, {e['relevant']} relevant)\n")
+            out.append(_md_table(["model", "rank", "document", "text"], rows))
+    miss = report.get("missed")
+    if miss:
+        out.append(f"\n## Queries {miss['model']} missed\n")
+        out.append(
+            f"{miss['count']} of {miss['of']} queries have no relevant document in the top {miss['k']} "
+            f"of {miss['model']}, the best model by nDCG@{miss['k']}."
+        )
+        if miss["queries"]:
+            rows = [[q["query"], str(q["relevant"]), ", ".join(q["found_by"]) or "no model"] for q in miss["queries"]]
+            out.append("\n" + _md_table(["query", "relevant", "found by"], rows))
+    return out
 
 
 RENDERERS = {
