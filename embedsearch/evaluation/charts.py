@@ -326,6 +326,7 @@ def models_charts(report: dict[str, Any]) -> list[dict[str, str]]:
         "chart-map",
         "2-D map",
         chart_maps(report),
+        "Every sampled document is a point; the largest groups are named at their centre. "
         "Each panel is one model's own projection; axes are not comparable across panels.",
     )
     return charts
