@@ -193,13 +193,29 @@ def test_compare_two_models_on_lee(lee_report, w2v_model):
     assert np.allclose(jac, jac.T) and np.allclose(np.diag(jac), 1) and 0 <= jac[0, 1] < 1
     assert len(report["map"]["ids"]) == len(report["map"]["models"]["w2v"]["x"]) == 350
     assert report["disagreements"] and set(report["disagreements"][0]["first_relevant_rank"]) == {"hashing", "w2v"}
+    _check_cases(report)
 
     md = (lee_report / "cmp.md").read_text()
     assert md.startswith("# Embedding comparison on lee") and "| recall@10 (capped) |" in md
+    assert "| embedding throughput (documents/s) |" in md and "| query time (ms/query; " in md
+    assert "## Quality against speed" in md and "On the front: " in md
+    assert "## Example hits" in md and f"## Queries {report['missed']['model']} missed" in md
     assert "hashing has no notion of word meaning" in md
     html = (lee_report / "cmp.html").read_text()
-    for chart in ("chart-retrieval", "chart-word", "chart-analogy", "chart-jaccard", "chart-rank", "chart-cost", "chart-map"):
+    for chart in (
+        "chart-retrieval",
+        "chart-pareto",
+        "chart-word",
+        "chart-analogy",
+        "chart-jaccard",
+        "chart-rank",
+        "chart-cost",
+        "chart-map",
+    ):
         assert f'id="{chart}"' in html
+    assert 'id="examples"' in html and 'id="missed"' in html and "On the front: " in html
+    first = report["examples"][0]
+    assert first["query"] in html and first["hits"]["w2v"][0]["snippet"] in html
     # self-contained: no scripts, nothing fetched from anywhere
     assert "<script" not in html and "http://" not in html and "https://" not in html.replace("https://json-schema", "")
 
@@ -232,6 +248,7 @@ def test_compare_label_mode_and_stdout(cli, w2v_model):
     r = cli("compare", "hashing", "--corpus", "lee", "--no-word-level", "--no-docsim")
     assert r.exit_code == 0, r.output
     assert "recall@10" in r.output and "no labelled queries" not in r.output  # a table, empty cells as dashes
+    assert "embedding throughput (documents/s)" in r.output
 
 
 def test_compare_ann_mode(cli, tmp_path):
@@ -341,7 +358,7 @@ def test_report_opens_in_chromium_offline(lee_report, artifacts):
             # nothing but the file itself and its inlined images was requested
             assert all(u.startswith(("file://", "data:")) for u in requests), requests
             images = page.locator("figure img")
-            assert images.count() == 7
+            assert images.count() == 8
             widths = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
             assert all(w > 100 for w in widths), widths
             assert page.locator("#summary-table td.best").count() >= 5
@@ -432,3 +449,137 @@ def test_html_to_stdout(cli, tmp_path, monkeypatch):
     assert r.output.lstrip().lower().startswith("<!doctype html>") and 'id="chart-ann"' in r.output
     assert r.output.rstrip().endswith("</html>")  # the page alone: no table printed after it
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- trade-off and cases
+
+
+def _check_cases(report: dict) -> None:
+    """The Pareto front, example hits and missed queries of a real report, checked against the
+    query file and the metrics they come from."""
+    from embedsearch.evaluation.pareto import dominates
+
+    k = report["settings"]["k"]
+    pareto = report["pareto"]
+    assert pareto["x"] == "docs_per_second" and pareto["y"] == f"ndcg@{k}"
+    points = {m: (p["x"], p["y"]) for m, p in pareto["points"].items()}
+    assert points["w2v"][1] == report["metrics"][f"ndcg@{k}"]["values"]["w2v"]["value"]
+    for m in points:
+        beaten = any(dominates(points[o], points[m]) for o in points if o != m)
+        assert (m in pareto["front"]) == (not beaten)
+    queries = [json.loads(line) for line in LEE_QUERIES.read_text().splitlines() if line.strip()]
+    assert [e["query_id"] for e in report["examples"]] == [q["id"] for q in queries[:3]]
+    for e, q in zip(report["examples"], queries, strict=False):
+        assert set(e["hits"]) == {"hashing", "w2v"} and e["relevant"] == len(q["relevant"])
+        for hits in e["hits"].values():
+            assert len(hits) == 3 and all(h["relevant"] == (h["id"] in q["relevant"]) for h in hits)
+            assert all(0 < len(h["snippet"]) <= 142 for h in hits)
+    missed = report["missed"]
+    assert missed["model"] == report["metrics"][f"ndcg@{k}"]["best"] and missed["of"] == len(queries)
+    assert missed["count"] >= 1 and len(missed["queries"]) == min(missed["count"], 20)  # hashing misses a few
+    texts = {q["id"]: q["query"] for q in queries}
+    assert all(texts[m["query_id"]] == m["query"] and missed["model"] not in m["found_by"] for m in missed["queries"])
+
+
+def test_pareto_front_dominance_and_ties():
+    from embedsearch.evaluation.pareto import front_sentence, pareto_front
+
+    points = {
+        "slow-good": (10.0, 0.9),
+        "slow-good-twin": (10.0, 0.9),  # the same figures: neither dominates the other
+        "fast": (1000.0, 0.5),
+        "fast-worse": (1000.0, 0.4),  # as fast, worse: dominated by fast alone
+        "middle-worse": (50.0, 0.45),  # slower and worse than fast
+        "slowest-best": (5.0, 0.95),
+        "middle": (100.0, 0.7),
+    }
+    front, beaten = pareto_front(points)
+    assert front == ["slowest-best", "slow-good", "slow-good-twin", "middle", "fast"]
+    assert beaten == {"fast-worse": ["fast"], "middle-worse": ["fast", "middle"]}
+    text = front_sentence({"front": front, "dominated_by": beaten})
+    assert text.startswith("On the front: slowest-best, slow-good, slow-good-twin, middle, fast.")
+    assert "fast-worse (by fast)" in text
+    assert pareto_front({"only": (1.0, 0.1)}) == (["only"], {})
+
+
+def test_tradeoff_picks_the_quality_metric():
+    from embedsearch.evaluation.pareto import tradeoff
+
+    def metric(values):
+        return {"values": {m: None if v is None else {"value": v} for m, v in values.items()}}
+
+    report = {
+        "settings": {"k": 10},
+        "metrics": {
+            "docs_per_second": metric({"a": 100.0, "b": 10.0, "c": 50.0}),
+            "ndcg@10": metric({"a": None, "b": None, "c": None}),  # no queries
+            "lee_spearman": metric({"a": 0.2, "b": 0.6, "c": None}),
+        },
+    }
+    out = tradeoff(report)
+    assert out["y"] == "lee_spearman" and set(out["points"]) == {"a", "b"}  # c has no quality figure
+    assert out["front"] == ["b", "a"] and out["dominated_by"] == {}
+    report["metrics"]["ndcg@10"] = metric({"a": 0.5, "b": 0.4, "c": 0.3})
+    out = tradeoff(report)
+    assert out["y"] == "ndcg@10" and out["front"] == ["a"] and out["dominated_by"] == {"b": ["a"], "c": ["a"]}
+    del report["metrics"]["ndcg@10"], report["metrics"]["lee_spearman"]
+    assert tradeoff(report) is None
+
+
+def test_missed_queries_and_example_hits_by_hand():
+    from embedsearch.evaluation.compare import Query
+    from embedsearch.evaluation.examples import best_model, example_hits, missed_queries, snippet
+
+    queries = [Query("q1", "first", {"d1"}), Query("q2", "second", {"d2", "d3"}), Query("q3", "third", {"d4"})]
+    rankings = {
+        "a": [["d1", "d9"], ["d9", "d8"], ["d8", "d9"]],  # misses q2 and q3 in its top 2
+        "b": [["d9", "d8"], ["d8", "d3"], ["d9", "d8"]],  # finds q2's d3 at rank 2
+    }
+    out = missed_queries(queries, rankings, "a", 2)
+    assert out["count"] == 2 and out["of"] == 3
+    assert [(q["query_id"], q["found_by"]) for q in out["queries"]] == [("q2", ["b"]), ("q3", [])]
+    assert missed_queries(queries, rankings, "a", 1, limit=1)["queries"][0]["query_id"] == "q2"
+    texts = {d: f"text of {d} " * 30 for d in ("d1", "d3", "d8", "d9")}
+    hits = example_hits(queries, rankings, texts, count=2, top=2)
+    assert [h["id"] for h in hits[1]["hits"]["b"]] == ["d8", "d3"]
+    assert [h["relevant"] for h in hits[1]["hits"]["b"]] == [False, True]
+    assert hits[0]["hits"]["a"][0]["snippet"].endswith(" …") and len(hits[0]["hits"]["a"][0]["snippet"]) <= 142
+    assert snippet("  short\n text ") == "short text"
+    metric = {"best": None, "values": {"a": {"value": 0.5}, "b": {"value": 0.5}, "c": None}}
+    assert best_model(metric) == "a"  # all equal: the first with the top value
+    assert best_model({"best": "b", "values": {}}) == "b"
+
+
+def test_schema_constrains_the_new_sections(lee_report):
+    import jsonschema
+
+    report = json.loads((lee_report / "cmp.json").read_text())
+    for section, bad in (
+        ("pareto", {"x": "docs_per_second", "y": "ndcg@10", "points": {}, "front": "w2v", "dominated_by": {}}),
+        ("examples", [{"query_id": "q", "query": "x", "relevant": 1, "hits": {"w2v": [{"id": "d"}]}}]),
+        ("missed", {"model": "w2v", "k": 10, "count": 1, "of": 45}),
+    ):
+        broken = {**report, section: bad}
+        with pytest.raises(jsonschema.ValidationError):
+            _validate(broken)
+    _validate({**report, "pareto": None})  # no quality metric measured
+
+
+def test_map_panel_draws_every_document():
+    """The map shows all sampled documents as points (the old one drew a few categories), with
+    one legend entry per coloured category plus the two greys."""
+    from embedsearch.evaluation.charts import _map_palette, _map_panel, _pyplot
+
+    rng = np.random.default_rng(0)
+    colours = [f"topic-{i % 15}" for i in range(300)] + ["(no query)"] * 100
+    palette = _map_palette(colours, max_categories=12)
+    assert len(palette) == 12 and "(no query)" not in palette
+    assert len(set(map(tuple, palette.values()))) == 12  # distinct colours
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    pts = {"x": rng.random(400).tolist(), "y": rng.random(400).tolist(), "label": "m", "explained_variance": [0.2, 0.1]}
+    _map_panel(ax, pts, colours, palette, named=4)
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 400
+    assert len(ax.get_legend_handles_labels()[1]) == 14
+    assert len(ax.texts) == 4 and ax.get_title() == "m (30% of variance)"
+    plt.close(fig)

@@ -22,6 +22,8 @@ import numpy as np
 
 from embedsearch.corpus import Document
 from embedsearch.errors import CorpusError, InvalidArgument
+from embedsearch.evaluation.examples import best_model, example_hits, missed_queries
+from embedsearch.evaluation.pareto import tradeoff
 
 SCHEMA = "embedsearch.compare/1"
 
@@ -347,11 +349,11 @@ def compare_models(
         steps.done()
 
     for name, label, higher, unit in (
-        ("docs_per_second", "embedding throughput", True, "docs/s"),
+        ("docs_per_second", "embedding throughput (documents/s)", True, "docs/s"),
         ("model_bytes", "model size on disk", False, "bytes"),
         ("dimension", "vector dimension", None, ""),
         ("index_bytes", "index memory (exact Flat)", False, "bytes"),
-        ("query_ms", "query time (batch embed + exact search, per query)", False, "ms"),
+        ("query_ms", "query time (ms/query; batch embed + exact search)", False, "ms"),
     ):
         metrics[name] = _metric(label, "cost", higher, unit)
 
@@ -427,6 +429,7 @@ def compare_models(
                 p[best][0], p[m][0], p[best][1], resamples=resamples, seed=seed
             )
         _pick_best(metric, test)
+    report["pareto"] = tradeoff(report)
 
     # ---- agreement between models
     if len(runs) >= 2:
@@ -455,6 +458,9 @@ def compare_models(
         }
     if queries and len(runs) >= 2:
         report["disagreements"] = _disagreements(queries, per_query, rankings, k)
+    if queries:
+        report["examples"] = example_hits(queries, rankings, {d.id: d.text for d in docs})
+        report["missed"] = missed_queries(queries, rankings, best_model(metrics[f"ndcg@{k}"]), k)
 
     # ---- 2-D maps of a sample of documents
     steps.step("all", "2-D maps")

@@ -6,16 +6,12 @@ URIs and the styles are inline, so the file opens offline and can be mailed arou
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from embedsearch.evaluation.charts import chart_ann, models_charts
 from embedsearch.files import atomic_temp
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -80,217 +76,6 @@ def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: order.index(r["group"]) if r["group"] in order else len(order))
 
 
-# --------------------------------------------------------------------------- charts
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; the charts only become PNG bytes
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _colours(n: int) -> list:
-    plt = _pyplot()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
-def chart_bars(report: dict[str, Any], names: list[str], title: str) -> str | None:
-    """Grouped bars (one group per metric, one bar per model) with confidence intervals."""
-    plt = _pyplot()
-    names = [n for n in names if n in report["metrics"]]
-    models = [m["label"] for m in report["models"]]
-    if not names or not any(report["metrics"][n]["values"].get(m) for n in names for m in models):
-        return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(names) * max(1, len(models)) / 2 + 2), 3.6))
-    width = 0.8 / len(models)
-    for j, (label, colour) in enumerate(zip(models, _colours(len(models)), strict=True)):
-        xs, ys, err_lo, err_hi = [], [], [], []
-        for i, name in enumerate(names):
-            v = report["metrics"][name]["values"].get(label)
-            if v is None or v.get("value") is None:
-                continue
-            xs.append(i - 0.4 + width * (j + 0.5))
-            ys.append(v["value"])
-            err_lo.append(max(0.0, v["value"] - v.get("low", v["value"])))
-            err_hi.append(max(0.0, v.get("high", v["value"]) - v["value"]))
-        if xs:
-            ax.bar(xs, ys, width, label=label, color=colour, yerr=[err_lo, err_hi], capsize=3, ecolor="#333")
-    ax.set_xticks(range(len(names)), [report["metrics"][n]["label"] for n in names], rotation=15, ha="right")
-    ax.set_title(title)
-    ax.axhline(0, color="#999", linewidth=0.8)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return _png(fig)
-
-
-def chart_cost(report: dict[str, Any]) -> str | None:
-    plt = _pyplot()
-    models = [m["label"] for m in report["models"]]
-    panels = [("docs_per_second", "documents / second (log)", True), ("model_bytes", "model size on disk (MiB)", False)]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, (name, title, log) in zip(axes, panels, strict=True):
-        values = [(report["metrics"][name]["values"].get(m) or {}).get("value") for m in models]
-        ys = [0 if v is None else (v if log else v / 2**20) for v in values]
-        ax.bar(models, ys, color=_colours(len(models)))
-        if log and any(y > 0 for y in ys):
-            ax.set_yscale("log")
-        ax.set_title(title)
-        ax.tick_params(axis="x", rotation=20)
-        ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
-
-
-def _heatmap(
-    m: np.ndarray,
-    rows: list[str],
-    cols: list[str],
-    title: str,
-    *,
-    figsize: tuple[float, float],
-    vmin: float,
-    cmap: str,
-    dark_below: float,
-    fontsize: int,
-    xrotation: int,
-    xfontsize: int | None = None,
-    aspect: str | None = None,
-    bar_fraction: float = 0.046,
-) -> str:
-    """An annotated heatmap (NaN cells left blank) as a PNG data URI."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=figsize)
-    im = ax.imshow(m, vmin=vmin, vmax=1, cmap=cmap, aspect=aspect)
-    ax.set_xticks(range(len(cols)), cols, rotation=xrotation, ha="right", fontsize=xfontsize)
-    ax.set_yticks(range(len(rows)), rows)
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            if not math.isnan(m[i, j]):
-                colour = "white" if m[i, j] < dark_below else "black"
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", color=colour, fontsize=fontsize)
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=bar_fraction)
-    return _png(fig)
-
-
-def chart_heatmap(matrix: list[list[float | None]], labels: list[str], title: str) -> str:
-    m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
-    return _heatmap(
-        m,
-        labels,
-        labels,
-        title,
-        figsize=(1.0 * len(labels) + 2.5, 0.8 * len(labels) + 1.8),
-        vmin=0 if np.nanmin(m) >= 0 else -1,
-        cmap="viridis",
-        dark_below=0.6,
-        fontsize=9,
-        xrotation=30,
-    )
-
-
-def chart_analogy_sections(report: dict[str, Any]) -> str | None:
-    sections = report.get("analogy_sections") or {}
-    if not sections:
-        return None
-    models = list(sections)
-    names = [s["section"] for s in next(iter(sections.values()))]
-    m = np.array([[np.nan if s["accuracy"] is None else s["accuracy"] for s in sections[label]] for label in models])
-    return _heatmap(
-        m,
-        models,
-        names,
-        "Google analogies: accuracy by section (covered questions)",
-        figsize=(0.6 * len(names) + 3, 0.6 * len(models) + 2),
-        vmin=0,
-        cmap="magma",
-        dark_below=0.5,
-        fontsize=7,
-        xrotation=45,
-        xfontsize=8,
-        aspect="auto",
-        bar_fraction=0.03,
-    )
-
-
-def chart_maps(report: dict[str, Any], max_categories: int = 10) -> str | None:
-    data = report.get("map")
-    if not data or not data["models"]:
-        return None
-    plt = _pyplot()
-    colours = data["colours"]
-    counts: dict[str, int] = {}
-    for c in colours:
-        counts[c] = counts.get(c, 0) + 1
-    top = [c for c, _ in sorted(counts.items(), key=lambda kv: -kv[1]) if c not in ("(no query)", "(none)")][:max_categories]
-    palette = dict(zip(top, _colours(len(top)), strict=True))
-    models = list(data["models"])
-    cols = min(3, len(models))
-    rows = math.ceil(len(models) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
-    for ax, label in zip(axes.flat, models, strict=False):
-        pts = data["models"][label]
-        x, y = np.array(pts["x"]), np.array(pts["y"])
-        other = np.array([c not in palette for c in colours])
-        ax.scatter(x[other], y[other], s=8, color="#cccccc", label="other")
-        for cat, colour in palette.items():
-            sel = np.array([c == cat for c in colours])
-            ax.scatter(x[sel], y[sel], s=14, color=colour, label=cat)
-        share = pts.get("explained_variance")
-        suffix = f" ({sum(share[:2]):.0%} of variance)" if share else ""
-        ax.set_title(f"{label}{suffix}", fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in list(axes.flat)[len(models) :]:
-        ax.axis("off")
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        names,
-        loc="lower center",
-        ncol=min(6, len(names)),
-        fontsize=8,
-        bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 6)),
-    )
-    fig.suptitle(f"{data['method'].upper()} map of {len(colours)} documents, coloured by {data['colour_by']}", fontsize=11)
-    return _png(fig)
-
-
-def chart_ann(report: dict[str, Any]) -> str:
-    plt = _pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
-    specs = report["specs"]
-    k = report["settings"]["k"]
-    for spec, colour in zip(specs, _colours(len(specs)), strict=True):
-        pts = spec["points"]
-        ax.plot([p["qps"] for p in pts], [p["recall"] for p in pts], "o-", color=colour, label=spec["spec"])
-        if spec["knob"]:
-            for p in pts:
-                ax.annotate(str(p["param"]), (p["qps"], p["recall"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.axvline(report["exact"]["qps"], color="#999", linestyle="--", linewidth=1, label="exact (brute force)")
-    ax.set_xscale("log")
-    ax.set_xlabel("queries / second (log)")
-    ax.set_ylabel(f"recall@{k} vs exact")
-    ax.set_title("recall against speed (labels: nprobe / efSearch)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    bx.bar(range(len(specs)), [s["bytes_per_vector"] for s in specs], color=_colours(len(specs)))
-    bx.set_xticks(range(len(specs)), [s["spec"] for s in specs], rotation=30, ha="right")
-    bx.set_title("bytes per vector")
-    bx.grid(axis="y", alpha=0.3)
-    return _png(fig)
-
-
 # --------------------------------------------------------------------------- documents
 
 
@@ -303,56 +88,6 @@ def _environment():
     env.filters["fmt"] = format_value
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
     return env
-
-
-def models_charts(report: dict[str, Any]) -> list[dict[str, str]]:
-    k = report["settings"]["k"]
-    charts = []
-
-    def add(key: str, title: str, uri: str | None, caption: str) -> None:
-        if uri:
-            charts.append({"id": key, "title": title, "uri": uri, "caption": caption})
-
-    add(
-        "chart-retrieval",
-        "Retrieval",
-        chart_bars(report, [f"recall@{k}", f"mrr@{k}", f"ndcg@{k}"], "Retrieval on the labelled queries"),
-        "Bars are means over queries; whiskers are 95% bootstrap intervals.",
-    )
-    add(
-        "chart-word",
-        "Word level and document similarity",
-        chart_bars(
-            report,
-            ["wordsim353", "simlex999", "google_analogy", "lee_pearson", "lee_spearman"],
-            "Word benchmarks and Lee document similarity",
-        ),
-        "Word-pair whiskers are 95% bootstrap intervals over pairs; "
-        "a missing bar means the metric does not apply (see the table).",
-    )
-    add("chart-analogy", "Analogies by section", chart_analogy_sections(report), "Accuracy on the questions each model covers.")
-    agreement = report.get("agreement")
-    if agreement:
-        add(
-            "chart-jaccard",
-            "Neighbour overlap",
-            chart_heatmap(agreement[f"jaccard@{k}"], agreement["models"], f"Jaccard@{k} of top-{k} neighbours"),
-            f"Mean overlap of the top {k} results over {agreement['neighbour_queries']} queries.",
-        )
-        add(
-            "chart-rank",
-            "Similarity rank correlation",
-            chart_heatmap(agreement["score_spearman"], agreement["models"], "Spearman of pairwise similarities"),
-            f"Rank correlation of cosine similarities on {agreement['score_pairs']} sampled document pairs.",
-        )
-    add("chart-cost", "Cost", chart_cost(report), "Throughput embedding the corpus (model already loaded) and size on disk.")
-    add(
-        "chart-map",
-        "2-D map",
-        chart_maps(report),
-        "Each panel is one model's own projection; axes are not comparable across panels.",
-    )
-    return charts
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -438,6 +173,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             for d in report["disagreements"]
         ]
         out.append(_md_table(["query", *models], drows))
+    out += _md_cases(report)
     out.append("\n## Models\n")
     out.append(
         _md_table(
@@ -446,6 +182,38 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     )
     return "\n".join(out) + "\n"
+
+
+def _md_cases(report: dict[str, Any]) -> list[str]:
+    """The Markdown sections after the tables: the Pareto front, example hits, missed queries."""
+    out = []
+    pareto = report.get("pareto")
+    if pareto:
+        from embedsearch.evaluation.pareto import front_sentence
+
+        y = report["metrics"][pareto["y"]]["label"]
+        out.append(f"\n## Quality against speed\n\n{y} against documents/s. {front_sentence(pareto)}")
+    if report.get("examples"):
+        out.append("\n## Example hits\n\nEach model's top documents for the first queries; ✓: relevant.")
+        for e in report["examples"]:
+            rows = [
+                [label if i == 0 else "", str(i + 1), h["id"] + (" ✓" if h["relevant"] else ""), h["snippet"]]
+                for label, hits in e["hits"].items()
+                for i, h in enumerate(hits)
+            ]
+            out.append(f"\n**{e['query']}** ({e['query_id']}, {e['relevant']} relevant)\n")
+            out.append(_md_table(["model", "rank", "document", "text"], rows))
+    miss = report.get("missed")
+    if miss:
+        out.append(f"\n## Queries {miss['model']} missed\n")
+        out.append(
+            f"{miss['count']} of {miss['of']} queries have no relevant document in the top {miss['k']} "
+            f"of {miss['model']}, the best model by nDCG@{miss['k']}."
+        )
+        if miss["queries"]:
+            rows = [[q["query"], str(q["relevant"]), ", ".join(q["found_by"]) or "no model"] for q in miss["queries"]]
+            out.append("\n" + _md_table(["query", "relevant", "found by"], rows))
+    return out
 
 
 RENDERERS = {
