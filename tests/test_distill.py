@@ -78,6 +78,30 @@ def test_student_is_a_model_for_collections(cli, student, tmp_path):
     assert r.exit_code == 2 and "static model" in r.output
 
 
+def test_student_is_a_base_for_the_triplet_trainer(cli, student, tmp_path):
+    """The issue's promise: a distilled student can be fine-tuned with the triplet loss. It used
+    to fail with a traceback (the trainer set max_seq_length, which a StaticEmbedding cannot
+    take), and then trained at a transformer's learning rate, which leaves a token table as it was;
+    the result's config held max_seq_length = inf, which a collection could not store."""
+    from embedsearch.datasets import mini_newsgroup
+
+    posts = tmp_path / "posts.jsonl"
+    corpus = mini_newsgroup()
+    docs = corpus.documents if hasattr(corpus, "documents") else corpus[0]
+    posts.write_text("".join(json.dumps({"id": d.id, "text": d.text[:2000], "label": d.metadata["label"]}) + "\n" for d in docs))
+    out = tmp_path / "tuned"
+    r = cli("train", "triplet", "--labelled", str(posts), "--label-field", "label", "--base", str(student),
+            "-o", str(out), "--epochs", "3", "--json")  # fmt: skip
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    report = json.loads(r.output)
+    before, after = report["metrics_before"], report["metrics_after"]
+    assert after["triplet_accuracy"] > before["triplet_accuracy"]  # it trained: a static base gets lr 1e-2
+    assert cli("index", "create", "tuned", "--model", str(out)).exit_code == 0
+    r = cli("index", "add", "tuned", str(posts))
+    assert r.exit_code == 0, r.output
+    assert cli("index", "verify", "tuned").exit_code == 0
+
+
 @pytest.mark.parametrize(
     ("lines", "args", "code", "message"),
     [

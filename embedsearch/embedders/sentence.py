@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -119,7 +120,10 @@ class SentenceEmbedder(Embedder):
         self.fingerprint = directory_fingerprint(path)
 
     def config(self) -> dict:
-        out = {**super().config(), "kind": "sentence-transformers", "max_seq_length": self.model.max_seq_length}
+        length = self.model.max_seq_length
+        # a static model has no length limit (inf), which strict JSON cannot hold: null says "none"
+        length = int(length) if isinstance(length, (int, float)) and math.isfinite(length) else None
+        out = {**super().config(), "kind": "sentence-transformers", "max_seq_length": length}
         if self.pretokenize:
             out["pretokenize"] = self.pretokenize
         return out

@@ -88,7 +88,7 @@ class TripletParams:
 
 @dataclass
 class Base:
-    """The model being trained, its kind ("transformer" or "word-vectors") and how texts are
+    """The model being trained, its kind ("transformer", "word-vectors" or "static") and how texts are
     turned into its inputs (``pretokenize``: None for raw text, or a value of
     ``embedders.sentence.PRETOKENIZERS``, recorded in the manifest for whoever loads it)."""
 
@@ -145,6 +145,8 @@ def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1) -> B
                       init_bias=torch.zeros(out_dim) if init is not None else None)  # fmt: skip
         model = SentenceTransformer(modules=[words, Pooling(wv.dim, "mean"), dense], device=device)
         return Base(model, "word-vectors", PRETOKENIZE_WORDS)
+    if kind == "static":  # a student from `train distill`: a trainable token table, trained like word vectors
+        return Base(SentenceTransformer(str(path), device=device), "static")
     if kind == "sentence-transformers" or is_sentence_transformers_dir(path):
         pretokenize = manifest.get("pretokenize")  # a model trained here on a word-vector base
         if pretokenize is not None and pretokenize not in PRETOKENIZERS:
@@ -281,8 +283,12 @@ def fit(
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
     margin = params.resolved_margin()
-    lr = params.lr or (1e-2 if kind == "word-vectors" else 2e-5)
-    model.max_seq_length = min(params.max_seq_length, getattr(model, "max_seq_length", None) or params.max_seq_length)
+    lr = params.lr or (1e-2 if kind in ("word-vectors", "static") else 2e-5)
+    current = getattr(model, "max_seq_length", None) or params.max_seq_length
+    try:
+        model.max_seq_length = min(params.max_seq_length, current)
+    except AttributeError:  # a static model (StaticEmbedding, from `train distill`) has no length to set
+        pass
     from sentence_transformers.sentence_transformer.losses import TripletDistanceMetric, TripletLoss
 
     metric = TripletDistanceMetric.COSINE if params.distance == "cosine" else TripletDistanceMetric.EUCLIDEAN
