@@ -242,7 +242,6 @@ def cmd_ingest(args) -> None:
 
 
 def cmd_large(args) -> None:
-    import faiss
 
     from embedsearch.corpus import Document
     from embedsearch.store.specs import parse_spec
@@ -262,17 +261,7 @@ def cmd_large(args) -> None:
     disk = info["index_bytes"]
     db = sum(p.stat().st_size for p in Path(tmp).glob("embedsearch.db*"))
     q = clustered(nq, dim, seed=999)
-    # exact ground truth, chunk by chunk (the vectors never sit in memory all at once)
-    best_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    best_i = np.full((nq, k), -1, dtype=np.int64)
-    for start, x in chunks(n, dim, args.chunk, first):
-        idx = faiss.IndexFlatIP(dim)
-        idx.add(x)
-        s, i = idx.search(q, k)
-        s_all = np.hstack([best_s, s])
-        i_all = np.hstack([best_i, i + start])
-        order = np.argsort(-s_all, axis=1)[:, :k]
-        best_s, best_i = np.take_along_axis(s_all, order, axis=1), np.take_along_axis(i_all, order, axis=1)
+    best_i = exact_truth(q, k, n, dim, args.chunk, first)
     serve = subprocess.run(
         [sys.executable, "-c", SERVE_SCRIPT, tmp, "large", str(nq)], input=q.tobytes(), capture_output=True, check=True
     )
@@ -291,6 +280,23 @@ def cmd_large(args) -> None:
     }
     print(json.dumps(out, indent=1))
     _save(f"large-{n}", out)
+
+
+def exact_truth(q: np.ndarray, k: int, n: int, dim: int, chunk: int, first: int) -> np.ndarray:
+    """Row ids of the exact top k over the large data set, chunk by chunk (the vectors never
+    sit in memory all at once)."""
+    import faiss
+
+    from embedsearch.store.segments import sort_topk
+
+    best_s = np.full((len(q), k), -np.inf, dtype=np.float32)
+    best_i = np.full((len(q), k), -1, dtype=np.int64)
+    for start, x in chunks(n, dim, chunk, first):
+        idx = faiss.IndexFlatIP(dim)
+        idx.add(x)
+        s, i = idx.search(q, k)
+        best_s, best_i = sort_topk(np.hstack([best_s, s]), np.hstack([best_i, i + start]), k)
+    return best_i
 
 
 SERVE_SCRIPT = r"""

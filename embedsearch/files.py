@@ -15,6 +15,15 @@ from pathlib import Path
 _umask_lock = threading.Lock()
 
 
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (after a create or a rename), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def current_umask() -> int:
     """The process umask, read without changing it where Linux says it (/proc), else by setting it back."""
     try:

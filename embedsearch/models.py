@@ -28,7 +28,7 @@ import numpy as np
 
 from embedsearch.embedders.base import Embedder
 from embedsearch.errors import ModelFormatError, OutputExists, UnknownModel
-from embedsearch.files import atomic_temp, atomic_temp_dir
+from embedsearch.files import atomic_temp, atomic_temp_dir, fsync_path
 from embedsearch.wordvectors import FastTextVectors, WordVectors, load_fasttext_bin
 
 MANIFEST = "manifest.json"
@@ -58,16 +58,8 @@ def write_manifest(model_dir: Path, manifest: dict[str, Any]) -> None:
 def _fsync_tree(path: Path) -> None:
     for p in sorted(path.rglob("*")):
         if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_path(p)
+    fsync_path(path)
 
 
 def publish_dir(src: Path, dst: Path, *, overwrite: bool) -> None:
@@ -82,7 +74,7 @@ def publish_dir(src: Path, dst: Path, *, overwrite: bool) -> None:
         if not overwrite:
             raise OutputExists(f"{dst} already exists; pass --overwrite to replace it")
         if _exchange(src, dst):
-            _fsync_dir(dst.parent)
+            fsync_path(dst.parent)
             shutil.rmtree(src, ignore_errors=True)  # now the old model
             return
         aside = dst.parent / f".{dst.name}.old-{os.getpid()}"
@@ -92,19 +84,11 @@ def publish_dir(src: Path, dst: Path, *, overwrite: bool) -> None:
         except OSError:
             os.rename(aside, dst)
             raise
-        _fsync_dir(dst.parent)
+        fsync_path(dst.parent)
         shutil.rmtree(aside, ignore_errors=True)
         return
     os.rename(src, dst)
-    _fsync_dir(dst.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(dst.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -189,7 +189,7 @@ def test_before_metrics_are_the_base_models(lee_w2v, tmp_path):
     from embedsearch.datasets import mini_newsgroup
     from embedsearch.embedders import load_embedder
     from embedsearch.embedders.sentence import pretokenize_words
-    from embedsearch.trainers.triplet import mean_pairwise_cosine
+    from embedsearch.evaluation.retrieval import mean_pairwise_cosine
     from embedsearch.trainers.triplets import split_labelled
 
     docs = mini_newsgroup().documents

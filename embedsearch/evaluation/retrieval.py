@@ -56,8 +56,11 @@ def triplet_accuracy(anchor: np.ndarray, positive: np.ndarray, negative: np.ndar
 
 
 def mean_pairwise_cosine(embeddings: np.ndarray, sample: int = 500, seed: int = 0) -> float:
-    """Mean cosine between distinct documents; near 1 means the embeddings have collapsed."""
-    x = _unit(embeddings)
+    """Mean cosine between distinct documents; near 1 means the embeddings have collapsed.
+    In float64: a word-vector base sits within 1e-5 of 1, where float32 sums would blur the
+    spread that the triplet trainer's collapse check compares."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     if x.shape[0] > sample:
         x = x[np.random.default_rng(seed).choice(x.shape[0], sample, replace=False)]
     n = x.shape[0]

@@ -51,7 +51,7 @@ from embedsearch.store.locks import RWLock, file_lock, is_locked
 from embedsearch.store.metadata import collections, documents, segments, tombstones, trainings
 from embedsearch.store.segments import SegmentMeta, segment_file, segment_files, write_sealed
 from embedsearch.store.specs import check_metric, parse_spec, target_spec, validate_spec
-from embedsearch.store.view import SegmentSet
+from embedsearch.store.view import SegmentSet, committed_generation
 
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 SEAL_BYTES = 32 << 20  # the growing segment is sealed once its vectors take this much
@@ -292,10 +292,7 @@ class Collection:
 
     def _committed_generation(self) -> int:
         with self.store.engine.connect() as conn:
-            gen = conn.execute(select(collections.c.generation).where(collections.c.id == self.id)).scalar()
-        if gen is None:
-            raise CollectionNotFound(f"collection {self.name!r} no longer exists")
-        return int(gen)
+            return committed_generation(conn, self.id, self.name)
 
     def _is_legacy(self) -> bool:
         with self.store.engine.connect() as conn:
@@ -446,9 +443,7 @@ class Collection:
         crash_point("after-commit")
         with self._rw.write():
             self.row.update(values)
-            if sealed_meta is not None:
-                pass  # the next view() opens the new segment memory-mapped
-            elif n:
+            if sealed_meta is None and n:  # a new sealed segment is opened (mapped) by view() below
                 view.growing.add(row_ids, new_vectors)
                 view.growing.meta.count += n
                 view.growing.meta.bytes = view.growing.meta.count * record_dtype(self.dim).itemsize

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from embedsearch.errors import IndexCorrupted
-from embedsearch.store.segments import Segment, SegmentMeta, fsync_dir
+from embedsearch.files import fsync_path
+from embedsearch.store.segments import Segment, SegmentMeta
 
 
 def growing_file(seg_id: int) -> str:
@@ -64,12 +65,9 @@ def append_records(path: Path, dim: int, committed: int, ids: np.ndarray, vector
 
 def create_log(path: Path) -> None:
     """An empty log, durable before the segment list names it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
+    fsync_path(path)
+    fsync_path(path.parent)
 
 
 def truncate_log(path: Path, dim: int, committed: int) -> None:

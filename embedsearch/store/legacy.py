@@ -116,11 +116,12 @@ def migrate_legacy(coll) -> None:
     rows, and an IVF/SQ index yields the trained template. One commit; the old file goes after."""
     from sqlalchemy import update
 
+    from embedsearch.files import fsync_path
     from embedsearch.store import manifest
     from embedsearch.store.collection import _growing_meta, crash_point
     from embedsearch.store.growing import create_log
     from embedsearch.store.metadata import collections
-    from embedsearch.store.segments import SegmentMeta, checksum, fsync_dir, segment_file, write_index_file, write_sealed
+    from embedsearch.store.segments import SegmentMeta, checksum, segment_file, write_index_file, write_sealed
     from embedsearch.store.specs import describe
 
     view = load_legacy_view(coll)
@@ -134,7 +135,7 @@ def migrate_legacy(coll) -> None:
         tid = manifest.new_id()
         tfile = f"trained-{tid}.faiss"
         write_index_file(template, coll.dir / tfile)
-        fsync_dir(coll.dir)
+        fsync_path(coll.dir)
         _, sha = checksum(coll.dir, [tfile])
         training = manifest.Training(tid, describe(index), tfile, int(index.ntotal), int(index.ntotal), sha, new_gen)
     sealed = None

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import update
 
+from embedsearch.files import fsync_path
 from embedsearch.store import manifest
 from embedsearch.store.locks import file_lock
 from embedsearch.store.merging import MergePlan, build_merged, plan_merge
@@ -21,7 +22,6 @@ from embedsearch.store.metadata import collections
 from embedsearch.store.segments import (
     SegmentMeta,
     checksum,
-    fsync_dir,
     segment_file,
     segment_files,
     write_index_file,
@@ -63,7 +63,7 @@ def train_template(coll, view: SegmentSet, spec: IndexSpec, n: int, extra: np.nd
     tid = manifest.new_id()
     file = f"trained-{tid}.faiss"
     write_index_file(template, coll.dir / file)
-    fsync_dir(coll.dir)
+    fsync_path(coll.dir)
     _, sha = checksum(coll.dir, [file])
     return manifest.Training(tid, spec.text, file, int(n), len(sample), sha, coll.generation + 1)
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from embedsearch.errors import IndexCorrupted
+from embedsearch.files import fsync_path
 from embedsearch.store.specs import (
     HNSW_EF_SEARCH,
     REFINE_FACTOR,
@@ -86,17 +87,6 @@ def segment_files(meta: SegmentMeta) -> list[str]:
     return files
 
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
@@ -108,7 +98,7 @@ def write_index_file(index, path: Path) -> None:
     tmp = temp_name(path)
     try:
         faiss.write_index(index, str(tmp))
-        _fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -126,14 +116,6 @@ def _write_npy(array: np.ndarray, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def checksum(directory: Path, files: list[str]) -> tuple[int, str]:
@@ -156,7 +138,7 @@ def write_sealed(directory: Path, meta: SegmentMeta, index, full: tuple[np.ndarr
         ids_name, vec_name = refine_files(meta.seg_id)
         _write_npy(np.ascontiguousarray(full[0], dtype=np.int64), directory / ids_name)
         _write_npy(np.ascontiguousarray(full[1], dtype=np.float32), directory / vec_name)
-    fsync_dir(directory)
+    fsync_path(directory)
     meta.bytes, meta.sha256 = checksum(directory, segment_files(meta))
     return meta
 

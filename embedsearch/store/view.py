@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from embedsearch.errors import InconsistentCollection, IndexCorrupted
+from embedsearch.errors import InconsistentCollection
 from embedsearch.store import manifest
 from embedsearch.store.growing import GrowingSegment
 from embedsearch.store.metadata import collections
@@ -57,7 +57,7 @@ class SegmentSet:
         no commit happened in between."""
         while True:
             with engine.connect() as conn:
-                gen = _generation(conn, collection_id)
+                gen = committed_generation(conn, collection_id)
                 if gen == self.generation:
                     return gen, None, None, None
                 metas = manifest.read_segments(conn, collection_id)
@@ -67,7 +67,7 @@ class SegmentSet:
                 ]
                 incremental = not structural and self.generation >= 0
                 dead = manifest.read_tombstones(conn, collection_id, self.generation if incremental else None)
-                if _generation(conn, collection_id) == gen:
+                if committed_generation(conn, collection_id) == gen:
                     return gen, metas, training, (dead, incremental)
 
     def _sync_once(self, engine, collection_id: int) -> None:
@@ -128,21 +128,6 @@ class SegmentSet:
                 out.append((seg, ids[lo:hi]))
         return out
 
-    def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """Stored vectors for live ids, in the order given."""
-        ids = np.asarray(ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")
-        out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        sorted_ids = ids[order]
-        start = 0
-        for seg, part in self.route(sorted_ids):
-            pos = np.searchsorted(sorted_ids, part[0])
-            out[order[pos : pos + len(part)]] = seg.vectors(part)
-            start += len(part)
-        if start != len(ids):
-            raise IndexCorrupted(f"{len(ids) - start} ids are in no segment")
-        return out
-
     # ---- search -----------------------------------------------------------------------------
     def search(
         self,
@@ -191,10 +176,11 @@ def _present(seg: Segment, ids: np.ndarray) -> np.ndarray:
     return ids[have[pos] == ids]
 
 
-def _generation(conn, collection_id: int) -> int:
+def committed_generation(conn, collection_id: int, name: str | None = None) -> int:
+    """The generation SQL holds for a collection (every commit bumps it)."""
     gen = conn.execute(select(collections.c.generation).where(collections.c.id == collection_id)).scalar()
     if gen is None:
         from embedsearch.errors import CollectionNotFound
 
-        raise CollectionNotFound("the collection no longer exists")
+        raise CollectionNotFound(f"collection {name!r} no longer exists" if name else "the collection no longer exists")
     return int(gen)

@@ -167,24 +167,10 @@ def encode(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
 # --- evaluation --------------------------------------------------------------------------------
 
 
-def mean_pairwise_cosine(embeddings: np.ndarray, sample: int = 500, seed: int = 0) -> float:
-    """Mean cosine between distinct texts, in float64: a word-vector base sits within 1e-5 of
-    1, where float32 sums would blur the spread that the collapse check compares."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if x.shape[0] > sample:
-        x = x[np.random.default_rng(seed).choice(x.shape[0], sample, replace=False)]
-    n = x.shape[0]
-    if n < 2:
-        raise InvalidArgument("need two embeddings")
-    sims = x @ x.T
-    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
-
-
 def evaluate(model, triplets: list[Triplet], docs: list[Document], label_field: str | None, distance: str) -> dict:
     """Held-out triplet accuracy, label retrieval (when documents are labelled) and the mean
     pairwise cosine that signals collapse. Texts are the model's inputs (see Base.inputs)."""
-    from embedsearch.evaluation.retrieval import label_retrieval, triplet_accuracy
+    from embedsearch.evaluation.retrieval import label_retrieval, mean_pairwise_cosine, triplet_accuracy
 
     texts = sorted({t for tr in triplets for t in (tr.anchor, tr.positive, tr.negative)} | {d.text for d in docs})
     vecs = dict(zip(texts, encode(model, texts), strict=True))
