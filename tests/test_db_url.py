@@ -63,3 +63,56 @@ def test_cli_works_with_a_driverless_url_on_a_real_server(tmp_path):
         assert name in run(main, [*base, "index", "list"]).output
     finally:
         run(main, [*base, "index", "drop", name, "--yes"])
+
+
+def test_switching_a_new_database_to_wal_retries_the_immediate_busy_of_two_openers(monkeypatch):
+    """Two processes opening a new SQLite database at once: SQLite answers the loser's
+    journal_mode=WAL with SQLITE_BUSY at once, without its busy handler (CI saw `database is locked`
+    from a concurrent `index create`). The switch is retried; other errors are not."""
+    import sqlite3
+
+    from embedsearch.store import metadata
+
+    class Cursor:
+        def __init__(self, failures, message="database is locked"):
+            self.failures, self.message, self.calls = failures, message, 0
+
+        def execute(self, sql):
+            assert sql == "PRAGMA journal_mode=WAL"
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError(self.message)
+
+    cur = Cursor(3)
+    metadata._switch_to_wal(cur)
+    assert cur.calls == 4
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        metadata._switch_to_wal(Cursor(1, "disk I/O error"))
+    monkeypatch.setattr(metadata, "_BUSY_TIMEOUT_MS", 50)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        metadata._switch_to_wal(Cursor(10**6))
+
+
+def test_processes_opening_one_new_database_at_the_same_instant_all_succeed(tmp_path):
+    """The real race, released by a barrier file: every process gets a working engine."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import os, sys, time\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.0005)\n"
+        "from embedsearch.store.metadata import get_engine\n"
+        "get_engine('sqlite:///' + sys.argv[1]); print('ok')\n"
+    )
+    for round_ in range(3):
+        db, go = tmp_path / f"r{round_}.sqlite", tmp_path / f"go{round_}"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, str(db), str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(6)
+        ]
+        time.sleep(1.5)  # let them import and reach the barrier
+        go.touch()
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert out.decode().strip() == "ok", err.decode()[-500:]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import (
@@ -115,14 +116,37 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
+_BUSY_TIMEOUT_MS = 30000
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
+    cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     # WAL lets readers (searches, the service) run while one writer commits a batch.
-    cur.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=FULL")
     cur.close()
+
+
+def _switch_to_wal(cur) -> None:
+    """Put a database in WAL mode (a no-op once it is). Switching a new database needs an exclusive
+    lock; when two processes open it at once, each holding the shared lock the other must wait for,
+    SQLite answers SQLITE_BUSY at once instead of calling the busy handler (a deadlock would follow).
+    The statement gives up its lock when it fails, so the other switch goes through; retry until it has."""
+    import sqlite3
+
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def _dump_json(value) -> str:
