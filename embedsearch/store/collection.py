@@ -50,6 +50,7 @@ from embedsearch.store.growing import append_records, create_log, growing_file, 
 from embedsearch.store.locks import RWLock, file_lock, is_locked
 from embedsearch.store.metadata import collections, documents, segments, tombstones, trainings
 from embedsearch.store.segments import SegmentMeta, segment_file, segment_files, write_sealed
+from embedsearch.store.selection import Selection, SelectionCache, filter_key
 from embedsearch.store.specs import check_metric, parse_spec, target_spec, validate_spec
 from embedsearch.store.view import SegmentSet, committed_generation
 
@@ -234,6 +235,7 @@ class Collection:
         self._rw = RWLock()
         self._writer = threading.RLock()
         self._sync_lock = threading.Lock()
+        self._selections = SelectionCache()  # filter results per (filter, generation)
         self.device: str | None = None
         vector_bytes = 4 * int(row["dim"])
         # tests and benchmarks shrink these to exercise seals and merges on small data
@@ -692,14 +694,35 @@ class Collection:
             ).scalar_one()
 
     def matching_ids(self, where: dict | str | None) -> np.ndarray | None:
-        """Row ids of documents matching a filter (None when there is no filter)."""
-        spec = parse_filter(where)
+        """Row ids of documents matching a filter, sorted (None when there is no filter)."""
+        sel = self.selection(where)
+        return None if sel is None else sel.ids
+
+    def selection(self, where: dict | str | None, generation: int | None = None) -> Selection | None:
+        """The live rows matching a filter as of ``generation`` or later (default: the latest
+        commit), from the cache when a search already computed them; None without a filter."""
+        spec = parse_filter(where) if not isinstance(where, dict) else where
         if not spec:
             return None
+        if generation is None:
+            generation = self._committed_generation()
+        key = filter_key(spec)
+        cached = self._selections.get(key, generation)
+        if cached is not None:
+            return cached
         cond = compile_filter(spec, documents.c.meta, self.store.dialect)
+        query = select(documents.c.row_id).where(documents.c.collection_id == self.id, cond)
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(documents.c.row_id).where(documents.c.collection_id == self.id, cond))
-            return np.fromiter((r[0] for r in rows), dtype=np.int64)
+            while True:
+                gen = committed_generation(conn, self.id, self.name)
+                ids = np.asarray(conn.execute(query).scalars().all(), dtype=np.int64)
+                if committed_generation(conn, self.id, self.name) == gen:
+                    break  # no commit in between: the rows are those of generation gen
+        ids.sort()
+        sel = Selection(ids, gen)
+        sel.bitmap()
+        self._selections.put(key, sel)
+        return sel
 
     def fetch(self, row_ids: Iterable[int]) -> dict[int, tuple[str, str, dict]]:
         """row id -> (external id, text, metadata)."""
@@ -745,11 +768,11 @@ class Collection:
         if not np.isfinite(queries).all():
             raise DimensionMismatch("query vectors contain NaN or infinity")
         view = self.view()  # before the filter: rows the filter finds beyond this view are left out
-        allowed = self.matching_ids(where)
+        selection = self.selection(where, view.generation)
         with self._rw.read():
-            if allowed is not None and not len(allowed):
+            if selection is not None and not selection.count:
                 return [[] for _ in range(len(queries))]
-            scores, ids = view.search(queries, k, allowed=allowed, nprobe=nprobe, ef_search=ef_search)
+            scores, ids = view.search(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
         rows = self.fetch(np.unique(ids[ids >= 0]))
         results = []
         for srow, irow in zip(scores, ids, strict=True):

@@ -35,7 +35,8 @@ from embedsearch.store.specs import (
     parse_spec,
 )
 
-EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly in graph segments
+EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly (graphs) or over every list (IVF)
+HNSW_EF_FILTER_MAX = 4096  # a filter would need a wider graph walk than this: searched exactly
 SEGMENT_FILE_RE = re.compile(r"^seg-(\d+)\.(faiss|ids\.npy|vectors\.npy)$")
 
 
@@ -270,40 +271,70 @@ class Segment:
             return faiss.SearchParametersHNSW(sel=sel, efSearch=int(ef_search or max(HNSW_EF_SEARCH, 2 * k)))
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 
+    def filtered_plan(self, k: int, selected: int, nprobe: int | None, ef_search: int | None) -> tuple[str, int]:
+        """How a filter selecting ``selected`` of this segment's vectors is searched: ("exact", 0),
+        or ("index", effort) where effort is the nprobe or efSearch, widened by the inverse of the
+        selectivity so that the lists probed or the graph walked hold as many selected vectors as
+        an unfiltered search sees (bench_filters.py measures the recall this gives)."""
+        faiss = _faiss()
+        if self.spec.kind == "hnsw":
+            if selected <= EXACT_FILTER_MAX:
+                return "exact", 0
+            ef = ef_search or max(HNSW_EF_SEARCH, 2 * k)
+            wide = int(np.ceil(ef * self.meta.count / selected))
+            if wide > HNSW_EF_FILTER_MAX:
+                return "exact", 0
+            return "index", max(ef, wide)
+        if self.spec.ivf:
+            nlist = faiss.extract_index_ivf(self.index).nlist
+            if selected <= EXACT_FILTER_MAX:
+                return "index", nlist
+            probe = min(nprobe or default_nprobe(nlist), nlist)
+            return "index", min(nlist, max(probe, int(np.ceil(probe * self.meta.count / selected))))
+        return "index", 0  # Flat and SQ scan every code anyway
+
     def search(
         self,
         queries: np.ndarray,
         k: int,
         *,
-        allowed: np.ndarray | None = None,
+        selection=None,
+        selector=None,
         dead: np.ndarray | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query within this segment; -1 ids where fewer qualify.
 
-        ``allowed`` (sorted live ids of this segment) restricts the search and guarantees
-        ``min(k, len(allowed))`` hits; otherwise ``dead`` ids are excluded and every query gets
-        ``min(k, live vectors)`` hits, whatever the index type.
+        ``selection`` (a :class:`~embedsearch.store.selection.Selection` of live ids, with its
+        FAISS ``selector``) restricts the search and guarantees ``min(k, selected here)`` hits;
+        otherwise ``dead`` ids are excluded and every query gets ``min(k, live vectors)`` hits,
+        whatever the index type.
         """
         faiss = _faiss()
         nq = len(queries)
         kk = k * REFINE_FACTOR if self.spec.refine else k
-        if allowed is not None:
-            if not len(allowed):
+        if selection is not None:
+            here = selection.between(self.meta.row_lo, self.meta.row_hi)
+            if not len(here):
                 return _empty(nq, k)
-            want = min(k, len(allowed))
-            if self.spec.kind == "hnsw" and len(allowed) <= EXACT_FILTER_MAX:
-                scores, ids = self._exact(queries, kk, allowed)
+            want = min(k, len(here))
+            how, effort = self.filtered_plan(kk, len(here), nprobe, ef_search)
+            if how == "exact":
+                scores, ids = self._exact(queries, kk, self._present(here))
             else:
-                # Flat and SQ scan everything (exact on their codes); IVF probes as asked and the
-                # short rows are redone over every list
-                exhaustive = self.spec.ivf and len(allowed) <= EXACT_FILTER_MAX
-                sel = faiss.IDSelectorBatch(allowed)
-                scores, ids = self.index.search(queries, kk, params=self._params(kk, nprobe, ef_search, sel, exhaustive))
+                sel = selector if selector is not None else selection.selector()
+                if self.spec.ivf:
+                    params = faiss.SearchParametersIVF(sel=sel, nprobe=int(effort))
+                elif self.spec.kind == "hnsw":
+                    params = faiss.SearchParametersHNSW(sel=sel, efSearch=int(effort))
+                else:
+                    params = faiss.SearchParameters(sel=sel)
+                scores, ids = self.index.search(queries, kk, params=params)
                 short = (ids[:, :want] < 0).any(axis=1)
                 if short.any():
-                    scores[short], ids[short] = self._exact(queries[short], kk, allowed)
+                    # the graph walk or the probed lists held too few selected vectors
+                    scores[short], ids[short] = self._exact(queries[short], kk, self._present(here), sel)
         else:
             dead = dead if dead is not None else np.zeros(0, dtype=np.int64)
             live = self.meta.count - len(dead)
@@ -322,11 +353,24 @@ class Segment:
             scores, ids = self._rerank(queries, ids, k)
         return scores[:, :k], ids[:, :k]
 
-    def _exact(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over the given ids of this segment (on the stored codes)."""
+    def _present(self, ids: np.ndarray) -> np.ndarray:
+        """The given ids that this segment stores (SQL and a damaged segment may disagree; verify
+        reports that, a search must not crash on it). IVF answers exactly through its lists, where
+        an absent id is simply never found."""
+        if self.spec.ivf:
+            return ids
+        have = self.ids()
+        if not len(have):
+            return have
+        pos = np.searchsorted(have, ids).clip(max=len(have) - 1)
+        return ids[have[pos] == ids]
+
+    def _exact(self, queries: np.ndarray, k: int, ids: np.ndarray, sel=None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the given ids of this segment (on the stored codes); ``sel``, when
+        given, is a FAISS selector of the same ids."""
         if self.spec.ivf:
             faiss = _faiss()
-            params = self._params(k, None, None, faiss.IDSelectorBatch(ids), exhaustive=True)
+            params = self._params(k, None, None, sel if sel is not None else faiss.IDSelectorBatch(ids), exhaustive=True)
             return self.index.search(queries, k, params=params)
         return exact_topk(queries, k, ids, self.vectors)
 

@@ -18,6 +18,7 @@ from embedsearch.store import manifest
 from embedsearch.store.growing import GrowingSegment
 from embedsearch.store.metadata import collections
 from embedsearch.store.segments import Segment, SegmentMeta, sort_topk
+from embedsearch.store.selection import Selection
 
 _RETRIES = 5
 
@@ -119,61 +120,38 @@ class SegmentSet:
         lo, hi = np.searchsorted(self.dead, [seg.meta.row_lo, seg.meta.row_hi])
         return self.dead[lo:hi]
 
-    def route(self, ids: np.ndarray) -> list[tuple[Segment, np.ndarray]]:
-        """Split sorted ids by the segment whose range holds them."""
-        out = []
-        for seg in self.segments():
-            lo, hi = np.searchsorted(ids, [seg.meta.row_lo, seg.meta.row_hi])
-            if hi > lo:
-                out.append((seg, ids[lo:hi]))
-        return out
-
     # ---- search -----------------------------------------------------------------------------
     def search(
         self,
         queries: np.ndarray,
         k: int,
         *,
-        allowed: np.ndarray | None = None,
+        selection: Selection | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k over every segment, merged exactly. ``allowed`` (live row ids, any order)
-        restricts the search; each query then gets ``min(k, len(allowed))`` hits."""
+        """Top-k over every segment, merged exactly. A ``selection`` (live row ids matching a
+        filter, as of this view or later) restricts the search; each query then gets
+        ``min(k, selected ids in this view)`` hits."""
         nq = len(queries)
         parts_s, parts_i = [], []
-        if allowed is not None:
-            allowed = np.unique(np.asarray(allowed, dtype=np.int64))
-            allowed = allowed[allowed < self.row_hi]  # rows committed after this view are not in it
-            for seg, ids in self.route(allowed):
-                if not seg.spec.ivf:
-                    ids = _present(seg, ids)
-                s, i = seg.search(queries, k, allowed=ids, nprobe=nprobe, ef_search=ef_search)
-                parts_s.append(s)
-                parts_i.append(i)
-        else:
-            for seg in self.segments():
-                if seg.meta.count == 0:
+        selector = selection.selector() if selection is not None and selection.count else None
+        for seg in self.segments():
+            if seg.meta.count == 0:
+                continue
+            if selection is not None:
+                if not selection.count_between(seg.meta.row_lo, seg.meta.row_hi):
                     continue
+                s, i = seg.search(queries, k, selection=selection, selector=selector, nprobe=nprobe, ef_search=ef_search)
+            else:
                 s, i = seg.search(queries, k, dead=self.dead_in(seg), nprobe=nprobe, ef_search=ef_search)
-                parts_s.append(s)
-                parts_i.append(i)
+            parts_s.append(s)
+            parts_i.append(i)
         if not parts_s:
             return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
         if len(parts_s) == 1:
             return parts_s[0], parts_i[0]
         return sort_topk(np.hstack(parts_s), np.hstack(parts_i), k)
-
-
-def _present(seg: Segment, ids: np.ndarray) -> np.ndarray:
-    """The ids a segment actually stores (SQL and a damaged segment may disagree; verify
-    reports that, a search must not crash on it). Only for segments whose ids are in memory
-    anyway (an id map); an IVF search simply finds nothing for an absent id."""
-    have = seg.ids()
-    if not len(have):
-        return have
-    pos = np.searchsorted(have, ids).clip(max=len(have) - 1)
-    return ids[have[pos] == ids]
 
 
 def committed_generation(conn, collection_id: int, name: str | None = None) -> int:
