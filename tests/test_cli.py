@@ -258,3 +258,31 @@ def test_add_reports_ids_repeated_in_the_input(cli, tmp_path):
     assert cli("index", "add", "e", str(src), "--commit-every", "1", "--batch-size", "1").exit_code == 0
     coll = Store(Settings.from_env(cli.data_dir)).open("e")
     assert coll.get("a1").text == "third" and coll.get("a2").text == "two again" and coll.count() == 3
+
+
+def test_payload_indexes_on_the_command_line(cli, tmp_path):
+    import json
+
+    r = cli("index", "create", "p", "--model", "hashing", "--index-field", "year", "--index-field", "src")
+    assert r.exit_code == 0 and "payload indexes on year, src" in r.output
+    src = tmp_path / "in.jsonl"
+    src.write_text(
+        '{"id": "a", "text": "alpha fire", "year": 2001, "src": "x"}\n'
+        '{"id": "b", "text": "beta fire", "year": 2005, "src": "y", "tags": ["t1", "t2"]}\n'
+    )
+    assert cli("index", "add", "p", str(src)).exit_code == 0
+    r = cli("search", "p", "fire", "--where", '{"year": {"$gt": 2002}}', "--json")
+    assert [h["id"] for h in json.loads(r.output)] == ["b"]
+    r = cli("index", "alter", "p", "--index-field", "tags", "--drop-index-field", "src", "--json")
+    out = json.loads(r.output)
+    assert out["added"] == ["tags"] and out["dropped"] == ["src"] and out["index_fields"] == {"tags": 2, "year": 2}
+    r = cli("index", "info", "p")
+    assert "tags (2 entries), year (2 entries)" in r.output
+    assert json.loads(cli("index", "info", "p", "--json").output)["index_fields"] == {"tags": 2, "year": 2}
+    r = cli("index", "alter", "p", "--drop-index-field", "nope")
+    assert r.exit_code == 2 and "not indexed: nope" in r.output
+    r = cli("index", "alter", "p", "--index-field", "tags.0")
+    assert r.exit_code == 2 and "numeric segments" in r.output
+    assert cli("index", "alter", "p").exit_code == 2
+    r = cli("index", "create", "q", "--model", "hashing", "--index-field", "a.$b")
+    assert r.exit_code == 2 and "cannot start with '$'" in r.output

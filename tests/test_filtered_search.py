@@ -116,3 +116,47 @@ def test_filter_results_are_cached_per_generation_and_invalidated_by_commits(dat
     other.add_vectors([Document("far", "far", {"bucket": 1})], q[1:2])
     assert coll.search_vectors(q[1:2], 1, where=where)[0][0].id == "far"
     assert sorted(coll.matching_ids(where).tolist()) == coll.matching_ids(where).tolist()
+
+
+def test_payload_indexes_follow_upserts_deletes_and_alter(store, data):
+    """An indexed and an unindexed collection given the same writes answer every filter alike;
+    alter indexes existing documents and drops entries."""
+    x, _ = data
+    fields = ["bucket", "tags", "who.name"]
+    a = store.create("pa", FakeEmbedder(), "Flat", index_fields=fields)
+    b = store.create("pb", FakeEmbedder(), "Flat")
+
+    def meta(i, v):
+        return {"bucket": (i * v) % 50, "tags": [f"t{i % 3}", f"t{v % 4}"], "who": [{"name": f"n{i % 5}"}, {"name": "z"}]}
+
+    for coll in (a, b):
+        coll.add_vectors([Document(f"d{i}", "t", meta(i, 1)) for i in range(300)], x[:300])
+        coll.add_vectors([Document(f"d{i}", "t", meta(i, 7)) for i in range(0, 300, 3)], x[:100])  # upserts
+        coll.delete([f"d{i}" for i in range(1, 300, 10)])
+    filters = [
+        {"bucket": {"$gte": 10, "$lt": 20}},
+        {"bucket": {"$in": [1, 2, 3]}, "tags": "t2"},
+        {"tags": {"$nin": ["t0", "t3"]}},
+        {"who.name": "n3"},
+        {"who.name": {"$ne": "z"}},
+        {"$or": [{"bucket": {"$lte": 2}}, {"tags": {"$gt": "t2"}}]},
+    ]
+    for f in filters:
+        assert a.matching_ids(f).tolist() == b.matching_ids(f).tolist(), f
+        assert len(b.matching_ids(f)) or f == {"who.name": {"$ne": "z"}}
+    counts = a.index_fields()
+    assert set(counts) == set(fields) and counts["bucket"] == a.count()
+    out = b.alter_index_fields(["bucket", "who.name"])
+    assert out["added"] == ["bucket", "who.name"] and out["entries_written"] == 2 * b.count() + b.count()
+    assert b.alter_index_fields(["bucket"])["added"] == []
+    for f in filters:
+        assert a.matching_ids(f).tolist() == b.matching_ids(f).tolist(), f
+    b.alter_index_fields(drop=["bucket"])
+    assert set(b.index_fields()) == {"who.name"}
+    from embedsearch.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="not indexed"):
+        b.alter_index_fields(drop=["nope"])
+    with pytest.raises(InvalidArgument, match="numeric"):
+        store.create("pc", FakeEmbedder(), "Flat", index_fields=["tags.0"])
+    assert not store.exists("pc")

@@ -106,6 +106,19 @@ def test_create_and_drop_collections(client):  # noqa: F811
     assert client.post("/collections/fresh/count", json={}).json()["count"] == 0
 
 
+def test_create_a_collection_with_payload_indexes(client):  # noqa: F811
+    body = {"model": "hashing", "index_fields": ["year", "who.name"]}
+    r = client.put("/collections/indexed", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    assert r.json()["index_fields"] == {"who.name": 0, "year": 0}
+    docs = {"documents": [{"id": f"x{y}", "text": "lava", "metadata": {"year": y}} for y in (2001, 1999)]}
+    assert client.post("/collections/indexed/documents", json=docs, headers=AUTH).json()["added"] == 2
+    r = client.post("/collections/indexed/search", json={"query": "lava", "k": 5, "where": {"year": {"$gte": 2000}}})
+    assert [h["id"] for h in r.json()["hits"]] == ["x2001"]
+    r = client.put("/collections/bad", json={"model": "hashing", "index_fields": ["a.0"]}, headers=AUTH)
+    assert r.status_code == 422 and "numeric segments" in r.text
+
+
 @pytest.mark.parametrize(
     ("name", "body", "status", "code"),
     [

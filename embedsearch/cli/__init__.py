@@ -126,9 +126,9 @@ def main(ctx: click.Context, data_dir: str | None, db_url: str | None) -> None:
 
 
 def _register() -> None:
-    from embedsearch.cli import compare, demo, documents, evaluate, index, models, search, serve, train, words
+    from embedsearch.cli import compare, demo, documents, evaluate, index, index_fields, models, search, serve, train, words
 
-    del documents  # imported for its commands, which it adds to the index group
+    del documents, index_fields  # imported for their commands, which they add to the index group
     main.add_command(index.index)
     main.add_command(search.search)
     main.add_command(train.train)

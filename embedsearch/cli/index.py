@@ -151,11 +151,20 @@ def index() -> None:
     show_default=True,
     help="Similarity: cosine (normalised) or raw inner product.",
 )
+@click.option(
+    "--index-field",
+    "index_fields",
+    multiple=True,
+    metavar="FIELD",
+    help="Metadata field to build a payload index on, so filters on it read an index instead of every "
+    "document's JSON (repeatable; dotted paths reach into objects). Change later with `index alter`.",
+)
 @word_model_options
 @device_option
 @json_option
 @_with_examples(
     "  embedsearch index create news --model minilm\n"
+    "  embedsearch index create news --model minilm --index-field year --index-field source\n"
     "  embedsearch index create docs --model models/glove --pooling sif\n"
     "  embedsearch index create big --model minilm --index IVF1024,SQ8\n"
     "  embedsearch index create local --model ./models/my-st-model --index HNSW32\n"
@@ -164,21 +173,29 @@ def index() -> None:
     "  embedsearch index create fast --model models/static               # a student from 'train distill'"
 )
 @click.pass_obj
-def create(app, name, model, backend, index_spec, metric, pooling, oov, device, as_json):
+def create(app, name, model, backend, index_spec, metric, index_fields, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
     from embedsearch.store.documents_api import create_collection
 
     coll = create_collection(
-        app.store, name, model, index_spec, metric, options={"pooling": pooling, "oov": oov, "backend": backend}, device=device
+        app.store,
+        name,
+        model,
+        index_spec,
+        metric,
+        options={"pooling": pooling, "oov": oov, "backend": backend},
+        device=device,
+        index_fields=index_fields,
     )
     if as_json:
         echo_json(coll.info())
     else:
         config = coll.row["embedder_config"] or {}
         opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
+        fields = f", payload indexes on {', '.join(index_fields)}" if index_fields else ""
         click.echo(
             f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
-            f"index {index_spec}, metric {metric}"
+            f"index {index_spec}, metric {metric}{fields}"
         )
 
 
@@ -377,6 +394,9 @@ def info(app, name, as_json):
     if data.get("training"):
         t = data["training"]
         click.echo(f"{'training':18} {t['spec']} trained on a sample of {t['sample']} of {t['trained_on']} vectors")
+    if data.get("index_fields"):
+        fields = ", ".join(f"{f} ({n} entries)" for f, n in data["index_fields"].items())
+        click.echo(f"{'index fields':18} {fields}")
     if data.get("segments"):
         click.echo(
             table(

@@ -52,6 +52,11 @@ class CreateRequest(BaseModel):
     metric: Literal["cosine", "ip"] = "cosine"
     pooling: Literal["mean", "sif"] | None = Field(None, description="Word-vector models: how word vectors are pooled.")
     oov: Literal["skip", "subword"] | None = Field(None, description="Word-vector models: what unknown words become.")
+    index_fields: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Metadata fields to build payload indexes on (filters on them read an index, not every document).",
+    )
 
     model_config = {"json_schema_extra": {"examples": [{"model": "minilm", "index": "auto"}]}}
 
@@ -93,7 +98,7 @@ def create_collection(name: str, body: CreateRequest, state: Writer) -> dict[str
     options = {"pooling": body.pooling, "oov": body.oov}
     try:
         coll = create_collection(state.store, name, _model_spec(state, body.model), body.index, body.metric,
-                                 options=options, device=state.device)  # fmt: skip
+                                 options=options, device=state.device, index_fields=body.index_fields)  # fmt: skip
     except UnknownModel as exc:  # a model the body names: the body is wrong, not the URL
         raise HTTPError(422, "unknown_model", str(exc)) from None
     return coll.info()

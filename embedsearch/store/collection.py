@@ -44,11 +44,19 @@ from embedsearch.errors import (
     IndexCorrupted,
     InvalidArgument,
 )
-from embedsearch.store import manifest
+from embedsearch.store import manifest, payload
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
 from embedsearch.store.locks import RWLock, file_lock, is_locked
-from embedsearch.store.metadata import collections, documents, segments, tombstones, trainings
+from embedsearch.store.metadata import (
+    collections,
+    documents,
+    payload_fields,
+    payload_values,
+    segments,
+    tombstones,
+    trainings,
+)
 from embedsearch.store.segments import SegmentMeta, segment_file, segment_files, write_sealed
 from embedsearch.store.selection import Selection, SelectionCache, filter_key
 from embedsearch.store.specs import check_metric, parse_spec, target_spec, validate_spec
@@ -129,11 +137,23 @@ class Store:
         validate_collection_name(name)
         return self._fetch_row(name) is not None
 
-    def create(self, name: str, embedder: Embedder, index_spec: str = "auto", metric: str = "cosine") -> Collection:
-        """Create an empty collection pinned to ``embedder``'s fingerprint and dimension."""
+    def create(
+        self,
+        name: str,
+        embedder: Embedder,
+        index_spec: str = "auto",
+        metric: str = "cosine",
+        *,
+        index_fields: Iterable[str] = (),
+    ) -> Collection:
+        """Create an empty collection pinned to ``embedder``'s fingerprint and dimension, with
+        payload indexes on ``index_fields`` (metadata fields; see store/payload.py)."""
         validate_collection_name(name)
         spec = validate_spec(index_spec, embedder.dim)
         check_metric(metric)
+        index_fields = [payload.validate_field(f) for f in index_fields]
+        if len(set(index_fields)) > payload.MAX_FIELDS:
+            raise InvalidArgument(f"a collection indexes at most {payload.MAX_FIELDS} fields")
         directory = self.settings.collection_dir(name)
         if self._fetch_row(name) is not None:
             raise CollectionExists(f"collection {name!r} already exists")
@@ -168,6 +188,7 @@ class Store:
                         )
                     ).inserted_primary_key[0]
                     manifest.insert_segment(conn, cid, _growing_meta(seg_id, 0, 1))
+                    payload.add_fields(conn, cid, index_fields, 1)
             except Exception as exc:
                 shutil.rmtree(directory, ignore_errors=True)
                 from sqlalchemy.exc import IntegrityError
@@ -201,7 +222,7 @@ class Store:
         coll = self.open(name)
         with coll._rw.write(), file_lock(self.lock_path(name, "merge")), file_lock(self.lock_path(name)):
             with self.engine.begin() as conn:
-                for table in (documents, segments, tombstones, trainings):
+                for table in (payload_values, payload_fields, documents, segments, tombstones, trainings):
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
                 conn.execute(delete(collections).where(collections.c.id == coll.id))
             shutil.rmtree(coll.dir, ignore_errors=True)
@@ -420,12 +441,16 @@ class Collection:
         try:
             with self.store.engine.begin() as conn:
                 self._check_generation(conn, gen)
+                indexed = payload.indexed_fields(conn, self.id)
                 for part in _chunks(removed):
                     conn.execute(delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part)))
+                if indexed:
+                    payload.delete_entries(conn, self.id, removed)
                 if tombstone_removed:
                     manifest.add_tombstones(conn, self.id, removed, new_gen)
                 if n:
                     conn.execute(insert(documents), _doc_rows(self.id, row_ids, new_docs))
+                    payload.write_entries(conn, self.id, indexed, row_ids, [d.metadata for d, _ in new_docs])
                 if sealed_meta is not None:
                     if training is not None:
                         manifest.insert_training(conn, self.id, training)
@@ -548,6 +573,24 @@ class Collection:
             if view.growing.meta.count:
                 self._seal(view)
         return self.merge(force=True, progress=progress)
+
+    def index_fields(self) -> dict[str, int]:
+        """Indexed metadata fields and their entry counts."""
+        with self.store.engine.connect() as conn:
+            return payload.entry_counts(conn, self.id)
+
+    def alter_index_fields(self, add: Iterable[str] = (), drop: Iterable[str] = ()) -> dict[str, Any]:
+        """Add payload indexes (every existing document is indexed, in one transaction with the
+        declaration) and drop others. Search results do not change, only their cost."""
+        add = [payload.validate_field(f) for f in add]
+        drop = list(drop)
+        with self._writing():
+            with self.store.engine.begin() as conn:
+                missing = payload.drop_fields(conn, self.id, drop)
+                if missing:
+                    raise InvalidArgument(f"not indexed: {', '.join(missing)}")
+                added, written = payload.add_fields(conn, self.id, add, self.generation)
+        return {"added": added, "dropped": drop, "entries_written": written, "index_fields": self.index_fields()}
 
     def _after_write(self) -> None:
         if self.auto_merge:
@@ -710,9 +753,10 @@ class Collection:
         cached = self._selections.get(key, generation)
         if cached is not None:
             return cached
-        cond = compile_filter(spec, documents.c.meta, self.store.dialect)
-        query = select(documents.c.row_id).where(documents.c.collection_id == self.id, cond)
         with self.store.engine.connect() as conn:
+            scope = payload.PayloadScope(self.id, payload.indexed_fields(conn, self.id))
+            cond = compile_filter(spec, documents.c.meta, self.store.dialect, scope)
+            query = select(documents.c.row_id).where(documents.c.collection_id == self.id, cond)
             while True:
                 gen = committed_generation(conn, self.id, self.name)
                 ids = np.asarray(conn.execute(query).scalars().all(), dtype=np.int64)

@@ -184,8 +184,10 @@ def create_collection(
     *,
     options: dict[str, Any] | None = None,
     device: str | None = None,
+    index_fields: Iterable[str] = (),
 ):
-    """Create an empty collection ``name`` for ``model`` (a built-in name or a model directory).
+    """Create an empty collection ``name`` for ``model`` (a built-in name or a model directory),
+    with payload indexes on ``index_fields``.
 
     Cheap checks come before the model loads: a bad name or index spec is refused, and an
     existing collection is :class:`CollectionExists`, without loading anything.
@@ -193,15 +195,17 @@ def create_collection(
     from embedsearch.config import validate_collection_name
     from embedsearch.embedders import load_embedder
     from embedsearch.errors import CollectionExists
+    from embedsearch.store.payload import validate_field
     from embedsearch.store.specs import check_metric, validate_spec
 
     validate_collection_name(name)
     validate_spec(index_spec)
     check_metric(metric)
+    index_fields = [validate_field(f) for f in index_fields]
     if store.exists(name):
         raise CollectionExists(f"collection {name!r} already exists")
     embedder = load_embedder(model, device=device, options=options or {})
-    return store.create(name, embedder, index_spec, metric)
+    return store.create(name, embedder, index_spec, metric, index_fields=index_fields)
 
 
 def drop_collection(store, name: str) -> dict[str, Any]:

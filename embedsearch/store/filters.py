@@ -30,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from embedsearch.errors import InvalidFilter
 from embedsearch.store.json_access import JsonAccess, Node, access_for, exists_in, kind_of, negate
+from embedsearch.store.payload import PayloadScope
 
 FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$all", "$size", "$elemMatch")
 LOGICAL = ("$and", "$or", "$nor", "$not")
@@ -111,16 +112,26 @@ class Leaf:
 class FilterCompiler:
     """Compile filters against a JSON column for one SQL dialect."""
 
-    def __init__(self, column, dialect: str) -> None:
+    def __init__(self, column, dialect: str, payload: PayloadScope | None = None) -> None:
         self.column = column
         self.dialect = dialect
         self.json: JsonAccess = access_for(dialect)
+        self.payload = payload if payload is not None and payload.fields else None
+        self._root: Node | None = None
 
     def compile(self, spec: dict | None) -> Expr:
         if not spec:
             return true()
         self._conditions = 0
-        return self._object(spec, self.json.root(self.column), "filter", 0)
+        self._root = self.json.root(self.column)
+        return self._object(spec, self._root, "filter", 0)
+
+    def _indexed(self, key: str, op: str, arg: Any, node: Node) -> Expr | None:
+        """The payload index's form of a (validated) condition on a document's own field, when
+        the index decides it exactly; the positive form for $ne and $nin."""
+        if self.payload is None or node is not self._root:
+            return None
+        return self.payload.condition(key, op, arg)
 
     def _count(self, n: int = 1) -> None:
         self._conditions = getattr(self, "_conditions", 0) + n
@@ -197,7 +208,9 @@ class FilterCompiler:
         j = self.json
         if op in ("$eq", "$ne"):
             _check_value(key, op, arg, arrays=True)
-            hit = self._match(node, path, self._equals(arg))
+            hit = self._indexed(key, op, arg, node)
+            if hit is None:
+                hit = self._match(node, path, self._equals(arg))
             return hit if op == "$eq" else negate(hit)
         if op in ("$gt", "$gte", "$lt", "$lte"):
             if isinstance(arg, list):
@@ -206,6 +219,9 @@ class FilterCompiler:
             if arg is None:  # MongoDB: null sorts equal only to null/missing
                 return self._match(node, path, self._equals(None)) if op in ("$gte", "$lte") else false()
             kind = kind_of(arg)
+            hit = self._indexed(key, op, arg, node)
+            if hit is not None:
+                return hit
             return self._match(node, path, Leaf(test=lambda n: and_(j.is_kind(n, kind), j.compare(n, op, arg))))
         if op in ("$in", "$nin"):
             if not isinstance(arg, list):
@@ -214,7 +230,9 @@ class FilterCompiler:
                 raise InvalidFilter(f"{key}: {op} list longer than {MAX_IN}")
             for v in arg:
                 _check_value(key, op, v, arrays=True)
-            hit = self._match(node, path, self._one_of(arg)) if arg else false()
+            hit = self._indexed(key, op, arg, node) if arg else false()
+            if hit is None:
+                hit = self._match(node, path, self._one_of(arg))
             return hit if op == "$in" else negate(hit)
         if op == "$exists":
             if not isinstance(arg, bool):
@@ -437,6 +455,7 @@ def _check_value(key: str, op: str, value: Any, arrays: bool) -> None:
     raise InvalidFilter(f"{key}: {op} takes a string, number, boolean or null, got {_show(value)}")
 
 
-def compile_filter(spec: dict | str | None, column, dialect: str) -> ColumnElement[bool]:
-    """Compile a filter (dict or JSON text) for ``column`` (a JSON column) in ``dialect``."""
-    return FilterCompiler(column, dialect).compile(parse_filter(spec) if not isinstance(spec, dict) else spec)
+def compile_filter(spec: dict | str | None, column, dialect: str, payload: PayloadScope | None = None) -> ColumnElement[bool]:
+    """Compile a filter (dict or JSON text) for ``column`` (a JSON column) in ``dialect``; with a
+    ``payload`` scope, conditions on its indexed fields use the payload index."""
+    return FilterCompiler(column, dialect, payload).compile(parse_filter(spec) if not isinstance(spec, dict) else spec)

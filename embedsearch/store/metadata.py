@@ -24,6 +24,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -111,6 +112,33 @@ trainings = Table(
     Column("sha256", String(64), nullable=False),
     Column("created_gen", BigInteger, nullable=False),
 )
+
+# Payload indexes (store/payload.py): the metadata fields a collection indexes, and one row per
+# scalar value of such a field in a document (an array field has one per element). Kept in the
+# same transaction as the documents they describe.
+payload_fields = Table(
+    "payload_fields",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("field", String(256), primary_key=True),
+    Column("created_gen", BigInteger, nullable=False),
+)
+
+payload_values = Table(
+    "payload_values",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+    Column("field", String(256), nullable=False),
+    Column("row_id", BigInteger, nullable=False),
+    Column("kind", String(1), nullable=False),  # n: number, s: string, b: boolean (num 0 or 1)
+    Column("num", Float(precision=53), nullable=True),
+    # "C": PostgreSQL then orders strings by their bytes, which in UTF-8 is code-point order, as
+    # MongoDB and SQLite's BINARY collation do
+    Column("txt", Text().with_variant(Text(collation="C"), "postgresql"), nullable=True),
+)
+Index("ix_payload_num", payload_values.c.collection_id, payload_values.c.field, payload_values.c.kind, payload_values.c.num)
+Index("ix_payload_txt", payload_values.c.collection_id, payload_values.c.field, payload_values.c.txt)
+Index("ix_payload_row", payload_values.c.collection_id, payload_values.c.row_id)
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()

@@ -77,6 +77,7 @@ def describe(coll) -> dict[str, Any]:
         need = parse_spec(requested, coll.dim).min_train_points()
         out["pending"] = f"{requested} is trained once the collection holds {need} vectors; exact Flat until then"
     out["seal_at"] = coll.seal_at
+    out["index_fields"] = coll.index_fields()
     return out
 
 
