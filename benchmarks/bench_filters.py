@@ -1,7 +1,7 @@
 """Filtered search against raw FAISS on the same vectors (issue: "a filtered search that costs
 what FAISS costs").
 
-    python benchmarks/bench_filters.py [--n 100000] [--spec auto] [--queries 200] [--rounds 4]
+    python benchmarks/bench_filters.py [--n 100000] [--spec auto] [--queries 200] [--rounds 4] [--index-field bucket]
 
 N real paragraphs (dict-gcide + dict-foldoc; synthetic sentences without them) embedded once
 with the hashing model (256-d) go into one collection through ``add_vectors`` (its own
@@ -46,7 +46,7 @@ def p50_ms(samples: list[float]) -> float:
     return 1000 * statistics.median(samples)
 
 
-def build(n: int, spec: str, tmp: str):
+def build(n: int, spec: str, tmp: str, index_fields=()):
     from bench_scale import _paragraphs
 
     from embedsearch.config import Settings
@@ -62,7 +62,7 @@ def build(n: int, spec: str, tmp: str):
     rng = np.random.default_rng(7)
     bucket = rng.permutation(np.arange(n) % 1000)
     store = Store(Settings.from_env(tmp))
-    coll = store.create("bench", emb, spec)
+    coll = store.create("bench", emb, spec, index_fields=index_fields)
     t = time.perf_counter()
     step = 50_000
     for s in range(0, n, step):
@@ -129,18 +129,22 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=4, help="ABBA rounds per measurement")
     ap.add_argument("--tmp", default=None)
+    ap.add_argument("--index-field", action="append", default=[], help="build a payload index on this field (bucket)")
     ap.add_argument("--save", default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
     import faiss
 
     tmp = tempfile.mkdtemp(prefix="bench-filters-", dir=args.tmp)
-    store, coll, x, q, bucket, build_s = build(args.n, args.spec, tmp)
+    store, coll, x, q, bucket, build_s = build(args.n, args.spec, tmp, args.index_field)
     q = q[: args.queries]
     index, params_for, spec = raw_index(coll, x)
     nseg = len(coll.view().segments())
     threads = faiss.omp_get_max_threads()
-    print(f"{args.n} documents, spec {args.spec} -> {spec}, {nseg} segments, built in {build_s:.1f} s; faiss threads {threads}")
+    print(
+        f"{args.n} documents, spec {args.spec} -> {spec}, {nseg} segments, built in {build_s:.1f} s; faiss threads {threads}; "
+        f"payload indexes: {', '.join(args.index_field) or 'none'}"
+    )
     db = sqlite3.connect(str(Path(tmp) / "embedsearch.db"))
     cid = coll.id
 
@@ -151,7 +155,8 @@ def main() -> None:
             [cid, *map(int, ids)],
         ).fetchall()
 
-    results: dict = {"n": args.n, "spec": spec, "segments": nseg, "build_s": build_s, "rows": []}
+    results: dict = {"n": args.n, "spec": spec, "segments": nseg, "build_s": build_s, "index_fields": args.index_field}
+    results["rows"] = []
     # ---- unfiltered ----
     ours_s, raw_s = [], []
     for r in range(args.rounds):

@@ -160,3 +160,31 @@ def test_payload_indexes_follow_upserts_deletes_and_alter(store, data):
     with pytest.raises(InvalidArgument, match="numeric"):
         store.create("pc", FakeEmbedder(), "Flat", index_fields=["tags.0"])
     assert not store.exists("pc")
+
+
+def test_a_range_on_a_single_valued_field_is_one_index_scan_until_an_array_arrives(store, data):
+    """{"$gte": a, "$lt": b} on a field no document holds several values at is one range scan;
+    once a document holds an array there, MongoDB lets different elements satisfy each bound, and
+    the conditions are answered apart again (the merged range would miss that document)."""
+    from sqlalchemy.dialects import sqlite
+
+    from embedsearch.store import payload
+    from embedsearch.store.filters import compile_filter
+    from embedsearch.store.metadata import documents
+
+    x, _ = data
+    coll = store.create("ranges", FakeEmbedder(), "Flat", index_fields=["n"])
+    coll.add_vectors([Document(f"d{i}", "t", {"n": i}) for i in range(50)], x[:50])
+    where = {"n": {"$gte": 10, "$lt": 20}}
+
+    def scans():
+        with store.engine.connect() as conn:
+            scope = payload.PayloadScope(coll.id, payload.field_kinds(conn, coll.id))
+        sql = str(compile_filter(where, documents.c.meta, "sqlite", scope).compile(dialect=sqlite.dialect()))
+        return sql.count("FROM payload_values")
+
+    assert scans() == 1
+    assert coll.matching_ids(where).tolist() == list(range(10, 20))
+    coll.add_vectors([Document("arr", "t", {"n": [1, 25]})], x[50:51])  # 25 >= 10 and 1 < 20
+    assert scans() == 2
+    assert coll.matching_ids(where).tolist() == [*range(10, 20), 50]

@@ -754,7 +754,7 @@ class Collection:
         if cached is not None:
             return cached
         with self.store.engine.connect() as conn:
-            scope = payload.PayloadScope(self.id, payload.indexed_fields(conn, self.id))
+            scope = payload.PayloadScope(self.id, payload.field_kinds(conn, self.id))
             cond = compile_filter(spec, documents.c.meta, self.store.dialect, scope)
             query = select(documents.c.row_id).where(documents.c.collection_id == self.id, cond)
             while True:

@@ -199,7 +199,11 @@ class FilterCompiler:
                 f"{key}: sub-documents are matched field by field with dotted names (e.g. '{key}.{names[0]}'), "
                 "not by value"
             )
-        parts = [self._op(key, path, op, arg, node, depth) for op, arg in ops.items()]
+        parts = [self._op(key, path, op, arg, node, depth) for op, arg in ops.items()]  # validates each
+        if self.payload is not None and node is self._root and len(parts) > 1:
+            merged = self.payload.range_condition(key, ops)
+            if merged is not None:
+                return merged
         return and_(*parts) if len(parts) > 1 else parts[0]
 
     # ---- operators -----------------------------------------------------------------------

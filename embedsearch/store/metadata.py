@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -122,6 +123,9 @@ payload_fields = Table(
     Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
     Column("field", String(256), primary_key=True),
     Column("created_gen", BigInteger, nullable=False),
+    # some document has held two or more values there (an array): conditions on the field cannot
+    # then be merged into one range (MongoDB lets different elements satisfy each)
+    Column("multi", Boolean, nullable=False, default=False),
 )
 
 payload_values = Table(

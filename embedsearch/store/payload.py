@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 
 from embedsearch.errors import InvalidArgument
 from embedsearch.store.metadata import documents, payload_fields, payload_values
@@ -113,11 +113,17 @@ def _mine(table, collection_id: int):
 
 
 def indexed_fields(conn, collection_id: int) -> list[str]:
-    return list(
-        conn.execute(
-            select(payload_fields.c.field).where(payload_fields.c.collection_id == collection_id).order_by(payload_fields.c.field)
-        ).scalars()
+    return list(field_kinds(conn, collection_id))
+
+
+def field_kinds(conn, collection_id: int) -> dict[str, bool]:
+    """Indexed field -> whether some document has held several values there."""
+    rows = conn.execute(
+        select(payload_fields.c.field, payload_fields.c.multi)
+        .where(payload_fields.c.collection_id == collection_id)
+        .order_by(payload_fields.c.field)
     )
+    return {f: bool(m) for f, m in rows}
 
 
 def write_entries(conn, collection_id: int, fields: list[str], row_ids, metas) -> None:
@@ -126,6 +132,23 @@ def write_entries(conn, collection_id: int, fields: list[str], row_ids, metas) -
     rows = entry_rows(collection_id, fields, row_ids, metas)
     if rows:
         conn.execute(insert(payload_values), rows)
+        _mark_multi(conn, collection_id, rows)
+
+
+def _mark_multi(conn, collection_id: int, rows: list[dict]) -> None:
+    seen: set[tuple[str, int]] = set()
+    multi = set()
+    for r in rows:
+        key = (r["field"], r["row_id"])
+        if key in seen:
+            multi.add(r["field"])
+        seen.add(key)
+    if multi:
+        conn.execute(
+            update(payload_fields)
+            .where(_mine(payload_fields, collection_id), payload_fields.c.field.in_(sorted(multi)))
+            .values(multi=True)
+        )
 
 
 def delete_entries(conn, collection_id: int, row_ids) -> None:
@@ -145,7 +168,8 @@ def add_fields(conn, collection_id: int, fields: list[str], generation: int, bat
         raise InvalidArgument(f"a collection indexes at most {MAX_FIELDS} fields")
     if not new:
         return [], 0
-    conn.execute(insert(payload_fields), [{"collection_id": collection_id, "field": f, "created_gen": generation} for f in new])
+    declared = [{"collection_id": collection_id, "field": f, "created_gen": generation, "multi": False} for f in new]
+    conn.execute(insert(payload_fields), declared)
     written, last = 0, -1
     while True:
         rows = conn.execute(
@@ -159,6 +183,7 @@ def add_fields(conn, collection_id: int, fields: list[str], generation: int, bat
         entries = entry_rows(collection_id, new, [r[0] for r in rows], [r[1] for r in rows])
         if entries:
             conn.execute(insert(payload_values), entries)
+            _mark_multi(conn, collection_id, entries)
         written += len(entries)
         last = rows[-1][0]
 
@@ -221,9 +246,17 @@ def _one_of(values: list):
 class PayloadScope:
     """The indexed fields of one collection, as the filter compiler sees them."""
 
-    def __init__(self, collection_id: int, fields: Iterable[str]) -> None:
+    def __init__(self, collection_id: int, fields: dict[str, bool] | Iterable[str]) -> None:
         self.collection_id = collection_id
-        self.fields = frozenset(fields)
+        # field -> several values in some document (unknown: assume so)
+        self.multi = dict(fields) if isinstance(fields, dict) else {f: True for f in fields}
+        self.fields = frozenset(self.multi)
+
+    def _rows(self, key: str, test):
+        sub = select(payload_values.c.row_id).where(
+            payload_values.c.collection_id == self.collection_id, payload_values.c.field == key, test
+        )
+        return documents.c.row_id.in_(sub)
 
     def condition(self, key: str, op: str, arg: Any):
         """A row-id condition equal to the positive form of ``op`` on ``key`` ($eq for $ne, $in
@@ -233,14 +266,21 @@ class PayloadScope:
         if op in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte"):
             if not _routable(arg):
                 return None
-            test = _value_test("$eq" if op == "$ne" else op, arg)
-        elif op in ("$in", "$nin"):
+            return self._rows(key, _value_test("$eq" if op == "$ne" else op, arg))
+        if op in ("$in", "$nin"):
             if not isinstance(arg, list) or not arg or not all(_routable(v) for v in arg):
                 return None
-            test = _one_of(arg)
-        else:
+            return self._rows(key, _one_of(arg))
+        return None
+
+    def range_condition(self, key: str, ops: dict):
+        """Several positive conditions on one field ({"$gte": a, "$lt": b}) as one range scan, when
+        that is exact: no document has held several values there (with an array, MongoDB lets
+        one element satisfy $gte and another $lt) and the operands are of one kind. Else None."""
+        if key not in self.fields or self.multi[key] or len(ops) < 2:
             return None
-        sub = select(payload_values.c.row_id).where(
-            payload_values.c.collection_id == self.collection_id, payload_values.c.field == key, test
-        )
-        return documents.c.row_id.in_(sub)
+        if not all(op in ("$eq", "$gt", "$gte", "$lt", "$lte") and _routable(v) for op, v in ops.items()):
+            return None
+        if len({_entry(v)[0] for v in ops.values()}) != 1:
+            return None
+        return self._rows(key, and_(*[_value_test(op, v) for op, v in ops.items()]))
