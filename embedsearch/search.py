@@ -21,11 +21,13 @@ def search(
     embedder: Embedder | None = None,
     nprobe: int | None = None,
     ef_search: int | None = None,
+    columns: Sequence[str] = ("text", "metadata"),
 ) -> list[list[Hit]]:
     """Search ``collection`` for each query text; one list of hits per query.
 
     The collection's own model is loaded (and checked against its fingerprint) unless an
-    ``embedder`` is passed, which must be that same model.
+    ``embedder`` is passed, which must be that same model. ``columns`` (of "text", "metadata")
+    are read for the hits; leave one out and it is None.
     """
     if not 1 <= k <= MAX_K:
         raise InvalidArgument(f"k must be between 1 and {MAX_K}")
@@ -35,5 +37,5 @@ def search(
     else:
         collection.check_embedder(embedder)
     vectors = embedder.embed(list(queries))
-    return collection.search_vectors(vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search)
+    return collection.search_vectors(vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search, columns=columns)
 

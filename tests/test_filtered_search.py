@@ -188,3 +188,31 @@ def test_a_range_on_a_single_valued_field_is_one_index_scan_until_an_array_arriv
     coll.add_vectors([Document("arr", "t", {"n": [1, 25]})], x[50:51])  # 25 >= 10 and 1 < 20
     assert scans() == 2
     assert coll.matching_ids(where).tolist() == [*range(10, 20), 50]
+
+
+def test_the_hit_path_reads_only_the_columns_asked_for_in_one_statement(store, data):
+    x, q = data
+    coll = store.create("lean", FakeEmbedder(), "Flat")
+    coll.add_vectors(docs(range(N)), x)
+    full = coll.search_vectors(q[:3], 5)
+    bare = coll.search_vectors(q[:3], 5, columns=())
+    assert [[(h.id, h.score) for h in r] for r in bare] == [[(h.id, h.score) for h in r] for r in full]
+    assert all(h.text is None and h.metadata is None for r in bare for h in r)
+    meta_only = coll.search_vectors(q[:1], 5, columns=("metadata",))[0]
+    assert all(h.text is None and h.metadata == {"bucket": (int(h.id[1:]) * 7919) % 1000} for h in meta_only)
+    # more ids than SQLite's 32,766 bound parameters, in one statement
+    rows = coll.fetch(range(N + 40_000), columns=())
+    assert len(rows) == N and rows[5] == ("v5", None, None)
+
+
+def test_search_fields_on_the_command_line_skip_the_text(cli, tmp_path):
+    import json
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "alpha fire", "year": 1}\n{"id": "b", "text": "beta fire", "year": 2}\n')
+    assert cli("index", "create", "f", "--model", "hashing").exit_code == 0
+    assert cli("index", "add", "f", str(src)).exit_code == 0
+    out = json.loads(cli("search", "f", "fire", "--fields", "id,score,year", "--json").output)
+    assert {h["id"]: h["year"] for h in out} == {"a": 1, "b": 2} and all(set(h) == {"id", "score", "year"} for h in out)
+    r = cli("search", "f", "fire", "--fields", "id,score")
+    assert r.exit_code == 0 and "alpha" not in r.output and "a" in r.output

@@ -33,6 +33,14 @@ def _project(hit, fields: list[str] | None) -> dict:
     return out
 
 
+def _columns(fields: list[str] | None) -> tuple[str, ...]:
+    """The document columns that the requested fields need (``--fields id,score`` reads none)."""
+    if not fields:
+        return ("text", "metadata")
+    need = ("text",) if "text" in fields else ()
+    return need + (("metadata",) if any(f not in ("id", "score", "text") for f in fields) else ())
+
+
 def _dig(meta: dict, dotted: str):
     cur = meta
     for part in dotted.split("."):
@@ -107,11 +115,14 @@ def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, 
     coll.device = device
     embedder = coll.load_embedder(device=device, spec=model)
     if queries is not None:
-        results = run_search(coll, queries, k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search)
+        results = run_search(
+            coll, queries, k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search, columns=_columns(field_list)
+        )
         for q, hits in zip(queries, results, strict=True):
             click.echo(json.dumps({"query": q, "hits": [_project(h, field_list) for h in hits]}, ensure_ascii=False))
         return
-    hits = run_search(coll, [query], k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search)[0]
+    columns = _columns(field_list or (None if as_json or as_jsonl else ["score", "id", "text", "metadata"]))
+    hits = run_search(coll, [query], k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search, columns=columns)[0]
     if as_json:
         echo_json([_project(h, field_list) for h in hits])
     elif as_jsonl:

@@ -44,7 +44,7 @@ from embedsearch.errors import (
     IndexCorrupted,
     InvalidArgument,
 )
-from embedsearch.store import manifest, payload
+from embedsearch.store import hits, manifest, payload
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
 from embedsearch.store.locks import RWLock, file_lock, is_locked
@@ -768,18 +768,9 @@ class Collection:
         self._selections.put(key, sel)
         return sel
 
-    def fetch(self, row_ids: Iterable[int]) -> dict[int, tuple[str, str, dict]]:
-        """row id -> (external id, text, metadata)."""
-        out: dict[int, tuple[str, str, dict]] = {}
-        ids = [int(i) for i in row_ids]
-        with self.store.engine.connect() as conn:
-            for part in _chunks(ids, 900):
-                q = select(documents.c.row_id, documents.c.external_id, documents.c.text, documents.c.meta).where(
-                    documents.c.collection_id == self.id, documents.c.row_id.in_(part)
-                )
-                for rid, ext, text, meta in conn.execute(q):
-                    out[int(rid)] = (ext, text, meta)
-        return out
+    def fetch(self, row_ids: Iterable[int], columns: Iterable[str] = hits.COLUMNS) -> dict[int, tuple[str, str, dict]]:
+        """row id -> (external id, text, metadata); text or metadata None unless in ``columns``."""
+        return hits.fetch_rows(self.store.engine, self.store.dialect, self.id, row_ids, columns)
 
     def get(self, external_id: str) -> Document | None:
         with self.store.engine.connect() as conn:
@@ -798,11 +789,13 @@ class Collection:
         where: dict | str | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
+        columns: Iterable[str] = hits.COLUMNS,
     ) -> list[list[Hit]]:
         """Nearest documents for each query vector, optionally restricted by a metadata filter.
 
         A filtered search returns ``min(k, matching documents)`` hits: the filter selects ids
-        in SQL first and each segment's search is restricted to them (exactly, when few).
+        in SQL (cached per filter and generation) and each segment's search is restricted to
+        them. ``columns`` (of "text", "metadata") are read for the hits; the others are None.
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
@@ -817,16 +810,15 @@ class Collection:
             if selection is not None and not selection.count:
                 return [[] for _ in range(len(queries))]
             scores, ids = view.search(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
-        rows = self.fetch(np.unique(ids[ids >= 0]))
+        rows = self.fetch(np.unique(ids[ids >= 0]), columns)
         results = []
-        for srow, irow in zip(scores, ids, strict=True):
-            hits = []
-            for s, rid in zip(srow, irow, strict=True):
-                if rid < 0 or int(rid) not in rows:
-                    continue
-                ext, text, meta = rows[int(rid)]
-                hits.append(Hit(ext, float(s), text, meta, int(rid)))
-            results.append(hits)
+        for srow, irow in zip(scores.tolist(), ids.tolist(), strict=True):
+            found = []
+            for score, rid in zip(srow, irow, strict=True):
+                row = rows.get(rid)  # -1 (no hit) is never a row
+                if row is not None:
+                    found.append(Hit(row[0], score, row[1], row[2], rid))
+            results.append(found)
         return results
 
     # ---- verify and repair ------------------------------------------------------------------

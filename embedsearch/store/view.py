@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 
 from embedsearch.errors import InconsistentCollection
 from embedsearch.store import manifest
 from embedsearch.store.growing import GrowingSegment
-from embedsearch.store.metadata import collections
+from embedsearch.store.hits import generation_of
 from embedsearch.store.segments import Segment, SegmentMeta, sort_topk
 from embedsearch.store.selection import Selection
 
@@ -156,7 +155,7 @@ class SegmentSet:
 
 def committed_generation(conn, collection_id: int, name: str | None = None) -> int:
     """The generation SQL holds for a collection (every commit bumps it)."""
-    gen = conn.execute(select(collections.c.generation).where(collections.c.id == collection_id)).scalar()
+    gen = generation_of(conn, collection_id)
     if gen is None:
         from embedsearch.errors import CollectionNotFound
 
