@@ -172,7 +172,7 @@ def create(app, name, model, backend, index_spec, metric, pooling, oov, device, 
         app.store, name, model, index_spec, metric, options={"pooling": pooling, "oov": oov, "backend": backend}, device=device
     )
     if as_json:
-        echo_json(coll.info())
+        echo_json({**coll.info(), "data_dir": str(app.settings.data_dir), "db": app.db_display()})
     else:
         config = coll.row["embedder_config"] or {}
         opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
@@ -180,6 +180,8 @@ def create(app, name, model, backend, index_spec, metric, pooling, oov, device, 
             f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
             f"index {index_spec}, metric {metric}"
         )
+        click.echo(app.where())
+        click.echo(f"next: {app.command('index', 'add', name, 'FILES...')}")
 
 
 @index.command("add")

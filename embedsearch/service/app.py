@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedsearch import __version__
 from embedsearch.config import Settings
-from embedsearch.errors import EmbedsearchError
+from embedsearch.errors import EmbedsearchError, insufficient_storage
 from embedsearch.service.docs import install_docs
 from embedsearch.service.metrics import CONTENT_TYPE, ServiceMetrics
 from embedsearch.service.schemas import (
@@ -62,6 +62,10 @@ MAX_HITS = 20_000  # queries x k in one request
 MAX_RESPONSE_TEXT = 32 << 20  # bytes of hit text and metadata in one response
 MAX_DOCUMENTS = 1000
 MAX_BODY_BYTES = 8 * 2**20
+MAX_ID_CHARS = 1024
+MAX_TEXT_CHARS = 1_000_000
+MAX_WORD_CHARS = 200
+MAX_PROBE = 65536  # nprobe and ef_search
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 log = logging.getLogger("embedsearch.service")
 
@@ -74,8 +78,8 @@ class SearchRequest(BaseModel):
     vector: list[float] | None = Field(None, description="A raw query vector of the collection's dimension, instead of text.")
     k: JsonInt = Field(10, ge=1, le=MAX_K)
     where: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}.')
-    nprobe: json_int(1, 65536) | None = Field(None, description="IVF lists to visit (more: better recall, slower).")
-    ef_search: json_int(1, 65536) | None = Field(None, description="HNSW candidate list size (more: better recall, slower).")
+    nprobe: json_int(1, MAX_PROBE) | None = Field(None, description="IVF lists to visit (more: better recall, slower).")
+    ef_search: json_int(1, MAX_PROBE) | None = Field(None, description="HNSW candidate list size (more: better recall, slower).")
 
     model_config = {
         **STRICT,
@@ -94,8 +98,8 @@ class BatchSearchRequest(BaseModel):
 
 
 class DocumentIn(BaseModel):
-    id: str = Field(..., min_length=1, max_length=1024)
-    text: str = Field(..., min_length=1, max_length=1_000_000)
+    id: str = Field(..., min_length=1, max_length=MAX_ID_CHARS)
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     model_config = STRICT
@@ -114,7 +118,7 @@ class DocumentsRequest(BaseModel):
 
 class SimilarRequest(BaseModel):
     model: str = Field(..., description="Name of a word-vector model directory under the service's models directory.")
-    word: str = Field(..., min_length=1, max_length=200)
+    word: str = Field(..., min_length=1, max_length=MAX_WORD_CHARS)
     k: JsonInt = Field(10, ge=1, le=MAX_K)
 
     model_config = STRICT
@@ -463,6 +467,19 @@ def create_app(
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
             parts.append(f"{where or 'body'}: {err.get('msg')}")
         return _error(422, "invalid_request", "; ".join(parts), request_id_of(request))
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(SQLAlchemyError)
+    async def storage_error(request: Request, exc: Exception):
+        """A full disk (ENOSPC, EDQUOT) or database is 507 with the reason; other such errors are 500s."""
+        full = insufficient_storage(exc)
+        if full is None:
+            return await unexpected(request, exc)
+        rid = request_id_of(request)
+        log.error("%s %s -> 507 request_id=%s: %s", request.method, request.url.path, rid, full)
+        return _error(full.http_status, full.code, str(full), rid)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # never a traceback to the client

@@ -29,7 +29,7 @@ from embedsearch.service.schemas import (
     PageResponse,
     errors,
 )
-from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
+from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_IDS, MAX_LIMIT
 
 router = APIRouter()
 
@@ -45,7 +45,9 @@ class GetRequest(BaseModel):
 class ListRequest(BaseModel):
     where: dict[str, Any] | None = _WHERE
     limit: JsonInt = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Documents per page.")
-    cursor: str | None = Field(None, max_length=512, description="The next_cursor of the previous page; null for the first.")
+    cursor: str | None = Field(
+        None, max_length=MAX_CURSOR_CHARS, description="The next_cursor of the previous page; null for the first."
+    )
 
     model_config = {**STRICT, "json_schema_extra": {"examples": [{"where": {"source": "lee"}, "limit": 100, "cursor": None}]}}
 
