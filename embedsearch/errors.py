@@ -7,6 +7,8 @@ called (exit code 2) rather than by the data or the state of a collection (exit 
 
 from __future__ import annotations
 
+import errno
+
 
 class EmbedsearchError(Exception):
     """Base class for every error embedsearch raises on purpose."""
@@ -135,3 +137,54 @@ class ResponseTooLarge(EmbedsearchError):
     usage = True
     http_status = 413
     code = "response_too_large"
+
+
+class BrokenModel(ModelFormatError):
+    """A model directory that cannot be loaded: damaged or missing files, or weights only in
+    pickle format (which embedsearch never loads)."""
+
+    usage = True
+    http_status = 422
+    code = "broken_model"
+
+
+class InsufficientStorage(EmbedsearchError):
+    """The disk or the database is full (ENOSPC, EDQUOT, SQLite's SQLITE_FULL, PostgreSQL's
+    disk_full); the write that met it was not committed."""
+
+    http_status = 507
+    code = "insufficient_storage"
+
+
+#: the errors that say a disk (or a quota) is full
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_reason(exc: BaseException) -> str | None:
+    """What a full disk or database said, when ``exc`` is that (an OSError with ENOSPC or
+    EDQUOT, SQLite's SQLITE_FULL or PostgreSQL's disk_full through SQLAlchemy); else None."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    orig = getattr(exc, "orig", None)  # a SQLAlchemy DBAPIError wraps the driver's exception
+    if orig is None:
+        return None
+    if isinstance(orig, OSError) and orig.errno in DISK_FULL_ERRNOS:
+        return disk_full_reason(orig)
+    first = (str(orig).strip().splitlines() or [""])[0]
+    if getattr(orig, "sqlite_errorname", None) == "SQLITE_FULL" or "database or disk is full" in first:
+        return f"the database: {first}"
+    if getattr(orig, "pgcode", None) == "53100":  # PostgreSQL's disk_full
+        return f"the database: {first}"
+    return None
+
+
+def insufficient_storage(exc: BaseException) -> InsufficientStorage | None:
+    """The :class:`InsufficientStorage` a disk-full ``exc`` means, or None."""
+    reason = disk_full_reason(exc)
+    if reason is None:
+        return None
+    return InsufficientStorage(
+        f"insufficient storage: {reason}; the write in progress was not committed "
+        "(free some space and run it again: documents already stored are recognised and skipped)"
+    )

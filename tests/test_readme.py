@@ -81,3 +81,56 @@ def test_readme_library_example_runs_as_written(tmp_path, monkeypatch):
     assert [h.id for h in scope["hits"][0]] == ["a1"]  # one list of hits per query
     assert [d["id"] for d in scope["docs"]] == ["a1"] and scope["not_found"] == []
     assert [d["id"] for d in scope["page"].documents] == ["a1"] and scope["n"] == 1
+
+
+def test_readme_lists_every_limit_with_its_value():
+    """The limits table says what the code enforces (issue 13: every limit, with its value)."""
+    from embedsearch import search
+    from embedsearch.config import _NAME_RE
+    from embedsearch.service import app
+    from embedsearch.service.schemas import MODEL_NAME
+    from embedsearch.store import documents_api, filters
+    from embedsearch.trainers import distill
+
+    section = README[README.index("### Limits\n") : README.index("### Errors\n")]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] != "Limit":
+            rows[cells[0]] = cells[1]
+
+    def n(x: int) -> str:
+        return f"{x:,}"
+
+    expected = {
+        "hits per query, `k`": f"HTTP 1–{n(app.MAX_K)}; CLI `search -k` 1–{n(search.MAX_K)}",
+        "query text (HTTP)": f"1–{n(app.MAX_QUERY_CHARS)} characters",
+        "queries per `search/batch` request": f"1–{app.MAX_BATCH}",
+        "hits per request, queries × k": n(app.MAX_HITS),
+        "hit text and metadata per response": f"{app.MAX_RESPONSE_TEXT >> 20} MiB (413 `response_too_large`)",
+        "request body": f"{app.MAX_BODY_BYTES >> 20} MiB (413 `body_too_large`)",
+        "documents per `POST /collections/{name}/documents`": f"1–{n(app.MAX_DOCUMENTS)}",
+        "document id (HTTP)": f"1–{n(app.MAX_ID_CHARS)} characters",
+        "document text (HTTP)": f"1–{n(app.MAX_TEXT_CHARS)} characters",
+        "ids per `documents/get` or `index get`": f"1–{n(documents_api.MAX_IDS)}",
+        "documents per page, `limit` of `documents/list` or `index docs`":
+            f"1–{n(documents_api.MAX_LIMIT)} (default {documents_api.DEFAULT_LIMIT})",  # fmt: skip
+        "cursor": f"{documents_api.MAX_CURSOR_CHARS} characters",
+        "`nprobe`, `ef_search` (HTTP)": f"1–{n(app.MAX_PROBE)}",
+        "`/similar`: word; k": f"1–{app.MAX_WORD_CHARS} characters; 1–{n(app.MAX_K)}",
+        "filter depth (CLI and HTTP)": f"{filters.MAX_DEPTH} levels",
+        "filter conditions (field operators and logical branches)": str(filters.MAX_CONDITIONS),
+        "values per `$in` / `$nin` / `$all`": n(filters.MAX_IN),
+        "segments per dotted path (`a.b.c`)": str(filters.MAX_SEGMENTS),
+        "distillation corpus (`train distill`)":
+            f"at least {distill.MIN_DOCUMENTS} documents and {n(distill.MIN_TOKENS)} tokens (exit 1)",  # fmt: skip
+    }
+    for name, value in expected.items():
+        assert rows.get(name) == value, (name, rows.get(name), value)
+    assert "{0,63}" in _NAME_RE.pattern and rows["collection name"].startswith("1–64 characters")
+    assert "{0,127}" in MODEL_NAME and rows["model name under `--models-dir`"].startswith("1–128 characters")
+    assert rows["idle HTTP connection"].startswith("`--keep-alive` seconds: 5 (1–3,600)")
+    from embedsearch.service.documents import CreateRequest
+
+    bounds = [max(getattr(m, "max_length", 0) or 0 for m in CreateRequest.model_fields[f].metadata) for f in ("model", "index")]
+    assert rows["`PUT /collections/{name}`: model; index spec"] == f"1–{bounds[0]} characters; 1–{bounds[1]} characters"

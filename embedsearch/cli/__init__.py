@@ -14,7 +14,7 @@ import click
 
 from embedsearch import __version__
 from embedsearch.config import Settings
-from embedsearch.errors import EmbedsearchError
+from embedsearch.errors import EmbedsearchError, insufficient_storage
 
 
 @dataclass
@@ -32,6 +32,31 @@ class AppContext:
             self._check_data_exists()
             self._store = Store(self.settings)
         return self._store
+
+    def db_display(self) -> str:
+        """The metadata store's URL with its password (if any) shown as ***."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.settings.db_url).render_as_string(hide_password=True)
+        except Exception:  # not a URL SQLAlchemy parses: say nothing of it but its scheme
+            return self.settings.db_url.split("://", 1)[0] + "://..."
+
+    def where(self) -> str:
+        """Where the data lives, in absolute terms: the data directory and the metadata store."""
+        return f"data: {self.settings.data_dir} (metadata: {self.db_display()})"
+
+    def command(self, *args: str) -> str:
+        """An embedsearch command line that finds this data from any directory (the data
+        directory, and the database when it is not the default one; a password shows as ***)."""
+        import shlex
+
+        from embedsearch.config import DB_FILENAME
+
+        words = ["embedsearch", "--data-dir", str(self.settings.data_dir)]
+        if self.settings.db_url != f"sqlite:///{self.settings.data_dir / DB_FILENAME}":
+            words += ["--db", self.db_display()]
+        return " ".join(shlex.quote(w) for w in [*words, *args])
 
     def has_data(self) -> bool:
         """False when the metadata store is a SQLite file that does not exist yet."""
@@ -72,8 +97,14 @@ class EmbedsearchGroup(click.Group):
                 raise click.UsageError(str(exc)) from None
             raise click.ClickException(str(exc)) from None
         except OSError as exc:
+            full = insufficient_storage(exc)
+            if full is not None:
+                raise click.ClickException(str(full)) from None
             raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
         except _sqlalchemy_errors() as exc:
+            full = insufficient_storage(exc)
+            if full is not None:
+                raise click.ClickException(str(full)) from None
             first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise click.ClickException(f"database error: {first}") from None
 

@@ -36,6 +36,8 @@ def demo(app, model, name, k, device, as_json):
             {
                 "collection": name,
                 "data_dir": str(app.settings.data_dir),
+                "db": app.db_display(),
+                "next": app.command("search", name, "your own query", "-k", "5"),
                 "add": result.added.to_dict(),
                 "queries": [{"query": q, "where": w, "hits": [h.to_dict() for h in hits]} for q, w, hits in result.queries],
             }
@@ -43,13 +45,14 @@ def demo(app, model, name, k, device, as_json):
         return
     a = result.added
     click.echo(
-        f"collection {name!r} in {app.settings.data_dir}: {result.collection.row['doc_count']} documents "
+        f"collection {name!r}: {result.collection.row['doc_count']} documents "
         f"(added {a.added}, unchanged {a.unchanged}), model {model}, index {result.collection.row['active_spec']}"
     )
+    click.echo(app.where())
     for query, where, hits in result.queries:
         click.echo()
         click.echo(f"» {query}" + (f"   where {json.dumps(where)}" if where else ""))
         for rank, h in enumerate(hits, 1):
             click.echo(f"  {rank}. {h.score:.3f}  {h.id:22} {shorten(h.text, 90)}")
     click.echo()
-    click.echo(f'next: embedsearch search {name} "your own query" -k 5   (add --json for machine output)')
+    click.echo(f"next: {app.command('search', name, 'your own query', '-k', '5')}   (add --json for machine output)")

@@ -188,7 +188,7 @@ def create(app, name, model, backend, index_spec, metric, index_fields, pooling,
         index_fields=index_fields,
     )
     if as_json:
-        echo_json(coll.info())
+        echo_json({**coll.info(), "data_dir": str(app.settings.data_dir), "db": app.db_display()})
     else:
         config = coll.row["embedder_config"] or {}
         opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
@@ -197,6 +197,8 @@ def create(app, name, model, backend, index_spec, metric, index_fields, pooling,
             f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
             f"index {index_spec}, metric {metric}{fields}"
         )
+        click.echo(app.where())
+        click.echo(f"next: {app.command('index', 'add', name, 'FILES...')}")
 
 
 @index.command("add")

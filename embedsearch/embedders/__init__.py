@@ -87,11 +87,43 @@ def canonical_spec(spec: str, options: dict[str, Any] | None) -> tuple[str, dict
     return spec, options
 
 
-def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, Any], cache_dir: Path | None) -> Embedder:
-    from embedsearch.embedders.sentence import SentenceEmbedder, bundled_minilm_path, is_sentence_transformers_dir
+def check_model(spec: str, options: dict[str, Any] | None = None) -> str:
+    """Refuse, without loading anything, a model that :func:`load_embedder` would refuse: an
+    unknown name, a missing path, a directory of neither kind, an unreadable manifest, a
+    sentence-transformers directory with broken files, options the model does not take. Returns
+    what ``spec`` names: ``builtin``, ``manifest`` (a directory of ours) or ``sentence``. Commands
+    call it for every model before loading the first (a model takes seconds to load)."""
+    from embedsearch.embedders.sentence import check_sentence_dir, is_sentence_transformers_dir
 
-    if spec in BUILTIN_MODELS and options:
-        raise UnknownModel(f"{spec}: --pooling/--oov apply to word-vector models only")
+    spec, options = canonical_spec(spec, options)
+    if spec in BUILTIN_MODELS:
+        if options:
+            raise UnknownModel(f"{spec}: --pooling/--oov apply to word-vector models only")
+        return "builtin"
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "manifest.json").exists():
+            from embedsearch.models import read_manifest
+
+            if read_manifest(path)["kind"] in ("sentence-transformers", "static"):
+                check_sentence_dir(path)
+            return "manifest"
+        options = {k: v for k, v in options.items() if k != "backend"}
+        if options:
+            raise UnknownModel(f"{spec}: --pooling/--oov apply to word-vector models only")
+        if is_sentence_transformers_dir(path):
+            check_sentence_dir(path)
+            return "sentence"
+        raise UnknownModel(f"{spec}: directory is neither an embedsearch model nor a sentence-transformers model")
+    if path.exists():
+        raise UnknownModel(f"{spec}: is a file; a model is a built-in name or a model directory")
+    raise UnknownModel(f"unknown model {spec!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) and no such directory")
+
+
+def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, Any], cache_dir: Path | None) -> Embedder:
+    from embedsearch.embedders.sentence import SentenceEmbedder, bundled_minilm_path
+
+    kind = check_model(spec, options)
     if spec == "hashing":
         from embedsearch.embedders.hashing import HashingEmbedder
 
@@ -103,32 +135,24 @@ def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, 
                                     batch_size=batch_size, cache_dir=cache_dir)  # fmt: skip
         return SentenceEmbedder(bundled_minilm_path(), name=spec, spec=spec, device=device, batch_size=batch_size)
     path = Path(spec).expanduser()
-    if path.is_dir():
-        manifest = path / "manifest.json"
-        if manifest.exists():
-            from embedsearch.models import load_model_embedder
+    if kind == "manifest":
+        from embedsearch.models import load_model_embedder
 
-            return load_model_embedder(path, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
-        backend = options.pop("backend", "torch")
-        if options:
-            raise UnknownModel(f"{spec}: --pooling/--oov apply to word-vector models only")
-        if is_sentence_transformers_dir(path):
-            if backend != "torch":
-                return sentence_backend(path, backend, device=device, batch_size=batch_size, cache_dir=cache_dir)
-            return SentenceEmbedder(path, device=device, batch_size=batch_size)
-        raise UnknownModel(f"{spec}: directory is neither an embedsearch model nor a sentence-transformers model")
-    if path.exists():
-        raise UnknownModel(f"{spec}: is a file; a model is a built-in name or a model directory")
-    raise UnknownModel(f"unknown model {spec!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) and no such directory")
+        return load_model_embedder(path, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
+    backend = options.pop("backend", "torch")
+    if backend != "torch":
+        return sentence_backend(path, backend, device=device, batch_size=batch_size, cache_dir=cache_dir)
+    return SentenceEmbedder(path, device=device, batch_size=batch_size)
 
 
 def sentence_backend(path: Path, backend: str, *, name: str | None = None, spec: str | None = None,
                      device: str | None = None, batch_size: int = 32, cache_dir: Path | None = None) -> Embedder:  # fmt: skip
     """A sentence-transformers directory on the onnx or int8 backend (built and cached on first use)."""
     from embedsearch.embedders.onnx_embedder import OnnxEmbedder
-    from embedsearch.embedders.sentence import directory_fingerprint
+    from embedsearch.embedders.sentence import check_sentence_dir, directory_fingerprint
 
     path = Path(path).absolute()
+    check_sentence_dir(path)
     builtin = spec in BUILTIN_MODELS
     return OnnxEmbedder(path, backend, models_dir=cache_dir or models_dir(), source_fingerprint=directory_fingerprint(path),
                         name=name, spec=spec or str(path),
@@ -161,4 +185,13 @@ def model_fingerprint(spec: str, options: dict[str, Any] | None = None) -> str:
     return fp
 
 
-__all__ = ["BUILTIN_MODELS", "Embedder", "load_embedder", "model_fingerprint", "models_dir", "normalize_rows", "set_models_dir"]
+__all__ = [
+    "BUILTIN_MODELS",
+    "Embedder",
+    "check_model",
+    "load_embedder",
+    "model_fingerprint",
+    "models_dir",
+    "normalize_rows",
+    "set_models_dir",
+]

@@ -188,13 +188,10 @@ def ensure_exported(source: Path, source_fingerprint: str, backend: str, models_
 
 
 def _load_torch_model(source: Path):
-    from sentence_transformers import SentenceTransformer
+    from embedsearch.embedders.sentence import load_sentence_transformer
 
-    from embedsearch.embedders.sentence import _quiet_transformers
-
-    _quiet_transformers()
     # eager attention: the SDPA path traces to a graph the attention fusion does not recognise
-    return SentenceTransformer(str(source), device="cpu", local_files_only=True, model_kwargs={"attn_implementation": "eager"})
+    return load_sentence_transformer(source, device="cpu", model_kwargs={"attn_implementation": "eager"})
 
 
 def _features(model, texts: list[str]) -> dict[str, Any]:

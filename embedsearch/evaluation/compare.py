@@ -142,6 +142,15 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def check_models(specs: list[ModelSpec], options: dict[str, Any]) -> None:
+    """Every model must exist and look loadable before the first one loads (each takes seconds)."""
+    from embedsearch.embedders import check_model
+    from embedsearch.evaluation.report import word_model_dir
+
+    for ms in specs:
+        check_model(ms.spec, options if word_model_dir(ms.spec) is not None else None)
+
+
 def load_run(ms: ModelSpec, *, device: str | None, options: dict[str, Any]) -> ModelRun:
     from embedsearch.embedders import load_embedder
     from embedsearch.evaluation.report import word_model_dir
@@ -303,6 +312,7 @@ def compare_models(
     if k < 1:
         raise InvalidArgument("k must be at least 1")
     options = options or {}
+    check_models(specs, options)
     steps = _Steps(len(specs), progress)
     report: dict[str, Any] = {
         "schema": SCHEMA,

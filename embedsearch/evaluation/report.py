@@ -83,11 +83,12 @@ def word_benchmarks(
 def evaluate_model(spec: str, *, device: str | None = None, restrict_vocab: int = 30000) -> dict[str, Any]:
     """Word-level benchmarks (WordSim-353, SimLex-999, Google analogies) and Lee document
     similarity for one model; ``skipped`` says why a metric was not computed."""
-    from embedsearch.embedders import BUILTIN_MODELS
+    from embedsearch.embedders import BUILTIN_MODELS, check_model
     from embedsearch.evaluation.docsim import lee_document_similarity
 
     if not (Path(spec).is_dir() or spec in BUILTIN_MODELS):
         raise UnknownModel(f"unknown model {spec!r}: not a built-in and no such directory")
+    check_model(spec)  # a broken model directory fails here, before anything loads
     started = time.perf_counter()
     word_dir = word_model_dir(spec)
     if word_dir is not None:

@@ -30,12 +30,31 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedsearch import __version__
 from embedsearch.config import Settings
-from embedsearch.errors import EmbedsearchError
+from embedsearch.errors import EmbedsearchError, insufficient_storage
 from embedsearch.service.docs import install_docs
 from embedsearch.service.metrics import CONTENT_TYPE, ServiceMetrics
+from embedsearch.service.schemas import (
+    MODEL_NAME,
+    READ,
+    STRICT,
+    WRITE,
+    AddResponse,
+    BatchSearchResponse,
+    CollectionInfo,
+    CollectionName,
+    CollectionsResponse,
+    DeleteResponse,
+    DocumentId,
+    HealthResponse,
+    JsonInt,
+    ModelName,
+    SearchResponse,
+    SimilarResponse,
+    errors,
+    json_int,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MAX_K = 1000
 MAX_QUERY_CHARS = 10_000
 MAX_BATCH = 256
@@ -43,6 +62,10 @@ MAX_HITS = 20_000  # queries x k in one request
 MAX_RESPONSE_TEXT = 32 << 20  # bytes of hit text and metadata in one response
 MAX_DOCUMENTS = 1000
 MAX_BODY_BYTES = 8 * 2**20
+MAX_ID_CHARS = 1024
+MAX_TEXT_CHARS = 1_000_000
+MAX_WORD_CHARS = 200
+MAX_PROBE = 65536  # nprobe and ef_search
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 log = logging.getLogger("embedsearch.service")
 
@@ -53,44 +76,52 @@ log = logging.getLogger("embedsearch.service")
 class SearchRequest(BaseModel):
     query: str | None = Field(None, min_length=1, max_length=MAX_QUERY_CHARS, description="Text to embed and search for.")
     vector: list[float] | None = Field(None, description="A raw query vector of the collection's dimension, instead of text.")
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: JsonInt = Field(10, ge=1, le=MAX_K)
     where: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}.')
-    nprobe: int | None = Field(None, ge=1, le=65536)
-    ef_search: int | None = Field(None, ge=1, le=65536)
+    nprobe: json_int(1, MAX_PROBE) | None = Field(None, description="IVF lists to visit (more: better recall, slower).")
+    ef_search: json_int(1, MAX_PROBE) | None = Field(None, description="HNSW candidate list size (more: better recall, slower).")
 
-    model_config = {"json_schema_extra": {"examples": [{"query": "interest rates", "k": 5, "where": {"source": "lee"}}]}}
+    model_config = {
+        **STRICT,
+        "json_schema_extra": {"examples": [{"query": "interest rates", "k": 5, "where": {"source": "lee"}}]},
+    }
 
 
 class BatchSearchRequest(BaseModel):
     queries: list[Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]] = Field(
         ..., min_length=1, max_length=MAX_BATCH
     )
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description=f"Hits per query; queries x k is at most {MAX_HITS}.")
     where: dict[str, Any] | None = None
 
-    model_config = {"json_schema_extra": {"examples": [{"queries": ["bushfires", "cricket"], "k": 3}]}}
+    model_config = {**STRICT, "json_schema_extra": {"examples": [{"queries": ["bushfires", "cricket"], "k": 3}]}}
 
 
 class DocumentIn(BaseModel):
-    id: str = Field(..., min_length=1, max_length=1024)
-    text: str = Field(..., min_length=1, max_length=1_000_000)
+    id: str = Field(..., min_length=1, max_length=MAX_ID_CHARS)
+    text: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = STRICT
 
 
 class DocumentsRequest(BaseModel):
     documents: list[DocumentIn] = Field(..., min_length=1, max_length=MAX_DOCUMENTS)
 
     model_config = {
+        **STRICT,
         "json_schema_extra": {
             "examples": [{"documents": [{"id": "a1", "text": "Rates rise again", "metadata": {"source": "web"}}]}]
-        }
+        },
     }
 
 
 class SimilarRequest(BaseModel):
     model: str = Field(..., description="Name of a word-vector model directory under the service's models directory.")
-    word: str = Field(..., min_length=1, max_length=200)
-    k: int = Field(10, ge=1, le=MAX_K)
+    word: str = Field(..., min_length=1, max_length=MAX_WORD_CHARS)
+    k: JsonInt = Field(10, ge=1, le=MAX_K)
+
+    model_config = STRICT
 
 
 # --- state -------------------------------------------------------------------------------------
@@ -140,7 +171,7 @@ class ServiceState:
         """A model directory under ``models_dir``; names cannot climb out of it."""
         from embedsearch.errors import InvalidName, UnknownModel
 
-        if not _MODEL_NAME.fullmatch(name) or ".." in name:
+        if not re.fullmatch(MODEL_NAME, name) or ".." in name:
             raise InvalidName(f"invalid model name {name!r}: a directory name under the models directory")
         path = self.models_dir / name
         if not (path / "manifest.json").is_file():
@@ -230,10 +261,12 @@ def check_response_size(results) -> None:
         )
 
 
-def _error(status: int, code: str, message: str, request_id: str | None = None) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, request_id: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = {"code": code, "message": message, "request_id": request_id}
-    headers = {"X-Request-ID": request_id} if request_id else None
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    headers = {**(headers or {}), **({"X-Request-ID": request_id} if request_id else {})}
+    return JSONResponse({"error": body}, status_code=status, headers=headers or None)
 
 
 def request_id_of(scope_or_request) -> str | None:
@@ -286,6 +319,31 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def allowed_methods(app, path: str) -> list[str]:
+    """The methods of the route template that serves ``path``: as OpenAPI matches paths, a
+    concrete template (``/collections/{name}/documents/get``) wins over a templated one
+    (``/collections/{name}/documents/{doc_id}``) that also matches; the Allow header of a 405
+    says the same as the schema. Static mounts answer GET and HEAD."""
+    from starlette.routing import Mount, Route
+
+    def flat(routes):
+        for route in routes:
+            included = getattr(getattr(route, "original_router", None), "routes", None)  # FastAPI's include_router
+            yield from flat(included) if included is not None else (route,)
+
+    by_template: dict[str, set[str]] = {}
+    for route in flat(app.router.routes):
+        if isinstance(route, Route) and route.path_regex.fullmatch(path):
+            by_template.setdefault(route.path, set()).update(route.methods or ())
+        elif isinstance(route, Mount) and route.path_regex.fullmatch(path):
+            by_template.setdefault(route.path + "/{path}", set()).update({"GET", "HEAD"})
+    if not by_template:
+        return []
+    # fewest parameters first, then the longest literal text
+    best = min(by_template, key=lambda t: (t.count("{"), -len(re.sub(r"\{[^}]*\}", "", t))))
+    return sorted(by_template[best])
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -386,7 +444,13 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def starlette_error(request: Request, exc: StarletteHTTPException):
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), request_id_of(request))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: a 405 lists the methods the resource has
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path)) or headers.get("Allow", "")
+        message = str(exc.detail)
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), message, request_id_of(request), headers)
 
     @app.exception_handler(HTTPError)
     async def http_error(request: Request, exc: HTTPError):
@@ -404,31 +468,45 @@ def create_app(
             parts.append(f"{where or 'body'}: {err.get('msg')}")
         return _error(422, "invalid_request", "; ".join(parts), request_id_of(request))
 
+    from sqlalchemy.exc import SQLAlchemyError
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(SQLAlchemyError)
+    async def storage_error(request: Request, exc: Exception):
+        """A full disk (ENOSPC, EDQUOT) or database is 507 with the reason; other such errors are 500s."""
+        full = insufficient_storage(exc)
+        if full is None:
+            return await unexpected(request, exc)
+        rid = request_id_of(request)
+        log.error("%s %s -> 507 request_id=%s: %s", request.method, request.url.path, rid, full)
+        return _error(full.http_status, full.code, str(full), rid)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # never a traceback to the client
         rid = request_id_of(request)
         log.error("%s %s -> 500 request_id=%s", request.method, request.url.path, rid, exc_info=exc)
         return _error(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log (request id {rid})", rid)
 
-    @app.get("/health")
+    @app.get("/health", response_model=None, responses={200: {"model": HealthResponse}, **errors()})
     def health(state: State) -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "read_only": state.read_only, "auth": state.api_key is not None}
 
-    @app.get("/metrics", response_class=Response)
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+             "description": "The Prometheus text format."}, **errors()})  # fmt: skip
     def metrics(state: State) -> Response:
         """Request counts by route and status, a latency histogram and query batching, in the
         Prometheus text format."""
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/collections")
+    @app.get("/collections", response_model=None, responses={200: {"model": CollectionsResponse}, **errors()})
     def list_collections(state: State) -> dict[str, Any]:
         return {"collections": state.store.list()}
 
-    @app.get("/collections/{name}")
-    def describe_collection(name: str, state: State) -> dict[str, Any]:
+    @app.get("/collections/{name}", response_model=None, responses={200: {"model": CollectionInfo}, **errors(*READ)})
+    def describe_collection(name: CollectionName, state: State) -> dict[str, Any]:
         return state.collection(name).info()
 
-    @app.get("/models")
+    @app.get("/models", responses=errors())
     def list_models(state: State) -> dict[str, Any]:
         from embedsearch.embedders import BUILTIN_MODELS
         from embedsearch.models import list_models as model_dirs
@@ -438,14 +516,14 @@ def create_app(
         return {"builtin": [{"name": k, "description": v} for k, v in BUILTIN_MODELS.items()], "in_use": used,
                 "models_dir": str(state.models_dir), "available": available}  # fmt: skip
 
-    @app.get("/models/{name}")
-    def describe_model(name: str, state: State) -> dict[str, Any]:
+    @app.get("/models/{name}", responses=errors(404, 422))
+    def describe_model(name: ModelName, state: State) -> dict[str, Any]:
         from embedsearch.models import read_manifest
 
         return {"name": name, **read_manifest(state.model_path(name))}
 
-    @app.post("/collections/{name}/search")
-    def search_one(name: str, body: SearchRequest, state: State) -> dict[str, Any]:
+    @app.post("/collections/{name}/search", response_model=None, responses={200: {"model": SearchResponse}, **errors(*READ)})
+    def search_one(name: CollectionName, body: SearchRequest, state: State) -> dict[str, Any]:
         import numpy as np
 
         from embedsearch.errors import DimensionMismatch, InvalidArgument
@@ -456,11 +534,12 @@ def create_app(
             raise InvalidArgument("give exactly one of 'query' (text) or 'vector'")
         started = time.perf_counter()
         if body.vector is not None:
-            vec = np.asarray([body.vector], dtype=np.float32)
-            if vec.shape[1] != coll.dim:
-                raise DimensionMismatch(f"vector has {vec.shape[1]} values; collection {name!r} is {coll.dim}-d")
-            if not np.isfinite(vec).all():
-                raise InvalidArgument("vector values must be finite numbers")
+            raw = np.asarray([body.vector], dtype=np.float64)
+            if raw.shape[1] != coll.dim:
+                raise DimensionMismatch(f"vector has {raw.shape[1]} values; collection {name!r} is {coll.dim}-d")
+            if not (np.abs(raw) <= np.finfo(np.float32).max).all():  # NaN fails this too
+                raise InvalidArgument("vector values must be finite numbers within float32's range")
+            vec = raw.astype(np.float32)
             if coll.row["metric"] == "cosine":
                 from embedsearch.embedders.base import normalize_rows
 
@@ -476,8 +555,9 @@ def create_app(
         return {"collection": name, "k": body.k, "took_ms": round((time.perf_counter() - started) * 1000, 2),
                 "hits": [h.to_dict() for h in hits]}  # fmt: skip
 
-    @app.post("/collections/{name}/search/batch")
-    def search_batch(name: str, body: BatchSearchRequest, state: State) -> dict[str, Any]:
+    @app.post("/collections/{name}/search/batch", response_model=None,
+              responses={200: {"model": BatchSearchResponse}, **errors(*READ)})  # fmt: skip
+    def search_batch(name: CollectionName, body: BatchSearchRequest, state: State) -> dict[str, Any]:
         from embedsearch.errors import InvalidArgument
         from embedsearch.search import search
 
@@ -497,8 +577,8 @@ def create_app(
             "results": [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in pairs],
         }
 
-    @app.post("/collections/{name}/documents")
-    def add_documents(name: str, body: DocumentsRequest, state: Writer) -> dict[str, Any]:
+    @app.post("/collections/{name}/documents", response_model=None, responses={200: {"model": AddResponse}, **errors(*WRITE)})
+    def add_documents(name: CollectionName, body: DocumentsRequest, state: Writer) -> dict[str, Any]:
         from embedsearch.corpus import Document
 
         coll = state.collection(name)
@@ -507,8 +587,9 @@ def create_app(
         result = coll.add_documents(docs, embedder)
         return {"collection": name, **result.to_dict()}
 
-    @app.delete("/collections/{name}/documents/{doc_id:path}")
-    def delete_document(name: str, doc_id: str, state: Writer) -> dict[str, Any]:
+    @app.delete("/collections/{name}/documents/{doc_id:path}", response_model=None,
+                responses={200: {"model": DeleteResponse}, **errors(*WRITE)})  # fmt: skip
+    def delete_document(name: CollectionName, doc_id: DocumentId, state: Writer) -> dict[str, Any]:
         from embedsearch.errors import DocumentNotFound
 
         coll = state.collection(name)
@@ -521,7 +602,7 @@ def create_app(
 
     app.include_router(documents_router)
 
-    @app.post("/similar")
+    @app.post("/similar", response_model=None, responses={200: {"model": SimilarResponse}, **errors(404, 422)})
     def similar(body: SimilarRequest, state: State) -> dict[str, Any]:
         wv = state.word_vectors(body.model)
         return {"model": body.model, "word": body.word, "results": [n.to_dict() for n in wv.similar(body.word.lower(), body.k)]}

@@ -14,7 +14,22 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from embedsearch.service.app import HTTPError, State, Writer
-from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_IDS, MAX_LIMIT
+from embedsearch.service.schemas import (
+    READ,
+    STRICT,
+    WRITE,
+    CollectionInfo,
+    CollectionName,
+    CountResponse,
+    DocumentId,
+    DocumentOut,
+    DocumentsResponse,
+    DropResponse,
+    JsonInt,
+    PageResponse,
+    errors,
+)
+from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_IDS, MAX_LIMIT
 
 router = APIRouter()
 
@@ -24,21 +39,23 @@ _WHERE = Field(None, description='Metadata filter, e.g. {"source": "lee", "year"
 class GetRequest(BaseModel):
     ids: list[str] = Field(..., min_length=1, max_length=MAX_IDS, description="Document ids.")
 
-    model_config = {"json_schema_extra": {"examples": [{"ids": ["a1", "a2"]}]}}
+    model_config = {**STRICT, "json_schema_extra": {"examples": [{"ids": ["a1", "a2"]}]}}
 
 
 class ListRequest(BaseModel):
     where: dict[str, Any] | None = _WHERE
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Documents per page.")
-    cursor: str | None = Field(None, max_length=512, description="The next_cursor of the previous page; null for the first.")
+    limit: JsonInt = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Documents per page.")
+    cursor: str | None = Field(
+        None, max_length=MAX_CURSOR_CHARS, description="The next_cursor of the previous page; null for the first."
+    )
 
-    model_config = {"json_schema_extra": {"examples": [{"where": {"source": "lee"}, "limit": 100, "cursor": None}]}}
+    model_config = {**STRICT, "json_schema_extra": {"examples": [{"where": {"source": "lee"}, "limit": 100, "cursor": None}]}}
 
 
 class CountRequest(BaseModel):
     where: dict[str, Any] | None = _WHERE
 
-    model_config = {"json_schema_extra": {"examples": [{"where": {"year": {"$gte": 2001}}}]}}
+    model_config = {**STRICT, "json_schema_extra": {"examples": [{"where": {"year": {"$gte": 2001}}}]}}
 
 
 class CreateRequest(BaseModel):
@@ -58,40 +75,44 @@ class CreateRequest(BaseModel):
         description="Metadata fields to build payload indexes on (filters on them read an index, not every document).",
     )
 
-    model_config = {"json_schema_extra": {"examples": [{"model": "minilm", "index": "auto"}]}}
+    model_config = {**STRICT, "json_schema_extra": {"examples": [{"model": "minilm", "index": "auto"}]}}
 
 
-@router.get("/collections/{name}/documents/{doc_id:path}")
-def get_document(name: str, doc_id: str, state: State) -> dict[str, Any]:
+@router.get("/collections/{name}/documents/{doc_id:path}", response_model=None,
+            responses={200: {"model": DocumentOut}, **errors(*READ)})  # fmt: skip
+def get_document(name: CollectionName, doc_id: DocumentId, state: State) -> dict[str, Any]:
     from embedsearch.store.documents_api import get_document
 
     return get_document(state.collection(name), doc_id)
 
 
-@router.post("/collections/{name}/documents/get")
-def get_documents(name: str, body: GetRequest, state: State) -> dict[str, Any]:
+@router.post("/collections/{name}/documents/get", response_model=None,
+             responses={200: {"model": DocumentsResponse}, **errors(*READ)})  # fmt: skip
+def get_documents(name: CollectionName, body: GetRequest, state: State) -> dict[str, Any]:
     from embedsearch.store.documents_api import get_documents
 
     docs, missing = get_documents(state.collection(name), body.ids)
     return {"collection": name, "documents": docs, "not_found": missing}
 
 
-@router.post("/collections/{name}/documents/list")
-def list_documents(name: str, body: ListRequest, state: State) -> dict[str, Any]:
+@router.post("/collections/{name}/documents/list", response_model=None,
+             responses={200: {"model": PageResponse}, **errors(*READ)})  # fmt: skip
+def list_documents(name: CollectionName, body: ListRequest, state: State) -> dict[str, Any]:
     from embedsearch.store.documents_api import list_documents
 
     return {"collection": name, **list_documents(state.collection(name), body.where, body.limit, body.cursor).to_dict()}
 
 
-@router.post("/collections/{name}/count")
-def count_documents(name: str, body: CountRequest, state: State) -> dict[str, Any]:
+@router.post("/collections/{name}/count", response_model=None, responses={200: {"model": CountResponse}, **errors(*READ)})
+def count_documents(name: CollectionName, body: CountRequest, state: State) -> dict[str, Any]:
     from embedsearch.store.documents_api import count_documents
 
     return {"collection": name, "count": count_documents(state.collection(name), body.where)}
 
 
-@router.put("/collections/{name}", status_code=201)
-def create_collection(name: str, body: CreateRequest, state: Writer) -> dict[str, Any]:
+@router.put("/collections/{name}", status_code=201, response_model=None,
+            responses={201: {"model": CollectionInfo}, **errors(*WRITE)})  # fmt: skip
+def create_collection(name: CollectionName, body: CreateRequest, state: Writer) -> dict[str, Any]:
     from embedsearch.errors import UnknownModel
     from embedsearch.store.documents_api import create_collection
 
@@ -104,8 +125,8 @@ def create_collection(name: str, body: CreateRequest, state: Writer) -> dict[str
     return coll.info()
 
 
-@router.delete("/collections/{name}")
-def drop_collection(name: str, state: Writer) -> dict[str, Any]:
+@router.delete("/collections/{name}", response_model=None, responses={200: {"model": DropResponse}, **errors(*WRITE)})
+def drop_collection(name: CollectionName, state: Writer) -> dict[str, Any]:
     from embedsearch.store.documents_api import drop_collection
 
     return drop_collection(state.store, name)

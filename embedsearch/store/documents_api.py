@@ -41,6 +41,7 @@ from embedsearch.store.metadata import documents
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_IDS = 1000  # ids per get_documents call
+MAX_CURSOR_CHARS = 512
 _CURSOR_VERSION = 1
 _IN_CHUNK = 500
 
@@ -110,7 +111,7 @@ def encode_cursor(coll, where: dict | None, after_row_id: int) -> str:
 def decode_cursor(coll, where: dict | None, cursor: str) -> int:
     """The last row id a cursor's page returned; :class:`InvalidCursor` when the cursor is not
     one of ours, or belongs to another collection or another filter."""
-    if not isinstance(cursor, str) or not cursor or len(cursor) > 512:
+    if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR_CHARS:
         raise InvalidCursor("invalid cursor: pass the next_cursor of a previous page unchanged")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -189,11 +190,12 @@ def create_collection(
     """Create an empty collection ``name`` for ``model`` (a built-in name or a model directory),
     with payload indexes on ``index_fields``.
 
-    Cheap checks come before the model loads: a bad name or index spec is refused, and an
-    existing collection is :class:`CollectionExists`, without loading anything.
+    Cheap checks come before the model loads: a bad name or index spec is refused, an existing
+    collection is :class:`CollectionExists`, and a missing or broken model directory is refused,
+    without loading anything.
     """
     from embedsearch.config import validate_collection_name
-    from embedsearch.embedders import load_embedder
+    from embedsearch.embedders import check_model, load_embedder
     from embedsearch.errors import CollectionExists
     from embedsearch.store.payload import validate_field
     from embedsearch.store.specs import check_metric, validate_spec
@@ -204,6 +206,7 @@ def create_collection(
     index_fields = [validate_field(f) for f in index_fields]
     if store.exists(name):
         raise CollectionExists(f"collection {name!r} already exists")
+    check_model(model, options or {})  # a missing or broken model directory, before the load
     embedder = load_embedder(model, device=device, options=options or {})
     return store.create(name, embedder, index_spec, metric, index_fields=index_fields)
 

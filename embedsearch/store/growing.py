@@ -59,6 +59,10 @@ def append_records(path: Path, dim: int, committed: int, ids: np.ndarray, vector
             written = os.write(fd, view)
             view = view[written:]
         os.fsync(fd)
+    except OSError as exc:
+        if exc.filename is None:  # say which file (and so which disk) failed: os.write names none
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     finally:
         os.close(fd)
 

@@ -17,6 +17,7 @@ excluding selector, and a filtered search only ever passes ids that SQL says are
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -98,7 +99,13 @@ def write_index_file(index, path: Path) -> None:
     faiss = _faiss()
     tmp = temp_name(path)
     try:
-        faiss.write_index(index, str(tmp))
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as exc:  # FAISS words a failed write as "... write error in PATH: ... (strerror)"
+            for code in (errno.ENOSPC, errno.EDQUOT):
+                if f"({os.strerror(code)})" in str(exc):
+                    raise OSError(code, os.strerror(code), str(path)) from None
+            raise
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -74,9 +74,7 @@ class Teacher:
     """A sentence-transformers model run up to its pooled output (before any Normalize)."""
 
     def __init__(self, spec: str, device: str) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        from embedsearch.embedders.sentence import _quiet_transformers, bundled_minilm_path, is_sentence_transformers_dir
+        from embedsearch.embedders.sentence import bundled_minilm_path, is_sentence_transformers_dir, load_sentence_transformer
         from embedsearch.errors import UnknownModel
 
         if spec == "minilm":
@@ -85,10 +83,9 @@ class Teacher:
             path = Path(spec).expanduser()
             if not is_sentence_transformers_dir(path):
                 raise UnknownModel(f"teacher {spec!r}: not minilm and not a sentence-transformers directory")
-        _quiet_transformers()
         self.spec = spec
         self.path = Path(path).absolute()
-        self.model = SentenceTransformer(str(self.path), device=device, local_files_only=True).eval()
+        self.model = load_sentence_transformer(self.path, device=device).eval()
         self.tokenizer = self.model.tokenizer
         if not getattr(self.tokenizer, "is_fast", False):
             raise UnknownModel(f"teacher {spec}: a static student needs a fast (Rust) tokenizer")

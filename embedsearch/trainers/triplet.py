@@ -114,10 +114,11 @@ def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1) -> B
         PRETOKENIZERS,
         bundled_minilm_path,
         is_sentence_transformers_dir,
+        load_sentence_transformer,
     )
 
     if spec == "minilm":
-        return Base(SentenceTransformer(str(bundled_minilm_path()), device=device), "transformer")
+        return Base(load_sentence_transformer(bundled_minilm_path(), device=device), "transformer")
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise UnknownModel(f"base model {spec!r}: not minilm and no such directory")
@@ -146,12 +147,12 @@ def load_base(spec: str, device: str, *, dense_dim: int = 0, seed: int = 1) -> B
         model = SentenceTransformer(modules=[words, Pooling(wv.dim, "mean"), dense], device=device)
         return Base(model, "word-vectors", PRETOKENIZE_WORDS)
     if kind == "static":  # a student from `train distill`: a trainable token table, trained like word vectors
-        return Base(SentenceTransformer(str(path), device=device), "static")
+        return Base(load_sentence_transformer(path, device=device), "static")
     if kind == "sentence-transformers" or is_sentence_transformers_dir(path):
         pretokenize = manifest.get("pretokenize")  # a model trained here on a word-vector base
         if pretokenize is not None and pretokenize not in PRETOKENIZERS:
             raise UnknownModel(f"base model {spec}: unknown pretokenize {pretokenize!r} in its manifest")
-        return Base(SentenceTransformer(str(path), device=device), "transformer", pretokenize)
+        return Base(load_sentence_transformer(path, device=device), "transformer", pretokenize)
     raise UnknownModel(f"base model {spec}: neither a sentence-transformers model nor a word-vector model")
 
 
@@ -409,14 +410,15 @@ def train_triplet(
     out_dir = Path(out_dir).expanduser().absolute()
     sweep_leftovers(out_dir)  # what killed runs left: their work directories, a model moved aside
     check_output_dir(out_dir, overwrite)
+    if documents is not None and not label_field:
+        raise InvalidArgument("labelled documents need --label-field")
+    given = data_from_triplets(triplets, params) if triplets is not None else None  # before the base loads
     device = torch_device(params.device)
     base = load_base(params.base, device, dense_dim=params.dense_dim, seed=params.seed)
     model, kind = base.model, base.kind
-    if triplets is not None:
-        data = data_from_triplets(triplets, params)
+    if given is not None:
+        data = given
     else:
-        if not label_field:
-            raise InvalidArgument("labelled documents need --label-field")
         data = data_from_labels(documents, label_field, params, base, on_skip=on_skip)
     if not data.train:
         raise InvalidArgument("no training triplets: the data is too small")

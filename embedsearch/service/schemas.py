@@ -1,0 +1,213 @@
+"""What the OpenAPI document says about the service: strict request types, the shapes of the
+answers, and every error status each endpoint can give.
+
+Request models validate strictly (:data:`STRICT`): ``"k": true`` or ``"k": "5"`` is a 422, never 1
+or 5; a JSON number with an integral value (``5.0``) is an integer, as JSON Schema says. Response
+models are documentation only (endpoints return plain dicts with ``response_model=None``, so a
+20,000-hit answer is not validated again); the schemathesis run in ``tests/test_openapi.py``
+checks that the answers match them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from embedsearch.config import _NAME_RE
+
+#: request models: no coercion between JSON types (true is not 1, "5" is not 5)
+STRICT = ConfigDict(strict=True)
+
+
+def _integral(value: Any) -> Any:
+    """5.0 is the integer 5 in JSON; 5.5, true and "5" are left for the strict check to refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: an integer field that takes 5 and 5.0 but refuses true and "5"
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+
+
+def json_int(ge: int, le: int) -> Any:
+    """:data:`JsonInt` within [ge, le], for optional fields (the bounds must come before the
+    validator for the JSON schema to show them as minimum and maximum)."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_integral)]
+
+
+# --- path parameters: the pattern is documented; a name outside it is refused with 400 invalid_name ---
+
+CollectionName = Annotated[
+    str,
+    Path(
+        description="A collection: 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit, no '..'.",
+        json_schema_extra={"pattern": _NAME_RE.pattern},
+    ),  # fmt: skip
+]
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+ModelName = Annotated[
+    str,
+    Path(description="A model directory directly under the service's --models-dir.", json_schema_extra={"pattern": MODEL_NAME}),
+]
+DocumentId = Annotated[str, Path(description="A document id; it may contain '/'.")]
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(..., description="Machine-readable reason, e.g. collection_not_found, invalid_filter.")
+    message: str = Field(..., description="One line for a person: what is wrong and what to do.")
+    request_id: str | None = Field(..., description="Also in the X-Request-ID header and the server's log line.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "error": {
+                        "code": "collection_not_found",
+                        "message": "collection 'x' does not exist",
+                        "request_id": "5f1c0e7a9b2d4c11",
+                    }
+                }
+            ]  # fmt: skip
+        }
+    }
+
+
+ERRORS = {
+    400: "A Host header this service does not answer (see --allowed-host), or an invalid collection or model name.",
+    401: "A write without the API key (send X-API-Key or Authorization: Bearer).",
+    403: "A wrong API key, a service started with --read-only, or writes beyond loopback without a key.",
+    404: "No such collection, document, model or word.",
+    409: "The collection exists already, is locked by another writer, or its model changed since it was built.",
+    413: "A request body over 8 MiB, or hits carrying over 32 MiB of text and metadata.",
+    422: "A request that is not valid: malformed JSON or body, wrong types, a value out of range, a bad filter, "
+    "cursor, model, index spec or vector dimension, or a batch asking for more than 20,000 hits.",
+    500: "An internal error: a damaged collection (see index verify / index repair) or a bug; the message "
+    "names the request id to look up in the server log.",
+    507: "Insufficient storage: the disk (or the database) is full; nothing was written. The message names the reason.",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of an endpoint that can answer these error statuses (with the ones
+    every endpoint can give: 400 for a foreign Host header, 413 for an oversized body, 500)."""
+    codes = sorted({400, 413, 500, *statuses})
+    return {code: {"model": ErrorResponse, "description": ERRORS[code]} for code in codes}
+
+
+#: what a read of a collection can answer; writes add the key, storage and lock statuses
+READ = (404, 409, 422)
+WRITE = (401, 403, 404, 409, 422, 507)
+
+
+# --- answers ------------------------------------------------------------------------------------
+
+Metadata = dict[str, Any]
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float
+    text: str
+    metadata: Metadata
+
+
+class SearchResponse(BaseModel):
+    collection: str
+    k: int
+    took_ms: float
+    hits: list[HitOut]
+
+
+class QueryHits(BaseModel):
+    query: str
+    hits: list[HitOut]
+
+
+class BatchSearchResponse(BaseModel):
+    collection: str
+    k: int
+    results: list[QueryHits]
+
+
+class AddResponse(BaseModel):
+    collection: str
+    added: int
+    updated: int
+    unchanged: int
+    commits: int
+    generation: int
+
+
+class DeleteResponse(BaseModel):
+    collection: str
+    deleted: int
+
+
+class DocumentOut(BaseModel):
+    id: str
+    text: str
+    metadata: Metadata
+
+
+class DocumentsResponse(BaseModel):
+    collection: str
+    documents: list[DocumentOut]
+    not_found: list[str]
+
+
+class PageResponse(BaseModel):
+    collection: str
+    documents: list[DocumentOut]
+    next_cursor: str | None
+
+
+class CountResponse(BaseModel):
+    collection: str
+    count: int
+
+
+class DropResponse(BaseModel):
+    dropped: str
+    documents: int
+
+
+class CollectionInfo(BaseModel):
+    """A collection as ``index info --json`` describes it (more fields than listed here)."""
+
+    name: str
+    model: str
+    dim: int
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CollectionsResponse(BaseModel):
+    collections: list[dict[str, Any]]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    read_only: bool
+    auth: bool
+
+
+class Neighbour(BaseModel):
+    word: str
+    score: float
+
+
+class SimilarResponse(BaseModel):
+    model: str
+    word: str
+    results: list[Neighbour]
