@@ -89,7 +89,7 @@ def test_readme_lists_every_limit_with_its_value():
     from embedsearch.config import _NAME_RE
     from embedsearch.service import app
     from embedsearch.service.schemas import MODEL_NAME
-    from embedsearch.store import documents_api, filters
+    from embedsearch.store import documents_api, filters, payload
     from embedsearch.trainers import distill
 
     section = README[README.index("### Limits\n") : README.index("### Errors\n")]
@@ -122,6 +122,8 @@ def test_readme_lists_every_limit_with_its_value():
         "filter conditions (field operators and logical branches)": str(filters.MAX_CONDITIONS),
         "values per `$in` / `$nin` / `$all`": n(filters.MAX_IN),
         "segments per dotted path (`a.b.c`)": str(filters.MAX_SEGMENTS),
+        "payload indexes per collection (`--index-field`)": f"{payload.MAX_FIELDS} fields of at most 256 characters, "
+        "no numeric segments",
         "distillation corpus (`train distill`)":
             f"at least {distill.MIN_DOCUMENTS} documents and {n(distill.MIN_TOKENS)} tokens (exit 1)",  # fmt: skip
     }
