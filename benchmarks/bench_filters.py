@@ -76,7 +76,7 @@ def build(n: int, spec: str, tmp: str, index_fields=()):
     return store, coll, x, q, bucket, build_s
 
 
-def raw_index(coll, x: np.ndarray):
+def raw_index(coll, x: np.ndarray, nprobe: int | None = None, ef_search: int | None = None):
     """One plain FAISS index of the collection's spec over every vector (ids = row ids)."""
     import faiss
 
@@ -88,12 +88,14 @@ def raw_index(coll, x: np.ndarray):
         nlist = spec.nlist
         index = faiss.read_index(str(coll.dir / coll.view().training.file))
         index.add_with_ids(x, np.arange(len(x), dtype=np.int64))
-        return index, lambda sel: faiss.SearchParametersIVF(sel=sel, nprobe=default_nprobe(nlist)), spec.text
+        probe = nprobe or default_nprobe(nlist)
+        return index, lambda sel: faiss.SearchParametersIVF(sel=sel, nprobe=probe), spec.text
     if spec.kind == "hnsw":
         index = faiss.IndexHNSWFlat(x.shape[1], spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         index.add(x)
-        return index, lambda sel: faiss.SearchParametersHNSW(sel=sel, efSearch=HNSW_EF_SEARCH), spec.text
+        ef = ef_search or HNSW_EF_SEARCH
+        return index, lambda sel: faiss.SearchParametersHNSW(sel=sel, efSearch=ef), spec.text
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)
     return index, lambda sel: faiss.SearchParameters(sel=sel), spec.text
@@ -130,6 +132,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4, help="ABBA rounds per measurement")
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--index-field", action="append", default=[], help="build a payload index on this field (bucket)")
+    ap.add_argument("--nprobe", type=int, default=None, help="IVF lists to probe, ours and raw (default: the spec's)")
+    ap.add_argument("--ef-search", type=int, default=None, help="HNSW efSearch, ours and raw (default: ours)")
     ap.add_argument("--save", default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
@@ -138,12 +142,14 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench-filters-", dir=args.tmp)
     store, coll, x, q, bucket, build_s = build(args.n, args.spec, tmp, args.index_field)
     q = q[: args.queries]
-    index, params_for, spec = raw_index(coll, x)
+    index, params_for, spec = raw_index(coll, x, args.nprobe, args.ef_search)
+    tune = {"nprobe": args.nprobe, "ef_search": args.ef_search}
     nseg = len(coll.view().segments())
     threads = faiss.omp_get_max_threads()
     print(
         f"{args.n} documents, spec {args.spec} -> {spec}, {nseg} segments, built in {build_s:.1f} s; faiss threads {threads}; "
-        f"payload indexes: {', '.join(args.index_field) or 'none'}"
+        f"payload indexes: {', '.join(args.index_field) or 'none'}; nprobe {args.nprobe or 'default'}, "
+        f"efSearch {args.ef_search or 'default'}"
     )
     db = sqlite3.connect(str(Path(tmp) / "embedsearch.db"))
     cid = coll.id
@@ -155,7 +161,7 @@ def main() -> None:
             [cid, *map(int, ids)],
         ).fetchall()
 
-    results: dict = {"n": args.n, "spec": spec, "segments": nseg, "build_s": build_s, "index_fields": args.index_field}
+    results: dict = {"n": args.n, "spec": spec, "segments": nseg, "build_s": build_s, "index_fields": args.index_field, **tune}
     results["rows"] = []
     # ---- unfiltered ----
     ours_s, raw_s = [], []
@@ -165,7 +171,7 @@ def main() -> None:
                 qi = q[i % len(q) : i % len(q) + 1]
                 t = time.perf_counter()
                 if who == "ours":
-                    coll.search_vectors(qi, K)
+                    coll.search_vectors(qi, K, **tune)
                     ours_s.append(time.perf_counter() - t)
                 else:
                     _, ids = index.search(qi, K, params=params_for(None))
@@ -175,22 +181,27 @@ def main() -> None:
     for who in ("ours", "raw", "raw", "ours"):
         t = time.perf_counter()
         if who == "ours":
-            coll.search_vectors(q, K)
+            hits = coll.search_vectors(q, K, **tune)
             b_ours.append(time.perf_counter() - t)
+            unf_ours = np.array([[h.row_id for h in row] + [-1] * (K - len(row)) for row in hits])
         else:
-            index.search(q, K, params=params_for(None))
+            _, unf_raw = index.search(q, K, params=params_for(None))
             b_raw.append(time.perf_counter() - t)
+    truth = exact(x, q, np.ones(len(x), dtype=bool))
     unf = {
         "ours_p50_ms": p50_ms(ours_s),
         "raw_plus_fetch_p50_ms": p50_ms(raw_s),
         "batch_ours_s": min(b_ours),
         "batch_raw_s": min(b_raw),
+        "recall_ours": recall(unf_ours, truth),
+        "recall_raw": recall(unf_raw, truth),
     }
     results["unfiltered"] = unf
     print(
         f"unfiltered: one query {unf['ours_p50_ms']:.2f} ms vs raw+fetch {unf['raw_plus_fetch_p50_ms']:.2f} ms "
         f"({unf['ours_p50_ms'] / unf['raw_plus_fetch_p50_ms']:.2f}x); batch of {len(q)}: {unf['batch_ours_s']:.3f} s vs "
-        f"{unf['batch_raw_s']:.3f} s ({unf['batch_ours_s'] / unf['batch_raw_s']:.2f}x)"
+        f"{unf['batch_raw_s']:.3f} s ({unf['batch_ours_s'] / unf['batch_raw_s']:.2f}x); recall@10 {unf['recall_ours']:.3f} "
+        f"vs raw {unf['recall_raw']:.3f}"
     )
     header = (
         f"{'selects':>8} {'cold ms':>8} {'warm ms':>8} {'raw ms':>7} {'warm/raw':>8} {'warm/unf':>8} "
@@ -209,10 +220,10 @@ def main() -> None:
                     qi = q[(r * 5 + i) % len(q) :][:1]
                     if who == "ours":
                         t = time.perf_counter()
-                        coll.search_vectors(qi, K, where=where)
+                        coll.search_vectors(qi, K, where=where, **tune)
                         cold.append(time.perf_counter() - t)
                         t = time.perf_counter()
-                        coll.search_vectors(qi, K, where=where)
+                        coll.search_vectors(qi, K, where=where, **tune)
                         warm.append(time.perf_counter() - t)
                     else:
                         sel = bitmap_selector((bucket >= a) & (bucket < a + w))
@@ -229,7 +240,7 @@ def main() -> None:
         for who in ("ours", "raw", "raw", "ours"):
             t = time.perf_counter()
             if who == "ours":
-                hits = coll.search_vectors(q, K, where=where)
+                hits = coll.search_vectors(q, K, where=where, **tune)
                 b_ours.append(time.perf_counter() - t)
                 found_ours = np.array([[h.row_id for h in row] + [-1] * (K - len(row)) for row in hits])
             else:
