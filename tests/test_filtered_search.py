@@ -216,3 +216,25 @@ def test_search_fields_on_the_command_line_skip_the_text(cli, tmp_path):
     assert {h["id"]: h["year"] for h in out} == {"a": 1, "b": 2} and all(set(h) == {"id", "score", "year"} for h in out)
     r = cli("search", "f", "fire", "--fields", "id,score")
     assert r.exit_code == 0 and "alpha" not in r.output and "a" in r.output
+
+
+def test_verify_finds_a_payload_index_that_disagrees_and_repair_rebuilds_it(store, data):
+    from sqlalchemy import delete, insert
+
+    from embedsearch.store.metadata import payload_values
+
+    x, _ = data
+    coll = store.create("drift", FakeEmbedder(), "Flat", index_fields=["bucket"])
+    coll.add_vectors(docs(range(100)), x[:100])
+    assert coll.verify(check_model=False).ok
+    want = coll.matching_ids({"bucket": {"$lt": 500}}).tolist()
+    with store.engine.begin() as conn:  # lose two entries, invent one
+        conn.execute(delete(payload_values).where(payload_values.c.row_id.in_([3, 4])))
+        conn.execute(insert(payload_values).values(collection_id=coll.id, field="bucket", row_id=7, kind="n", num=1.0, txt=None))
+    report = coll.verify(check_model=False)
+    assert not report.ok and report.bad_payload == {"bucket": 3}
+    assert "index repair drift" in " ".join(report.problems)
+    out = coll.repair()
+    assert any("rebuilt the payload index on bucket" in a for a in out["actions"])
+    assert coll.verify(check_model=False).ok
+    assert coll.matching_ids({"bucket": {"$lt": 500}}).tolist() == want

@@ -284,3 +284,46 @@ class PayloadScope:
         if len({_entry(v)[0] for v in ops.values()}) != 1:
             return None
         return self._rows(key, and_(*[_value_test(op, v) for op, v in ops.items()]))
+
+
+# ---- verify and repair ----------------------------------------------------------------------
+def _stored(conn, collection_id: int, field: str) -> set:
+    rows = conn.execute(
+        select(payload_values.c.row_id, payload_values.c.kind, payload_values.c.num, payload_values.c.txt).where(
+            _mine(payload_values, collection_id), payload_values.c.field == field
+        )
+    )
+    return {(int(r), k, n, t) for r, k, n, t in rows}
+
+
+def disagreements(conn, collection_id: int, batch: int = 5000) -> dict[str, int]:
+    """Indexed field -> entries that differ from what the documents hold now (missing or extra)."""
+    fields = indexed_fields(conn, collection_id)
+    if not fields:
+        return {}
+    expected: dict[str, set] = {f: set() for f in fields}
+    last = -1
+    while True:
+        rows = conn.execute(
+            select(documents.c.row_id, documents.c.meta)
+            .where(documents.c.collection_id == collection_id, documents.c.row_id > last)
+            .order_by(documents.c.row_id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        for e in entry_rows(collection_id, fields, [r[0] for r in rows], [r[1] for r in rows]):
+            expected[e["field"]].add((e["row_id"], e["kind"], e["num"], e["txt"]))
+        last = rows[-1][0]
+    out = {}
+    for f in fields:
+        diff = len(expected[f] ^ _stored(conn, collection_id, f))
+        if diff:
+            out[f] = diff
+    return out
+
+
+def rebuild(conn, collection_id: int, fields: list[str], generation: int) -> int:
+    """Index ``fields`` afresh from the documents; returns the entries written."""
+    drop_fields(conn, collection_id, fields)
+    return add_fields(conn, collection_id, fields, generation)[1]

@@ -36,6 +36,7 @@ class VerifyReport:
     leftovers: list[str] = field(default_factory=list)
     bad_segments: list[int] = field(default_factory=list)
     bad_metadata: list[int] = field(default_factory=list)  # row ids whose metadata is not strict JSON
+    bad_payload: dict[str, int] = field(default_factory=dict)  # indexed field -> entries that disagree
     model_changed: bool = False  # fixed only by `index repair NAME --rebuild`
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +112,8 @@ def verify(coll, check_model: bool = True) -> VerifyReport:
         if len(dead_live):
             report.problems.append(f"{len(dead_live)} live documents are marked deleted (row ids {_preview(dead_live)})")
     _check_database(coll, report)
+    if not report.bad_metadata:  # SQLite's JSON functions cannot read such rows
+        _check_payload(coll, report)
     if coll.row["doc_count"] != len(sql_ids):
         report.problems.append(f"collection row says {coll.row['doc_count']} documents, SQL holds {len(sql_ids)}")
     if check_model:
@@ -157,6 +160,19 @@ def _check_database(coll, report: VerifyReport) -> None:
         report.problems.append(
             f"{len(ids)} documents have metadata that is not strict JSON (NaN or Infinity; row ids {_preview(ids)}): "
             f"`embedsearch index repair {coll.name}` replaces those values with null"
+        )
+
+
+def _check_payload(coll, report: VerifyReport) -> None:
+    """Payload index entries against what the documents hold (store/payload.py)."""
+    from embedsearch.store import payload
+
+    with coll.store.engine.connect() as conn:
+        report.bad_payload = payload.disagreements(conn, coll.id)
+    for f, n in report.bad_payload.items():
+        report.problems.append(
+            f"the payload index on {f!r} disagrees with the documents ({n} entries missing or extra): "
+            f"`embedsearch index repair {coll.name}` rebuilds it"
         )
 
 
@@ -281,6 +297,14 @@ def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: 
         if report.bad_metadata:
             fixed = _fix_metadata(coll, report.bad_metadata)
             actions.append(f"replaced NaN/Infinity with null in the metadata of {fixed} documents")
+            report = verify(coll, check_model=False)
+        if report.bad_payload:
+            from embedsearch.store import payload
+
+            with coll.store.engine.begin() as conn:
+                written = payload.rebuild(conn, coll.id, sorted(report.bad_payload), coll.generation)
+            coll._selections.clear()
+            actions.append(f"rebuilt the payload index on {', '.join(sorted(report.bad_payload))} ({written} entries)")
             report = verify(coll, check_model=False)
         if coll._is_legacy() and not report.needs_rebuild and not rebuild:
             migrate_legacy(coll)
