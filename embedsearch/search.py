@@ -65,6 +65,7 @@ def search(
     fusion: str = "rrf",
     alpha: float | None = None,
     depth: int | None = None,
+    vectors: np.ndarray | None = None,
 ) -> list[list[Hit]]:
     """Search ``collection`` for each query text; one list of hits per query.
 
@@ -73,6 +74,9 @@ def search(
     ``columns`` (of "text", "metadata") are read for the hits; leave one out and it is None.
     Each hit's ``extras`` say how it matched: ``mode``, the ``ranks`` it had on each side of a
     hybrid search, and ``highlights`` (query words in its text, when the text is read).
+    ``vectors``: the queries already embedded with the collection's model (the service batches
+    concurrent queries); ``depth``: candidates each side of a hybrid search gives (default
+    ``max(2k, 50)``).
     """
     if not 1 <= k <= MAX_K:
         raise InvalidArgument(f"k must be between 1 and {MAX_K}")
@@ -80,8 +84,7 @@ def search(
     spec = parse_filter(where) if not isinstance(where, dict) else where  # fail on a bad filter before embedding
     mode = resolve_mode(collection, mode)
     queries = list(queries)
-    vectors = None
-    if mode != "lexical":
+    if mode != "lexical" and vectors is None:
         if embedder is None:
             embedder = collection.load_embedder()
         else:
