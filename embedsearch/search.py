@@ -1,15 +1,54 @@
-"""The query pipeline: embed the queries once, search FAISS (filtered), join the metadata."""
+"""The query pipeline: dense (embed the queries once, search FAISS, filtered), lexical (the full-text
+index in SQL, filtered), or hybrid (both, fused); then join the metadata and mark the matches.
+
+Modes (``mode``):
+
+* ``dense``: FAISS over the embeddings; the score is the collection's similarity (cosine or inner product).
+* ``lexical``: the lexical index (store/lexical.py); the score is BM25 on SQLite, ``ts_rank_cd`` on
+  PostgreSQL; only documents holding a query word are hits.
+* ``hybrid``: both rankings, ``depth`` candidates each, fused (search_fusion.py); the score is the
+  fused score (RRF, or the weighted sum of min-max normalised scores).
+
+The default is hybrid when the collection has a lexical index, dense otherwise. A filter applies
+in every mode, and every mode returns ``k`` distinct documents whenever ``k`` documents match
+(lexical: match the filter and hold a query word).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from embedsearch.embedders.base import Embedder
 from embedsearch.errors import InvalidArgument
+from embedsearch.highlights import highlights
+from embedsearch.search_fusion import FUSIONS, check, fuse
+from embedsearch.store import lexical
 from embedsearch.store.collection import Collection, Hit
 from embedsearch.store.filters import parse_filter
 
 MAX_K = 10_000
+MODES = ("dense", "lexical", "hybrid")
+MIN_DEPTH = 50  # candidates each side gives a hybrid search, at least (and at least 2k)
+
+__all__ = ["FUSIONS", "MAX_K", "MODES", "resolve_mode", "search"]
+
+
+def resolve_mode(collection: Collection, mode: str | None) -> str:
+    """The mode a search runs in: ``mode``, or the collection's default (hybrid with a lexical
+    index, dense without). Lexical and hybrid need a lexical index."""
+    has = collection.has_lexical()
+    if mode is None:
+        return "hybrid" if has else "dense"
+    if mode not in MODES:
+        raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode != "dense" and not has:
+        raise InvalidArgument(
+            f"collection {collection.name!r} has no lexical index, so it can only be searched in dense mode; "
+            f"`embedsearch index alter {collection.name} --lexical` builds one"
+        )
+    return mode
 
 
 def search(
@@ -22,20 +61,70 @@ def search(
     nprobe: int | None = None,
     ef_search: int | None = None,
     columns: Sequence[str] = ("text", "metadata"),
+    mode: str | None = None,
+    fusion: str = "rrf",
+    alpha: float | None = None,
+    depth: int | None = None,
+    vectors: np.ndarray | None = None,
 ) -> list[list[Hit]]:
     """Search ``collection`` for each query text; one list of hits per query.
 
     The collection's own model is loaded (and checked against its fingerprint) unless an
-    ``embedder`` is passed, which must be that same model. ``columns`` (of "text", "metadata")
-    are read for the hits; leave one out and it is None.
+    ``embedder`` is passed, which must be that same model; lexical mode needs no model.
+    ``columns`` (of "text", "metadata") are read for the hits; leave one out and it is None.
+    Each hit's ``extras`` say how it matched: ``mode``, the ``ranks`` it had on each side of a
+    hybrid search, and ``highlights`` (query words in its text, when the text is read).
+    ``vectors``: the queries already embedded with the collection's model (the service batches
+    concurrent queries); ``depth``: candidates each side of a hybrid search gives (default
+    ``max(2k, 50)``).
     """
     if not 1 <= k <= MAX_K:
         raise InvalidArgument(f"k must be between 1 and {MAX_K}")
+    alpha = check(fusion, alpha)
     spec = parse_filter(where) if not isinstance(where, dict) else where  # fail on a bad filter before embedding
-    if embedder is None:
-        embedder = collection.load_embedder()
-    else:
-        collection.check_embedder(embedder)
-    vectors = embedder.embed(list(queries))
-    return collection.search_vectors(vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search, columns=columns)
+    mode = resolve_mode(collection, mode)
+    queries = list(queries)
+    if mode != "lexical" and vectors is None:
+        if embedder is None:
+            embedder = collection.load_embedder()
+        else:
+            collection.check_embedder(embedder)
+        vectors = embedder.embed(queries)
+    if mode == "dense":
+        results = collection.search_vectors(vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search, columns=columns)
+        return [_annotate(hits, q, "dense", columns) for q, hits in zip(queries, results, strict=True)]
+    n = k if mode == "lexical" else max(k, depth or max(2 * k, MIN_DEPTH))
+    selection = collection.selection(spec)
+    if selection is not None and not selection.count:
+        return [[] for _ in queries]
+    selected = None if selection is None else selection.ids
+    dense = None
+    if mode == "hybrid":
+        dense = collection.search_vectors(vectors, n, where=spec, nprobe=nprobe, ef_search=ef_search, columns=())
+    out = []
+    for i, q in enumerate(queries):
+        lex_ids, lex_scores = lexical.search_selected(collection.store.engine, collection.id, lexical.query_terms(q), n, selected)
+        if dense is None:
+            ranked = [(int(r), float(s), None) for r, s in zip(lex_ids.tolist(), lex_scores.tolist(), strict=True)]
+        else:
+            d_ids = np.asarray([h.row_id for h in dense[i]], dtype=np.int64)
+            d_scores = np.asarray([h.score for h in dense[i]], dtype=np.float64)
+            f = fuse((d_ids, d_scores), (lex_ids, lex_scores), k, fusion=fusion, alpha=alpha)
+            ranked = [
+                (int(r), float(s), {"ranks": {"dense": int(dr) or None, "lexical": int(lr) or None}})
+                for r, s, dr, lr in zip(f.ids, f.scores, f.dense_rank, f.lexical_rank, strict=True)
+            ]
+        rows = collection.fetch([r for r, _, _ in ranked], columns)
+        hits = [Hit(rows[r][0], s, rows[r][1], rows[r][2], r, extra) for r, s, extra in ranked if r in rows]
+        out.append(_annotate(hits, q, mode, columns))
+    return out
 
+
+def _annotate(hits: list[Hit], query: str, mode: str, columns: Sequence[str]) -> list[Hit]:
+    terms = lexical.query_terms(query) if "text" in columns else []
+    for h in hits:
+        extras = {"mode": mode, **(h.extras or {})}
+        if "text" in columns and h.text is not None:
+            extras["highlights"] = highlights(h.text, terms)
+        h.extras = extras
+    return hits

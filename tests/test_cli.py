@@ -64,7 +64,9 @@ def test_create_add_search_and_rows_in_sqlite(cli, news, data_dir):
     assert r.exit_code == 0
     hits = json.loads(r.output)
     assert [h["id"] for h in hits][0] == "doc-1" and len(hits) == 2
-    assert set(hits[0]) == {"id", "score", "text", "metadata"}
+    # a collection created by the CLI has a lexical index, so the default mode is hybrid
+    assert set(hits[0]) == {"id", "score", "text", "metadata", "mode", "ranks", "highlights"}
+    assert hits[0]["mode"] == "hybrid"
     r = cli("search", "news", "bushfires", "-k", "5", "--where", '{"source": "lee", "year": {"$gte": 2001}}', "--json")
     ids = [h["id"] for h in json.loads(r.output)]
     assert set(ids) == {"doc-1", "doc-2", "doc-5", "doc-17"} and ids[0] in ("doc-1", "doc-17")

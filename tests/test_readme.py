@@ -127,6 +127,9 @@ def test_readme_lists_every_limit_with_its_value():
         "distillation corpus (`train distill`)":
             f"at least {distill.MIN_DOCUMENTS} documents and {n(distill.MIN_TOKENS)} tokens (exit 1)",  # fmt: skip
     }
+    from embedsearch.store import lexical
+
+    expected["query words a lexical search uses"] = f"the first {lexical.MAX_TERMS} distinct (the rest are ignored, not refused)"
     for name, value in expected.items():
         assert rows.get(name) == value, (name, rows.get(name), value)
     assert "{0,63}" in _NAME_RE.pattern and rows["collection name"].startswith("1–64 characters")
@@ -136,3 +139,27 @@ def test_readme_lists_every_limit_with_its_value():
 
     bounds = [max(getattr(m, "max_length", 0) or 0 for m in CreateRequest.model_fields[f].metadata) for f in ("model", "index")]
     assert rows["`PUT /collections/{name}`: model; index spec"] == f"1–{bounds[0]} characters; 1–{bounds[1]} characters"
+
+
+def test_readme_search_mode_commands_run_as_written(cli, tmp_path):
+    """The 'Search modes' block, line by line (with the hashing model for speed)."""
+    import json
+    import shlex
+
+    block = next(b for b in _blocks("bash") if "--mode lexical --json" in b and "index alter old-news --lexical" in b)
+    src = tmp_path / "m.jsonl"
+    rows = [{"id": "m1", "text": "Error E1234 on startup: reset the controller"},
+            {"id": "m2", "text": "The pump overheats when the filter is blocked"}]  # fmt: skip
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli("index", "create", "old-news", "--model", "hashing", "--no-lexical").exit_code == 0
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) == 7
+    for n, line in enumerate(lines):
+        args = shlex.split(line.replace("--model minilm", "--model hashing"))[1:]
+        r = cli(*args)
+        assert r.exit_code == 0, f"{line}\n{r.output}"
+        if n == 0:
+            assert cli("index", "add", "manuals", str(src)).exit_code == 0
+        if "--mode lexical --json" in line:
+            hit = json.loads(r.stdout)[0]
+            assert hit["id"] == "m1" and hit["highlights"][0] == {"term": "error", "start": 0, "end": 5}

@@ -159,11 +159,18 @@ def index() -> None:
     help="Metadata field to build a payload index on, so filters on it read an index instead of every "
     "document's JSON (repeatable; dotted paths reach into objects). Change later with `index alter`.",
 )
+@click.option(
+    "--lexical/--no-lexical",
+    default=True,
+    show_default=True,
+    help="Build a lexical (full-text) index beside the vectors, for `search --mode lexical|hybrid`.",
+)
 @word_model_options
 @device_option
 @json_option
 @_with_examples(
     "  embedsearch index create news --model minilm\n"
+    "  embedsearch index create vectors-only --model minilm --no-lexical\n"
     "  embedsearch index create news --model minilm --index-field year --index-field source\n"
     "  embedsearch index create docs --model models/glove --pooling sif\n"
     "  embedsearch index create big --model minilm --index IVF1024,SQ8\n"
@@ -173,7 +180,7 @@ def index() -> None:
     "  embedsearch index create fast --model models/static               # a student from 'train distill'"
 )
 @click.pass_obj
-def create(app, name, model, backend, index_spec, metric, index_fields, pooling, oov, device, as_json):
+def create(app, name, model, backend, index_spec, metric, index_fields, lexical, pooling, oov, device, as_json):
     """Create an empty collection NAME bound to a model."""
     from embedsearch.store.documents_api import create_collection
 
@@ -186,6 +193,7 @@ def create(app, name, model, backend, index_spec, metric, index_fields, pooling,
         options={"pooling": pooling, "oov": oov, "backend": backend},
         device=device,
         index_fields=index_fields,
+        lexical=lexical,
     )
     if as_json:
         echo_json({**coll.info(), "data_dir": str(app.settings.data_dir), "db": app.db_display()})
@@ -193,6 +201,7 @@ def create(app, name, model, backend, index_spec, metric, index_fields, pooling,
         config = coll.row["embedder_config"] or {}
         opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
         fields = f", payload indexes on {', '.join(index_fields)}" if index_fields else ""
+        fields += ", lexical index" if lexical else ", no lexical index"
         click.echo(
             f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
             f"index {index_spec}, metric {metric}{fields}"
@@ -399,6 +408,10 @@ def info(app, name, as_json):
     if data.get("index_fields"):
         fields = ", ".join(f"{f} ({n} entries)" for f, n in data["index_fields"].items())
         click.echo(f"{'index fields':18} {fields}")
+    lex = data.get("lexical")
+    if "lexical" in data:
+        size = "" if not lex or lex.get("bytes") is None else f", {lex['bytes']} bytes"
+        click.echo(f"{'lexical':18} " + (f"{lex['documents']} documents{size}" if lex else "none (index alter NAME --lexical)"))
     if data.get("segments"):
         click.echo(
             table(
@@ -445,17 +458,28 @@ def verify(app, name, no_model_check, as_json):
 @click.argument("name")
 @click.option("--rebuild", is_flag=True, help="Re-embed every document from its stored text (also adopts a changed model).")
 @click.option("--model", "-m", default=None, help="Model to rebuild with (default: the collection's).")
+@click.option("--lexical", is_flag=True, help="Rebuild (or build) the lexical index from the stored text, in one transaction.")
 @device_option
 @json_option
 @_with_examples(
     "  embedsearch index repair news\n"
+    "  embedsearch index repair news --lexical              # rebuild (or build) the lexical index\n"
     "  embedsearch index repair news --rebuild              # re-embed every document from its stored text\n"
     "  embedsearch index repair news --model ./models/new-st   # adopt a changed model"
 )
 @click.pass_obj
-def repair(app, name, rebuild, model, device, as_json):
-    """Make the vectors agree with the stored documents again."""
+def repair(app, name, rebuild, model, lexical, device, as_json):
+    """Make the vectors (and with --lexical the lexical index) agree with the stored documents again."""
     coll = app.store.open(name)
+    if lexical:
+        out = coll.set_lexical(True, rebuild=True)
+        if not rebuild and not model:
+            if as_json:
+                echo_json({"collection": name, **out})
+            else:
+                click.echo(f"{name}: lexical index rebuilt ({out['documents_indexed']} documents)")
+            return
+        click.echo(f"{name}: lexical index rebuilt ({out['documents_indexed']} documents)", err=as_json)
     embedder = None
     if model:
         from embedsearch.embedders import load_embedder

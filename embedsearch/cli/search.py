@@ -9,12 +9,14 @@ import click
 
 from embedsearch.cli.index import device_option
 from embedsearch.cli.output import echo_json, shorten, table
+from embedsearch.highlights import mark
 from embedsearch.queries import QUERY_FORMATS, read_queries
-from embedsearch.search import MAX_K
+from embedsearch.search import FUSIONS, MAX_K, MODES, resolve_mode
 from embedsearch.search import search as run_search
 from embedsearch.store.filters import parse_filter
 
-HIT_FIELDS = ("id", "score", "text", "metadata")
+HIT_FIELDS = ("id", "score", "text", "metadata", "mode", "ranks", "highlights")
+CONTEXT = 40  # characters shown before the first highlighted word in the table
 
 
 def _project(hit, fields: list[str] | None) -> dict:
@@ -72,6 +74,22 @@ def _dig(meta: dict, dotted: str):
     help="Format of the --queries file, for the whole file: txt (a query per line, whatever it starts with) or "
     "jsonl; auto: jsonl for .jsonl/.ndjson, txt otherwise and for stdin.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=None,
+    help="dense: embeddings (FAISS); lexical: words (the full-text index); hybrid: both, fused. "
+    "Default: hybrid when the collection has a lexical index, else dense.",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(FUSIONS),
+    default="rrf",
+    show_default=True,
+    help="How hybrid mode fuses the two rankings: rrf (reciprocal rank fusion, k=60) or weighted "
+    "(alpha x dense + (1 - alpha) x lexical, scores min-max normalised).",
+)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="--fusion weighted: the dense weight (default 0.5).")
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (more: better recall, slower).")
 @click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW candidate list size (more: better recall, slower).")
 @click.option(
@@ -83,18 +101,44 @@ def _dig(meta: dict, dotted: str):
 )
 @device_option
 @click.pass_obj
-def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, queries_format, nprobe, ef_search, model, device):
+def search(
+    app,
+    name,
+    query,
+    k,
+    where,
+    fields,
+    as_json,
+    as_jsonl,
+    queries_file,
+    queries_format,
+    mode,
+    fusion,
+    alpha,
+    nprobe,
+    ef_search,
+    model,
+    device,
+):
     """Search collection NAME for QUERY.
 
     \b
     Filters have MongoDB's semantics (arrays included): $eq $ne $gt $gte $lt $lte
     $in $nin $exists $not $all $size $elemMatch, $and $or $nor; nested metadata with
     dots ("author.name"). A filtered search returns k hits whenever at least k
-    documents match the filter.
+    documents match the filter (lexical mode: match it and hold a query word).
+
+    \b
+    Modes: dense (embeddings), lexical (BM25 on SQLite, ts_rank_cd on PostgreSQL, over the words
+    of the query: operators, quotes and punctuation are not syntax, only word separators), hybrid
+    (both rankings fused). The table marks the query's words in each hit as **word**; --json gives
+    them as highlights with character offsets.
 
     \b
     Examples:
       embedsearch search news "central bank raises interest rates" -k 5
+      embedsearch search news "error E1234 on startup" --mode lexical --json
+      embedsearch search news "bushfire smoke" --mode hybrid --fusion weighted --alpha 0.7
       embedsearch search news "bushfires" --where '{"source": "lee"}' --json
       embedsearch search news "floods" --fields id,score,source
       embedsearch search news --queries questions.txt > results.jsonl
@@ -111,33 +155,54 @@ def search(app, name, query, k, where, fields, as_json, as_jsonl, queries_file, 
             raise click.UsageError(f"{queries_file}: no queries")
     if queries is None and not query.strip():
         raise click.UsageError("the query is empty")  # before the collection and the model
+    if alpha is not None and fusion != "weighted":
+        raise click.UsageError("--alpha applies to --fusion weighted only")
     coll = app.store.open(name)
     coll.device = device
-    embedder = coll.load_embedder(device=device, spec=model)
+    mode = resolve_mode(coll, mode)
+    embedder = None if mode == "lexical" else coll.load_embedder(device=device, spec=model)
+    how = {"mode": mode, "fusion": fusion, "alpha": alpha, "nprobe": nprobe, "ef_search": ef_search}
     if queries is not None:
-        results = run_search(
-            coll, queries, k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search, columns=_columns(field_list)
-        )
+        results = run_search(coll, queries, k, where=spec, embedder=embedder, columns=_columns(field_list), **how)
         for q, hits in zip(queries, results, strict=True):
             click.echo(json.dumps({"query": q, "hits": [_project(h, field_list) for h in hits]}, ensure_ascii=False))
         return
     columns = _columns(field_list or (None if as_json or as_jsonl else ["score", "id", "text", "metadata"]))
-    hits = run_search(coll, [query], k, where=spec, embedder=embedder, nprobe=nprobe, ef_search=ef_search, columns=columns)[0]
+    hits = run_search(coll, [query], k, where=spec, embedder=embedder, columns=columns, **how)[0]
     if as_json:
         echo_json([_project(h, field_list) for h in hits])
     elif as_jsonl:
         for h in hits:
             click.echo(json.dumps(_project(h, field_list), ensure_ascii=False))
     elif not hits:
-        click.echo("no hits" + (" (no document matches the filter)" if spec else ""))
+        why = " (no document matches the filter)" if spec else ""
+        if mode == "lexical" and not why:
+            from embedsearch.store.lexical import query_terms
+
+            why = " (no document holds a word of the query)" if query_terms(query) else " (the query has no words)"
+        click.echo("no hits" + why)
     else:
         cols = field_list or ["score", "id", "text", "metadata"]
         rows = []
         for rank, h in enumerate(hits, 1):
             d = _project(h, cols)
+            if "text" in d and h.text is not None:
+                d["text"] = _marked(h.text, (h.extras or {}).get("highlights") or [])
             rows.append([rank] + [_cell(c, d.get(c)) for c in cols])
         flex = 1 + cols.index("text") if "text" in cols else None
         click.echo(table(rows, ["#"] + cols, flex=flex))
+
+
+def _marked(text: str, spans: list[dict]) -> str:
+    """The text with the query's words marked, starting shortly before the first one (so the
+    table's shortened column shows it)."""
+    if not spans:
+        return text
+    start = max(0, spans[0]["start"] - CONTEXT)
+    if start:
+        start = text.rfind(" ", 0, start + 1) + 1 or start  # at a word boundary
+    shifted = [{**s, "start": s["start"] - start, "end": s["end"] - start} for s in spans]
+    return ("…" if start else "") + mark(text[start:], shifted)
 
 
 def _cell(name: str, value) -> str:

@@ -19,7 +19,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
@@ -73,6 +73,15 @@ log = logging.getLogger("embedsearch.service")
 # --- request and response models ---------------------------------------------------------------
 
 
+SearchMode = Literal["dense", "lexical", "hybrid"]
+MODE_HELP = (
+    "dense (embeddings), lexical (the full-text index: BM25 on SQLite, ts_rank_cd on PostgreSQL) or hybrid "
+    "(both, fused). Default: hybrid when the collection has a lexical index, else dense. A 'vector' query is dense only."
+)
+FUSION_HELP = "Hybrid mode: rrf (reciprocal rank fusion, k=60) or weighted (alpha x dense + (1 - alpha) x lexical, normalised)."
+ALPHA_HELP = "With fusion 'weighted': the dense side's weight, 0 to 1 (default 0.5)."
+
+
 class SearchRequest(BaseModel):
     query: str | None = Field(None, min_length=1, max_length=MAX_QUERY_CHARS, description="Text to embed and search for.")
     vector: list[float] | None = Field(None, description="A raw query vector of the collection's dimension, instead of text.")
@@ -80,10 +89,18 @@ class SearchRequest(BaseModel):
     where: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}.')
     nprobe: json_int(1, MAX_PROBE) | None = Field(None, description="IVF lists to visit (more: better recall, slower).")
     ef_search: json_int(1, MAX_PROBE) | None = Field(None, description="HNSW candidate list size (more: better recall, slower).")
+    mode: SearchMode | None = Field(None, description=MODE_HELP)
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description=FUSION_HELP)
+    alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(None, description=ALPHA_HELP)
 
     model_config = {
         **STRICT,
-        "json_schema_extra": {"examples": [{"query": "interest rates", "k": 5, "where": {"source": "lee"}}]},
+        "json_schema_extra": {
+            "examples": [
+                {"query": "interest rates", "k": 5, "where": {"source": "lee"}},
+                {"query": "error E1234", "k": 5, "mode": "hybrid", "fusion": "weighted", "alpha": 0.7},
+            ]
+        },
     }
 
 
@@ -93,6 +110,9 @@ class BatchSearchRequest(BaseModel):
     )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description=f"Hits per query; queries x k is at most {MAX_HITS}.")
     where: dict[str, Any] | None = None
+    mode: SearchMode | None = Field(None, description=MODE_HELP)
+    fusion: Literal["rrf", "weighted"] = Field("rrf", description=FUSION_HELP)
+    alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(None, description=ALPHA_HELP)
 
     model_config = {**STRICT, "json_schema_extra": {"examples": [{"queries": ["bushfires", "cricket"], "k": 3}]}}
 
@@ -527,6 +547,8 @@ def create_app(
         import numpy as np
 
         from embedsearch.errors import DimensionMismatch, InvalidArgument
+        from embedsearch.search import resolve_mode, search
+        from embedsearch.search_fusion import check as check_fusion
         from embedsearch.store.filters import parse_filter
 
         coll = state.collection(name)
@@ -544,22 +566,31 @@ def create_app(
                 from embedsearch.embedders.base import normalize_rows
 
                 normalize_rows(vec)
+            if body.mode not in (None, "dense"):
+                raise InvalidArgument("a 'vector' query can only be searched in dense mode")
+            check_fusion(body.fusion, body.alpha)
+            mode = "dense"
             hits = coll.search_vectors(vec, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
         else:
-            embedder = coll.load_embedder(device=state.device)
             if body.where is not None:
                 parse_filter(body.where)  # a bad filter fails before the model runs
-            vectors = state.embed_queries(embedder, [body.query])
-            hits = coll.search_vectors(vectors, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
+            check_fusion(body.fusion, body.alpha)
+            mode = resolve_mode(coll, body.mode)
+            vectors = None
+            if mode != "lexical":  # embedded with the concurrent searches' queries (state.embed_queries)
+                vectors = state.embed_queries(coll.load_embedder(device=state.device), [body.query])
+            hits = search(coll, [body.query], body.k, where=body.where, vectors=vectors, nprobe=body.nprobe,
+                          ef_search=body.ef_search, mode=mode, fusion=body.fusion, alpha=body.alpha)[0]  # fmt: skip
         check_response_size([hits])
-        return {"collection": name, "k": body.k, "took_ms": round((time.perf_counter() - started) * 1000, 2),
+        return {"collection": name, "k": body.k, "mode": mode, "took_ms": round((time.perf_counter() - started) * 1000, 2),
                 "hits": [h.to_dict() for h in hits]}  # fmt: skip
 
     @app.post("/collections/{name}/search/batch", response_model=None,
               responses={200: {"model": BatchSearchResponse}, **errors(*READ)})  # fmt: skip
     def search_batch(name: CollectionName, body: BatchSearchRequest, state: State) -> dict[str, Any]:
         from embedsearch.errors import InvalidArgument
-        from embedsearch.search import search
+        from embedsearch.search import resolve_mode, search
+        from embedsearch.search_fusion import check as check_fusion
 
         if len(body.queries) * body.k > MAX_HITS:
             raise InvalidArgument(
@@ -567,13 +598,17 @@ def create_app(
                 f"one request returns at most {MAX_HITS} (split the batch or lower k)"
             )
         coll = state.collection(name)
-        embedder = coll.load_embedder(device=state.device)
-        results = search(coll, body.queries, body.k, where=body.where, embedder=embedder)
+        check_fusion(body.fusion, body.alpha)
+        mode = resolve_mode(coll, body.mode)
+        embedder = None if mode == "lexical" else coll.load_embedder(device=state.device)
+        results = search(coll, body.queries, body.k, where=body.where, embedder=embedder, mode=mode, fusion=body.fusion,
+                         alpha=body.alpha)  # fmt: skip
         check_response_size(results)
         pairs = zip(body.queries, results, strict=True)
         return {
             "collection": name,
             "k": body.k,
+            "mode": mode,
             "results": [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in pairs],
         }
 

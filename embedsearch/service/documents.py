@@ -74,6 +74,7 @@ class CreateRequest(BaseModel):
         max_length=32,
         description="Metadata fields to build payload indexes on (filters on them read an index, not every document).",
     )
+    lexical: bool = Field(True, description="Build a lexical (full-text) index, for search modes lexical and hybrid.")
 
     model_config = {**STRICT, "json_schema_extra": {"examples": [{"model": "minilm", "index": "auto"}]}}
 
@@ -119,7 +120,8 @@ def create_collection(name: CollectionName, body: CreateRequest, state: Writer) 
     options = {"pooling": body.pooling, "oov": body.oov}
     try:
         coll = create_collection(state.store, name, _model_spec(state, body.model), body.index, body.metric,
-                                 options=options, device=state.device, index_fields=body.index_fields)  # fmt: skip
+                                 options=options, device=state.device, index_fields=body.index_fields,
+                                 lexical=body.lexical)  # fmt: skip
     except UnknownModel as exc:  # a model the body names: the body is wrong, not the URL
         raise HTTPError(422, "unknown_model", str(exc)) from None
     return coll.info()

@@ -10,7 +10,7 @@ checks that the answers match them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -114,16 +114,35 @@ WRITE = (401, 403, 404, 409, 422, 507)
 Metadata = dict[str, Any]
 
 
+class Highlight(BaseModel):
+    term: str = Field(..., description="The query word (lower-cased) found in the text.")
+    start: int = Field(..., description="Character offset of the occurrence in the hit's text.")
+    end: int = Field(..., description="End offset (exclusive): text[start:end] is the word as written.")
+
+
+class Ranks(BaseModel):
+    dense: int | None = Field(..., description="Rank (from 1) among the dense candidates; null when not among them.")
+    lexical: int | None = Field(..., description="Rank (from 1) among the lexical matches; null when not among them.")
+
+
 class HitOut(BaseModel):
     id: str
-    score: float
+    score: float = Field(
+        ...,
+        description="dense: cosine or inner product; lexical: BM25 (SQLite) or ts_rank_cd (PostgreSQL); "
+        "hybrid: the fused score (RRF, or the weighted sum of normalised scores). Higher is better in every mode.",
+    )
     text: str
     metadata: Metadata
+    mode: Literal["dense", "lexical", "hybrid"] | None = Field(None, description="The mode that found it (text queries).")
+    ranks: Ranks | None = Field(None, description="Hybrid mode: its rank on each side before fusion.")
+    highlights: list[Highlight] | None = Field(None, description="The query's words in the text, with offsets.")
 
 
 class SearchResponse(BaseModel):
     collection: str
     k: int
+    mode: Literal["dense", "lexical", "hybrid"]
     took_ms: float
     hits: list[HitOut]
 
@@ -136,6 +155,7 @@ class QueryHits(BaseModel):
 class BatchSearchResponse(BaseModel):
     collection: str
     k: int
+    mode: Literal["dense", "lexical", "hybrid"]
     results: list[QueryHits]
 
 

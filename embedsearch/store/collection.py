@@ -44,7 +44,8 @@ from embedsearch.errors import (
     IndexCorrupted,
     InvalidArgument,
 )
-from embedsearch.store import hits, manifest, payload
+from embedsearch.store import hits, lexical, manifest, payload
+from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
 from embedsearch.store.locks import RWLock, file_lock, is_locked
@@ -82,9 +83,11 @@ class Hit:
     text: str
     metadata: dict[str, Any]
     row_id: int
+    extras: dict[str, Any] | None = None  # how it matched: mode, ranks, highlights (search.py)
 
     def to_dict(self, fields: Iterable[str] | None = None) -> dict[str, Any]:
         out = {"id": self.id, "score": round(float(self.score), 6), "text": self.text, "metadata": self.metadata}
+        out.update(self.extras or {})
         if fields:
             wanted = set(fields)
             out = {"id": self.id, "score": out["score"], **{k: v for k, v in out.items() if k in wanted}}
@@ -145,9 +148,11 @@ class Store:
         metric: str = "cosine",
         *,
         index_fields: Iterable[str] = (),
+        lexical: bool = False,
     ) -> Collection:
         """Create an empty collection pinned to ``embedder``'s fingerprint and dimension, with
-        payload indexes on ``index_fields`` (metadata fields; see store/payload.py)."""
+        payload indexes on ``index_fields`` (metadata fields; see store/payload.py) and a
+        lexical index when ``lexical`` (store/lexical.py; the CLI and HTTP API default it on)."""
         validate_collection_name(name)
         spec = validate_spec(index_spec, embedder.dim)
         check_metric(metric)
@@ -189,6 +194,8 @@ class Store:
                     ).inserted_primary_key[0]
                     manifest.insert_segment(conn, cid, _growing_meta(seg_id, 0, 1))
                     payload.add_fields(conn, cid, index_fields, 1)
+                    if lexical:
+                        _lexical_index.create(conn, cid, 1)
             except Exception as exc:
                 shutil.rmtree(directory, ignore_errors=True)
                 from sqlalchemy.exc import IntegrityError
@@ -224,6 +231,7 @@ class Store:
             with self.engine.begin() as conn:
                 for table in (payload_values, payload_fields, documents, segments, tombstones, trainings):
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
+                lexical.drop(conn, coll.id)
                 conn.execute(delete(collections).where(collections.c.id == coll.id))
             shutil.rmtree(coll.dir, ignore_errors=True)
         with self._lock:
@@ -442,6 +450,9 @@ class Collection:
             with self.store.engine.begin() as conn:
                 self._check_generation(conn, gen)
                 indexed = payload.indexed_fields(conn, self.id)
+                has_lexical = lexical.enabled(conn, self.id)
+                if has_lexical:
+                    lexical.on_commit(conn, self.id, removed, first, first + n, "before")
                 for part in _chunks(removed):
                     conn.execute(delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part)))
                 if indexed:
@@ -451,6 +462,8 @@ class Collection:
                 if n:
                     conn.execute(insert(documents), _doc_rows(self.id, row_ids, new_docs))
                     payload.write_entries(conn, self.id, indexed, row_ids, [d.metadata for d, _ in new_docs])
+                    if has_lexical:
+                        lexical.on_commit(conn, self.id, removed, first, first + n, "after")
                 if sealed_meta is not None:
                     if training is not None:
                         manifest.insert_training(conn, self.id, training)
@@ -591,6 +604,24 @@ class Collection:
                     raise InvalidArgument(f"not indexed: {', '.join(missing)}")
                 added, written = payload.add_fields(conn, self.id, add, self.generation)
         return {"added": added, "dropped": drop, "entries_written": written, "index_fields": self.index_fields()}
+
+    def has_lexical(self) -> bool:
+        """Whether the collection has a lexical (full-text) index."""
+        with self.store.engine.connect() as conn:
+            return lexical.enabled(conn, self.id)
+
+    def set_lexical(self, on: bool, *, rebuild: bool = False) -> dict[str, Any]:
+        """Build (``on``), rebuild, or drop the lexical index, in one transaction; see
+        store/lexical.py. Returns what changed and the documents indexed."""
+        with self._writing():
+            with self.store.engine.begin() as conn:
+                had = lexical.enabled(conn, self.id)
+                indexed = 0
+                if had and (rebuild or not on):
+                    lexical.drop(conn, self.id)
+                if on and (rebuild or not had):
+                    indexed = lexical.create(conn, self.id, self.generation)
+        return {"lexical": on, "had_lexical": had, "documents_indexed": indexed}
 
     def _after_write(self) -> None:
         if self.auto_merge:

@@ -186,9 +186,10 @@ def create_collection(
     options: dict[str, Any] | None = None,
     device: str | None = None,
     index_fields: Iterable[str] = (),
+    lexical: bool = True,
 ):
     """Create an empty collection ``name`` for ``model`` (a built-in name or a model directory),
-    with payload indexes on ``index_fields``.
+    with payload indexes on ``index_fields`` and a lexical index unless ``lexical`` is False.
 
     Cheap checks come before the model loads: a bad name or index spec is refused, an existing
     collection is :class:`CollectionExists`, and a missing or broken model directory is refused,
@@ -208,7 +209,7 @@ def create_collection(
         raise CollectionExists(f"collection {name!r} already exists")
     check_model(model, options or {})  # a missing or broken model directory, before the load
     embedder = load_embedder(model, device=device, options=options or {})
-    return store.create(name, embedder, index_spec, metric, index_fields=index_fields)
+    return store.create(name, embedder, index_spec, metric, index_fields=index_fields, lexical=lexical)
 
 
 def drop_collection(store, name: str) -> dict[str, Any]:

@@ -144,6 +144,15 @@ Index("ix_payload_num", payload_values.c.collection_id, payload_values.c.field, 
 Index("ix_payload_txt", payload_values.c.collection_id, payload_values.c.field, payload_values.c.txt)
 Index("ix_payload_row", payload_values.c.collection_id, payload_values.c.row_id)
 
+# Lexical indexes (store/lexical.py): a collection with a row here has a full-text table
+# lexical_<collection id>, written in the same transaction as its documents.
+lexical_indexes = Table(
+    "lexical_indexes",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_gen", BigInteger, nullable=False),
+)
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 

@@ -79,7 +79,17 @@ def describe(coll) -> dict[str, Any]:
         out["pending"] = f"{requested} is trained once the collection holds {need} vectors; exact Flat until then"
     out["seal_at"] = coll.seal_at
     out["index_fields"] = coll.index_fields()
+    out["lexical"] = _lexical_info(coll)
     return out
+
+
+def _lexical_info(coll) -> dict[str, Any] | None:
+    from embedsearch.store import lexical
+
+    with coll.store.engine.connect() as conn:
+        if not lexical.enabled(conn, coll.id):
+            return None
+        return {"documents": lexical.row_count(conn, coll.id), "bytes": lexical.size_bytes(conn, coll.id)}
 
 
 def _sql_ids(coll) -> np.ndarray:
@@ -114,6 +124,7 @@ def verify(coll, check_model: bool = True) -> VerifyReport:
     _check_database(coll, report)
     if not report.bad_metadata:  # SQLite's JSON functions cannot read such rows
         _check_payload(coll, report)
+    _check_lexical(coll, report)
     if coll.row["doc_count"] != len(sql_ids):
         report.problems.append(f"collection row says {coll.row['doc_count']} documents, SQL holds {len(sql_ids)}")
     if check_model:
@@ -131,6 +142,21 @@ def verify(coll, check_model: bool = True) -> VerifyReport:
             report.problems.append(f"model {coll.row['model']} cannot be checked: {exc}")
     report.ok = not report.problems
     return report
+
+
+def _check_lexical(coll, report: VerifyReport) -> None:
+    """The lexical index holds one row per document (both are written in one transaction)."""
+    from embedsearch.store import lexical
+
+    with coll.store.engine.connect() as conn:
+        if not lexical.enabled(conn, coll.id):
+            return
+        rows = lexical.row_count(conn, coll.id)
+    if rows != report.sql_count:
+        report.problems.append(
+            f"the lexical index holds {rows} documents, SQL {report.sql_count}: "
+            f"`embedsearch index repair {coll.name} --lexical` rebuilds it"
+        )
 
 
 def _check_database(coll, report: VerifyReport) -> None:

@@ -1,0 +1,209 @@
+"""The lexical index: full-text search over a collection's stored text, inside the metadata database.
+
+    embedsearch index create news --model minilm            # --lexical is the default
+    embedsearch index alter news --lexical                  # an existing collection gains one
+    embedsearch search news "error E1234" --mode lexical
+
+One table per collection, named from its integer id (``lexical_<id>``, never from a user string),
+keyed by the document's row id (the FAISS id), so collections never share posting lists:
+
+* SQLite: a contentless FTS5 table (``content=''``: the text is stored once, in ``documents``),
+  tokenizer ``unicode61 remove_diacritics 0``, ranked with FTS5's ``bm25()`` (Okapi BM25,
+  k1 = 1.2, b = 0.75). A contentless table deletes a row by being given its indexed text again:
+  the delete reads it from ``documents`` in SQL, before the document row goes.
+* PostgreSQL: a table of ``tsvector`` (``to_tsvector('simple', text)``: lower-cased words, no
+  stemming and no stop words, like unicode61, so both databases match the same words) with a GIN
+  index, ranked by ``ts_rank_cd`` (cover density) normalised by ``1 + log(document length)``.
+
+Rows are written and deleted in the transaction that writes and deletes the documents
+(:meth:`Collection._commit`), so the index can never disagree with them. Whether a collection has
+one is a row of ``lexical_indexes``.
+
+Queries are never parsed by FTS5 or ``to_tsquery`` as the user typed them: :func:`query_terms`
+cuts the text into words (letters and digits; everything else, operators and quotes included, is
+a separator), and each word goes to the database as a quoted term inside one bound parameter, the
+terms OR-ed. So ``"AND"``, ``NEAR(``, ``*``, ``'; DROP TABLE`` or an unbalanced quote are words or
+separators, never syntax; a query with no words matches nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+from sqlalchemy import delete, insert, select, text
+
+from embedsearch.store.metadata import lexical_indexes
+
+MAX_TERMS = 64  # distinct words of a query that are searched (the first ones)
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: unicode61's token characters, near enough
+_CHUNK = 500
+
+
+def words(value: str) -> Iterable[re.Match]:
+    """The words of ``value`` (as regex matches, for their offsets)."""
+    return _WORD.finditer(value)
+
+
+def normalise(word: str) -> str:
+    return word.lower()
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct lower-cased words of a query, in order (at most :data:`MAX_TERMS`)."""
+    out = dict.fromkeys(normalise(m.group()) for m in words(query))
+    return list(out)[:MAX_TERMS]
+
+
+def table_name(collection_id: int) -> str:
+    """The collection's lexical table: built from its integer id only."""
+    return f"lexical_{int(collection_id)}"
+
+
+# ---- declaration ----------------------------------------------------------------------------
+def enabled(conn, collection_id: int) -> bool:
+    return (
+        conn.execute(select(lexical_indexes.c.collection_id).where(lexical_indexes.c.collection_id == collection_id)).first()
+        is not None
+    )
+
+
+def create(conn, collection_id: int, generation: int) -> int:
+    """Declare and build the index from every stored document (in the caller's transaction; the
+    declaration row is written first so that SQLite's DDL runs inside that transaction).
+    Returns the documents indexed."""
+    conn.execute(insert(lexical_indexes).values(collection_id=collection_id, created_gen=generation))
+    name = table_name(collection_id)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"CREATE TABLE {name} (row_id BIGINT PRIMARY KEY, tsv TSVECTOR NOT NULL)"))
+        conn.execute(text(f"CREATE INDEX {name}_tsv ON {name} USING GIN (tsv)"))
+    else:
+        conn.execute(text(f"CREATE VIRTUAL TABLE {name} USING fts5(text, content='', tokenize='unicode61 remove_diacritics 0')"))
+    return index_rows(conn, collection_id)
+
+
+def drop(conn, collection_id: int) -> bool:
+    """Forget the index (in the caller's transaction); False when there was none."""
+    gone = conn.execute(delete(lexical_indexes).where(lexical_indexes.c.collection_id == collection_id)).rowcount
+    if gone:
+        conn.execute(text(f"DROP TABLE IF EXISTS {table_name(collection_id)}"))
+    return bool(gone)
+
+
+# ---- writes (called from Collection._commit, in its transaction) ------------------------------
+def index_rows(conn, collection_id: int, lo: int | None = None, hi: int | None = None) -> int:
+    """Index the stored documents with row ids in [lo, hi) (all when no bounds), reading their
+    text in SQL."""
+    name = table_name(collection_id)
+    where = "collection_id = :cid" + ("" if lo is None else " AND row_id >= :lo AND row_id < :hi")
+    params = {"cid": collection_id, "lo": lo, "hi": hi}
+    if conn.dialect.name == "postgresql":
+        sql = f"INSERT INTO {name} (row_id, tsv) SELECT row_id, to_tsvector('simple', text) FROM documents WHERE {where}"
+    else:
+        sql = f"INSERT INTO {name} (rowid, text) SELECT row_id, text FROM documents WHERE {where}"
+    return int(conn.execute(text(sql), params).rowcount or 0)
+
+
+def delete_rows(conn, collection_id: int, row_ids: Iterable[int]) -> None:
+    """Remove rows from the index; call it before their documents are deleted (SQLite reads the
+    text it indexed from them)."""
+    ids = [int(i) for i in row_ids]
+    name = table_name(collection_id)
+    for start in range(0, len(ids), _CHUNK):
+        part = ids[start : start + _CHUNK]
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"DELETE FROM {name} WHERE row_id = ANY(:ids)"), {"ids": part})
+        else:
+            conn.execute(
+                text(
+                    f"INSERT INTO {name} ({name}, rowid, text) SELECT 'delete', row_id, text FROM documents "
+                    "WHERE collection_id = :cid AND row_id IN (SELECT value FROM json_each(:ids))"
+                ),
+                {"cid": collection_id, "ids": _json(part)},
+            )
+
+
+def on_commit(conn, collection_id: int, removed: Iterable[int], lo: int, hi: int, stage: str) -> None:
+    """The index's part of a commit: ``stage`` "before" (rows about to be deleted) or "after"
+    (rows [lo, hi) just inserted)."""
+    if stage == "before":
+        delete_rows(conn, collection_id, removed)
+    elif hi > lo:
+        index_rows(conn, collection_id, lo, hi)
+
+
+# ---- reads ----------------------------------------------------------------------------------
+def row_count(conn, collection_id: int) -> int:
+    """Documents in the index (``index verify`` compares it with the documents)."""
+    name = table_name(collection_id)
+    if conn.dialect.name == "postgresql":
+        return int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one())
+    # a contentless table cannot be scanned; its docsize shadow table has one row per document
+    return int(conn.execute(text(f"SELECT count(*) FROM {name}_docsize")).scalar_one())
+
+
+def size_bytes(conn, collection_id: int) -> int | None:
+    """Bytes the index takes in the database (pages, when the database can say; else None)."""
+    name = table_name(collection_id)
+    if conn.dialect.name == "postgresql":
+        return int(conn.execute(text("SELECT pg_total_relation_size(CAST(:t AS regclass))"), {"t": name}).scalar_one())
+    try:
+        return int(
+            conn.execute(
+                text("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name LIKE :p ESCAPE '\\'"),
+                {"p": name.replace("_", "\\_") + "%"},
+            ).scalar_one()
+        )
+    except Exception:  # SQLite built without the dbstat table
+        return None
+
+
+def search(conn, collection_id: int, terms: list[str], limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(row ids, scores) of the documents holding any of ``terms``, best first, at most ``limit``
+    (None: all). Higher scores are better on both databases."""
+    if not terms:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    name = table_name(collection_id)
+    cap = "" if limit is None else " LIMIT :n"
+    if conn.dialect.name == "postgresql":
+        # each term a quoted lexeme: terms are letters and digits only, so no quote or operator
+        # can appear; the query text is one bound parameter
+        q = " | ".join(f"'{t}'" for t in terms)
+        sql = (
+            f"SELECT row_id, ts_rank_cd(tsv, q, 1) AS s FROM {name}, to_tsquery('simple', :q) AS q "
+            f"WHERE tsv @@ q ORDER BY s DESC, row_id{cap}"
+        )
+    else:
+        q = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        sql = f"SELECT rowid, -bm25({name}) AS s FROM {name} WHERE {name} MATCH :q ORDER BY bm25({name}), rowid{cap}"
+    rows = conn.execute(text(sql), {"q": q, "n": limit}).all()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    scores = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+    return ids, scores
+
+
+def search_selected(
+    engine, collection_id: int, terms: list[str], n: int, selected: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``n`` lexical matches among ``selected`` row ids (sorted; None: all rows). Reads
+    ``4n`` matches first and all of them only when the filter left fewer than ``n`` of those, so
+    a filtered search still returns ``n`` whenever ``n`` selected documents match."""
+    with engine.connect() as conn:
+        if selected is None:
+            return search(conn, collection_id, terms, n)
+        if not len(selected):
+            return search(conn, collection_id, [], n)
+        limit: int | None = 4 * n
+        while True:
+            ids, scores = search(conn, collection_id, terms, limit)
+            keep = np.isin(ids, selected, assume_unique=True)
+            if keep.sum() >= n or limit is None or len(ids) < limit:
+                return ids[keep][:n], scores[keep][:n]
+            limit = None
+
+
+def _json(ids: list[int]) -> str:
+    import json
+
+    return json.dumps(ids)
