@@ -180,6 +180,7 @@ class Segment:
         self._ids: np.ndarray | None = None
         self._gpu = None
         self._recon = None
+        self._labels_cache: np.ndarray | None = None
         self.path: Path | None = None
 
     # ---- opening --------------------------------------------------------------------------
@@ -343,7 +344,7 @@ class Segment:
                     params = faiss.SearchParametersHNSW(sel=sel, efSearch=int(effort))
                 else:
                     params = faiss.SearchParameters(sel=sel)
-                scores, ids = self.index.search(queries, kk, params=params)
+                scores, ids = self._faiss_search(self.index, queries, kk, params)
                 short = (ids[:, :want] < 0).any(axis=1)
                 if short.any():
                     # the graph walk or the probed lists held too few selected vectors
@@ -356,7 +357,7 @@ class Segment:
             want = min(k, live)
             sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead)) if len(dead) else None
             index = self._search_index() if sel is None else self.index
-            scores, ids = index.search(queries, kk, params=self._params(kk, nprobe, ef_search, sel))
+            scores, ids = self._faiss_search(index, queries, kk, self._params(kk, nprobe, ef_search, sel))
             short = (ids[:, :want] < 0).any(axis=1)
             if short.any():
                 # the graph walk or the probed lists were cut off by tombstones: answer exactly
@@ -365,6 +366,31 @@ class Segment:
         if self.spec.refine:
             scores, ids = self._rerank(queries, ids, k)
         return scores[:, :k], ids[:, :k]
+
+    def _faiss_search(self, index, queries: np.ndarray, k: int, params) -> tuple[np.ndarray, np.ndarray]:
+        """``index.search``, except that an IDMap is bypassed: its label translation is an OpenMP
+        parallel loop even for one query, and on a busy machine waking the thread team cost a
+        single HNSW query 12 ms instead of 0.8 ms (100k vectors, 2 threads, load 6). The inner
+        index is searched (a selector translated to its positions, as IDMap does) and its labels
+        mapped to row ids here."""
+        faiss = _faiss()
+        if index is not self.index or not isinstance(index, faiss.IndexIDMap):
+            return index.search(queries, k, params=params)
+        sel = params.sel if params is not None else None
+        translated = faiss.IDSelectorTranslated(index.id_map, sel) if sel is not None else None
+        if translated is not None:
+            params.sel = translated  # kept alive by the local until the search returns
+        scores, pos = index.index.search(queries, k, params=params)
+        if translated is not None:
+            params.sel = sel
+        labels = self._labels()
+        return scores, np.where(pos >= 0, labels[np.maximum(pos, 0)], -1)
+
+    def _labels(self) -> np.ndarray:
+        """Row id of each position of an IDMap-wrapped index."""
+        if self._labels_cache is None or len(self._labels_cache) != self.index.ntotal:
+            self._labels_cache = _faiss().vector_to_array(self.index.id_map).astype(np.int64)
+        return self._labels_cache
 
     def _present(self, ids: np.ndarray) -> np.ndarray:
         """The given ids that this segment stores (SQL and a damaged segment may disagree; verify
