@@ -168,7 +168,7 @@ def compare_models(
             if not c.dense:
                 steps.step(c.label, "building its collection")
                 built_for[c.label] = searchers.get(run)
-            _cost_cells(c, run, built_for.get(c.label), metrics, len(docs))
+            _cost_cells(c, run, built_for.get(c.label), metrics, len(docs), all_dense)
             if not queries:
                 empty(metrics["query_ms"], c.label, "no queries to time")
                 for name in retrieval_names:
@@ -257,11 +257,12 @@ def _versions() -> dict[str, str]:
     return library_versions("faiss", "torch", "sentence-transformers", "gensim", "fasttext", "scipy")
 
 
-def _cost_cells(c: Contender, run: ModelRun | None, built, metrics: dict, n: int) -> None:
+def _cost_cells(c: Contender, run: ModelRun | None, built, metrics: dict, n: int, all_dense: bool) -> None:
     """docs/s, model size, dimension and index bytes for one contender (see COST_NOTES)."""
     values = {name: metrics[name]["values"] for name in ("docs_per_second", "model_bytes", "dimension", "index_bytes")}
     if c.dense:
-        values["docs_per_second"][c.label] = value(n / max(run.embed_seconds, 1e-9))
+        note = None if all_dense else "embedding the corpus only"
+        values["docs_per_second"][c.label] = value(n / max(run.embed_seconds, 1e-9), **({"note": note} if note else {}))
         values["model_bytes"][c.label] = value(run.size_bytes)
         values["dimension"][c.label] = value(run.dim)
         values["index_bytes"][c.label] = value(flat_bytes(run))
