@@ -178,7 +178,8 @@ def compare_models(
             steps.step(c.label, "retrieval")
             rankings[c.label], ms = rank(c, run, searchers, queries, doc_ids, k, timed=not label_field)
             if label_field:
-                empty(metrics["query_ms"], c.label, "label mode: the queries are corpus documents, already embedded")
+                why = "already embedded" if c.model else "whole documents, unlike typed queries"
+                empty(metrics["query_ms"], c.label, f"label mode: the queries are corpus documents ({why}), not timed")
             else:
                 metrics["query_ms"]["values"][c.label] = value(ms, note=_query_note(c))
             per_query[c.label] = ranking_metrics(rankings[c.label], [q.relevant for q in queries], k)
