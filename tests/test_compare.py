@@ -425,20 +425,22 @@ def test_best_model_and_ties_without_a_paired_test():
 
 
 def test_each_model_builds_its_exact_index_once(monkeypatch, hashing):
-    """Regression: the index was rebuilt on every ranking call, so the query time included it."""
+    """Regression: the index was rebuilt on every ranking call, so the query time included it.
+    Two labels of one model share its vectors and its index."""
     from embedsearch.datasets import bundled_corpus
-    from embedsearch.evaluation import compare
+    from embedsearch.evaluation import compare, retrieval_run
 
     built = []
-    real = compare._flat_index
-    monkeypatch.setattr(compare, "_flat_index", lambda vectors: built.append(len(vectors)) or real(vectors))
+    real = retrieval_run.flat_index
+    monkeypatch.setattr(retrieval_run, "flat_index", lambda vectors: built.append(len(vectors)) or real(vectors))
     docs = bundled_corpus("lee")
     queries = compare.read_queries(LEE_QUERIES, {d.id for d in docs})
     report = compare.compare_models(
         ["hashing", "h2=hashing"], docs, queries=queries, word_level=False, docsim=False, resamples=100
     )
-    assert built == [350, 350]
+    assert built == [350]
     assert report["metrics"]["query_ms"]["values"]["hashing"]["value"] > 0
+    assert report["metrics"]["ndcg@10"]["values"]["h2"]["value"] == report["metrics"]["ndcg@10"]["values"]["hashing"]["value"]
 
 
 def test_html_to_stdout(cli, tmp_path, monkeypatch):
@@ -583,3 +585,189 @@ def test_map_panel_draws_every_document():
     assert len(ax.get_legend_handles_labels()[1]) == 14
     assert len(ax.texts) == 4 and ax.get_title() == "m (30% of variance)"
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- search modes as contenders
+
+
+def test_contender_specs_parse():
+    from embedsearch.errors import InvalidArgument
+    from embedsearch.evaluation.contenders import parse_contender, parse_contenders
+
+    c = parse_contender("minilm+hybrid")
+    assert (c.label, c.mode, c.model, c.fusion, c.alpha) == ("minilm+hybrid", "hybrid", "minilm", "rrf", None)
+    c = parse_contender("w=models/w2v+hybrid:weighted:0.7")
+    assert (c.label, c.mode, c.model, c.fusion, c.alpha) == ("w", "hybrid", "models/w2v", "weighted", 0.7)
+    assert parse_contender("x+hybrid:weighted").alpha == 0.5
+    c = parse_contender("models/w2v+lexical")
+    assert (c.label, c.mode, c.model) == ("w2v+lexical", "lexical", "models/w2v")
+    c = parse_contender("bm25")
+    assert (c.label, c.mode, c.model) == ("bm25", "lexical", None)
+    assert parse_contender("models/w2v").mode == "dense"
+    for bad, message in (
+        ("minilm+semantic", "unknown search mode '+semantic'"),
+        ("+hybrid", "name the model before '+hybrid'"),
+        ("bm25+hybrid", "bm25 is a contender of its own"),
+        ("minilm+lexical:rrf", "takes no fusion settings"),
+        ("minilm+hybrid:max", "unknown fusion 'max'"),
+        ("minilm+hybrid:weighted:2", "alpha must be a number between 0 and 1"),
+        ("minilm+hybrid:rrf:0.3", "alpha applies to --fusion weighted only"),
+        ("minilm+hybrid:weighted:x", "alpha 'x' is not a number"),
+    ):
+        with pytest.raises(InvalidArgument, match=message.replace("+", r"\+").replace("(", r"\(")):
+            parse_contender(bad)
+    with pytest.raises(InvalidArgument, match="share a label"):
+        parse_contenders(["bm25", "bm25"])
+
+
+def test_a_model_directory_with_a_plus_in_its_name_is_a_model(tmp_path, monkeypatch):
+    from embedsearch.evaluation.contenders import parse_contender
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a+hybrid").mkdir()
+    assert parse_contender("a+hybrid").mode == "dense"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("hashing+semantic", "unknown search mode '+semantic'"),
+        ("hashing+hybrid:weighted:1.5", "alpha must be a number between 0 and 1"),
+        ("models/none+hybrid", "unknown model"),
+    ],
+)
+def test_a_bad_contender_is_refused_before_any_model_loads(cli, monkeypatch, spec, message):
+    import embedsearch.embedders as embedders
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(embedders, "load_embedder", no_loading)
+    r = cli("compare", "hashing", spec, "--corpus", "lee", "--queries", str(LEE_QUERIES))
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "a model was loaded" not in r.output
+
+
+@pytest.fixture(scope="session")
+def modes_report(tmp_path_factory) -> Path:
+    from click.testing import CliRunner
+
+    from embedsearch.cli import main
+
+    out = tmp_path_factory.mktemp("modes")
+    args = ["compare", "hashing", "hashing+lexical", "hashing+hybrid", "bm25", "--corpus", "lee",
+            "--queries", str(LEE_QUERIES), "--bootstrap", "200", "--no-word-level",
+            "-o", str(out / "cmp.html"), "--json", str(out / "cmp.json"), "--markdown", str(out / "cmp.md")]  # fmt: skip
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_search_modes_side_by_side(modes_report):
+    report = json.loads((modes_report / "cmp.json").read_text())
+    _validate(report)
+    labels = ["hashing", "hashing+lexical", "hashing+hybrid", "bm25"]
+    models = {m["label"]: m for m in report["models"]}
+    assert list(models) == labels
+    assert [models[x]["mode"] for x in labels] == ["dense", "lexical", "hybrid", "lexical"]
+    assert models["bm25"]["model"] is None and models["bm25"]["dim"] is None
+    assert models["hashing+hybrid"]["fusion"] == {"fusion": "rrf", "alpha": None}
+    assert models["hashing"]["index_seconds"] is None and models["bm25"]["index_seconds"] > 0
+    # one model, embedded once: its contenders share the embedding time
+    assert models["hashing"]["embed_seconds"] == models["hashing+hybrid"]["embed_seconds"]
+    metrics = report["metrics"]
+    for name in ("recall@10", "mrr@10", "ndcg@10"):
+        values = metrics[name]["values"]
+        for label in labels:
+            assert 0 <= values[label]["low"] <= values[label]["value"] <= values[label]["high"] <= 1
+        best = metrics[name]["best"]
+        assert best in labels
+        for label in labels:
+            if label != best:  # every other contender carries its paired test against the best
+                vs = values[label]["vs_best"]
+                assert (label in metrics[name]["tied_with_best"]) == (not vs["significant"])
+        # lexical search never uses the vectors: hashing+lexical ranks as bm25 does
+        assert values["hashing+lexical"]["value"] == values["bm25"]["value"]
+    # words beat hashed words on these queries (the library's own bench_hybrid finds the same)
+    assert metrics["ndcg@10"]["values"]["bm25"]["value"] > metrics["ndcg@10"]["values"]["hashing"]["value"]
+    assert metrics["ndcg@10"]["values"]["hashing"]["vs_best"]["significant"]
+    # cost: every column filled or explained
+    assert metrics["dimension"]["values"]["bm25"] is None and "no vectors" in metrics["dimension"]["why_empty"]["bm25"]
+    assert metrics["docs_per_second"]["label"] == "indexing throughput (documents/s)"
+    assert "no embedding" in metrics["docs_per_second"]["values"]["bm25"]["note"]
+    assert "embedding" in metrics["docs_per_second"]["values"]["hashing+hybrid"]["note"]
+    lex = metrics["index_bytes"]["values"]["bm25"]["value"]
+    assert lex > 0 and metrics["index_bytes"]["values"]["hashing+hybrid"]["value"] == (
+        metrics["index_bytes"]["values"]["hashing"]["value"] + lex
+    )
+    for label in labels:
+        assert metrics["query_ms"]["values"][label]["value"] > 0
+    # vectors-only sections: the model in, the search modes out, with the reason
+    assert metrics["lee_spearman"]["values"]["hashing"]["value"] is not None
+    assert "see hashing" in metrics["lee_spearman"]["why_empty"]["hashing+hybrid"]
+    assert "bm25 has no vectors" in metrics["lee_spearman"]["why_empty"]["bm25"]
+    assert list(report["map"]["models"]) == ["hashing"]
+    agreement = report["agreement"]
+    assert agreement["models"] == labels
+    jac = np.array(agreement["jaccard@10"])
+    assert jac[1, 3] == 1.0 and np.allclose(jac, jac.T)
+    assert agreement["score_spearman"][0][0] == 1.0 and agreement["score_spearman"][0][3] is None
+    assert set(report["pareto"]["points"]) == set(labels)
+    assert set(report["disagreements"][0]["first_relevant_rank"]) == set(labels)
+    assert set(report["examples"][0]["hits"]) == set(labels)
+    assert any("Cost columns for search-mode contenders" in n for n in report["notes"])
+    md = (modes_report / "cmp.md").read_text()
+    assert "## Notes" in md and "| hashing+hybrid |" in md and "bm25 has no vectors" in md
+    html = (modes_report / "cmp.html").read_text()
+    assert 'id="notes"' in html and 'id="chart-pareto"' in html and 'id="chart-map"' in html
+
+
+def test_hybrid_contender_ranks_as_the_library_searches(modes_report, store, hashing):
+    """The report's hybrid figures are embedsearch.search.search's: the same nDCG@10 per query
+    from a collection built here with the public API."""
+    from embedsearch.datasets import bundled_corpus
+    from embedsearch.evaluation.compare import read_queries
+    from embedsearch.search import search
+
+    report = json.loads((modes_report / "cmp.json").read_text())
+    docs = bundled_corpus("lee")
+    queries = read_queries(LEE_QUERIES, {d.id for d in docs})
+    coll = store.create("lee", hashing, "Flat", lexical=True)
+    coll.add_documents(docs, hashing)
+    for mode, label in (("hybrid", "hashing+hybrid"), ("lexical", "bm25")):
+        hits = search(coll, [q.text for q in queries], 10, mode=mode, embedder=hashing, columns=())
+        ranked = [[h.id for h in row] for row in hits]
+        ndcg = ranking_metrics(ranked, [q.relevant for q in queries], 10)["ndcg@10"].mean()
+        assert report["metrics"]["ndcg@10"]["values"][label]["value"] == pytest.approx(ndcg)
+
+
+def test_a_model_and_its_hybrid_contender_embed_the_corpus_once(monkeypatch):
+    from embedsearch.datasets import bundled_corpus
+    from embedsearch.embedders.hashing import HashingEmbedder
+    from embedsearch.evaluation.compare import Query, compare_models
+
+    calls = []
+    real = HashingEmbedder.embed_batch
+    monkeypatch.setattr(HashingEmbedder, "embed_batch", lambda self, texts: calls.append(len(texts)) or real(self, texts))
+    docs = bundled_corpus("lee")[:60]
+    queries = [Query("q", "bushfires near Sydney", {docs[0].id})]
+    report = compare_models(
+        ["hashing", "hashing+hybrid", "hw=hashing+hybrid:weighted:0.3", "bm25"], docs, queries=queries,
+        word_level=False, docsim=False, resamples=100,
+    )  # fmt: skip
+    assert calls.count(60) == 1  # the corpus, once; the rest are query batches
+    assert report["models"][2]["fusion"] == {"fusion": "weighted", "alpha": 0.3}
+
+
+def test_search_mode_contenders_in_label_mode(cli):
+    r = cli("compare", "hashing+hybrid", "bm25", "--corpus", "mini_newsgroup", "--label-field", "label",
+            "--no-word-level", "--no-docsim", "--bootstrap", "100", "--json", "-")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{") :])
+    _validate(report)
+    for label in ("hashing+hybrid", "bm25"):
+        # a document never finds itself; two labels of ~100 posts: better than the 0.5 of chance
+        assert report["metrics"]["mrr@10"]["values"][label]["value"] > 0.5
+    assert report["examples"][0]["query_id"] not in [h["id"] for h in report["examples"][0]["hits"]["bm25"]]
+    assert report["map"]["models"] == {}
+    assert any("first 64 distinct words" in n for n in report["notes"])

@@ -163,3 +163,34 @@ def test_readme_search_mode_commands_run_as_written(cli, tmp_path):
         if "--mode lexical --json" in line:
             hit = json.loads(r.stdout)[0]
             assert hit["id"] == "m1" and hit["highlights"][0] == {"term": "error", "start": 0, "end": 5}
+
+
+def test_readme_compare_commands_parse_and_the_search_mode_one_runs(cli, tmp_path, monkeypatch):
+    """The 'Comparing models' block: every command's contenders parse; the search-mode line runs
+    as written (with the hashing model for speed) and its report holds each contender."""
+    import json
+    import shlex
+
+    from embedsearch.evaluation.contenders import parse_contenders
+
+    block = next(b for b in _blocks("bash") if "embedsearch compare minilm minilm+lexical minilm+hybrid bm25" in b)
+    commands = [c.strip() for c in block.replace("\\\n", " ").splitlines() if c.strip().startswith("embedsearch compare")]
+    assert len(commands) == 4
+    for command in commands:
+        args = shlex.split(command)[2:]
+        models = []
+        for a in args:
+            if a.startswith("-"):
+                break
+            models.append(a)
+        if models:
+            parse_contenders(models)
+    line = next(c for c in commands if "+hybrid" in c)
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(line.replace("minilm", "hashing").replace("corpora/", f"{REPO}/corpora/"))[1:]
+    r = cli(*args, "--no-word-level", "--json", "reports/modes.json")
+    assert r.exit_code == 0, f"{line}\n{r.output}"
+    assert (tmp_path / "reports" / "modes.html").is_file()
+    report = json.loads((tmp_path / "reports" / "modes.json").read_text())
+    assert [m["label"] for m in report["models"]] == ["hashing", "hashing+lexical", "hashing+hybrid", "bm25"]
+    assert all(report["metrics"]["ndcg@10"]["values"][m["label"]] for m in report["models"])

@@ -111,6 +111,8 @@ def _check_outputs(outputs: dict[str, str | None]) -> None:
 @_with_examples(
     "  embedsearch compare minilm models/w2v models/ft models/glove \\\n"
     "      --corpus lee --queries corpora/lee-queries.jsonl -o reports/cmp.html\n"
+    "  embedsearch compare minilm minilm+lexical minilm+hybrid bm25 \\\n"
+    "      --corpus lee --queries corpora/lee-queries.jsonl -o reports/modes.html\n"
     "  embedsearch compare minilm tuned=models/triplet --corpus mini_newsgroup --label-field label \\\n"
     "      --json reports/cmp.json --markdown reports/cmp.md\n"
     "  embedsearch compare --index-specs Flat,HNSW32,IVF64,SQ8 --model minilm --corpus docs.jsonl -o reports/ann.html"
@@ -146,6 +148,10 @@ def compare(
     device,
 ):
     """Compare MODELS (built-in names or model directories; LABEL=PATH names one) on a corpus.
+
+    Search modes are contenders too: MODEL+lexical and MODEL+hybrid search a MODEL collection
+    with a lexical index in that mode (MODEL+hybrid:weighted:0.7 for weighted fusion), and
+    bm25 is the lexical index alone, without a model.
 
     Measures, where each applies: retrieval on labelled queries (recall@k, MRR, nDCG with 95%
     bootstrap intervals and paired tests against the best model), WordSim-353 / SimLex-999 /
@@ -203,6 +209,9 @@ def compare(
         raise click.UsageError("--model is for ANN mode (with --index-specs); list the models to compare as arguments")
     if not models:
         raise click.UsageError("name at least one model to compare, e.g. 'embedsearch compare minilm models/w2v --corpus lee'")
+    from embedsearch.evaluation.contenders import check_contenders, parse_contenders
+
+    check_contenders(parse_contenders(models), options)  # a bad spec or model stops here, before anything loads
     docs, corpus_name = load_corpus(corpus, opts)
     from embedsearch.evaluation.compare import compare_models, label_queries, read_queries
 

@@ -238,7 +238,8 @@ def chart_pareto(report: dict[str, Any]) -> str | None:
     front = [points[label] for label in pareto["front"]]
     ax.plot([p["x"] for p in front], [p["y"] for p in front], "--", color="#333", linewidth=1, zorder=2, label="Pareto front")
     ax.set_xscale("log")
-    ax.set_xlabel("documents/s embedding the corpus (log scale)")
+    modes = any(m.get("mode", "dense") != "dense" for m in report["models"])
+    ax.set_xlabel(f"documents/s {'indexing' if modes else 'embedding'} the corpus (log scale)")
     ax.set_ylabel(report["metrics"][pareto["y"]]["label"])
     ax.set_title("Quality against speed (up and right is better)")
     ax.margins(x=0.25, y=0.15)
@@ -321,7 +322,10 @@ def models_charts(report: dict[str, Any]) -> list[dict[str, str]]:
             chart_heatmap(agreement["score_spearman"], agreement["models"], "Spearman of pairwise similarities"),
             f"Rank correlation of cosine similarities on {agreement['score_pairs']} sampled document pairs.",
         )
-    add("chart-cost", "Cost", chart_cost(report), "Throughput embedding the corpus (model already loaded) and size on disk.")
+    cost = "Throughput embedding the corpus (model already loaded) and size on disk."
+    if any(m.get("mode", "dense") != "dense" for m in report["models"]):
+        cost = "Throughput making the corpus searchable (embedding; search modes also index: see the notes) and model size."
+    add("chart-cost", "Cost", chart_cost(report), cost)
     add(
         "chart-map",
         "2-D map",

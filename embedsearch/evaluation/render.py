@@ -165,6 +165,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if empty:
         out.append("\nEmpty cells:\n" + "\n".join(empty))
+    if report.get("notes"):
+        out.append("\n## Notes\n\n" + "\n".join(f"- {n}" for n in report["notes"]))
     if report.get("disagreements"):
         k = s["k"]
         out.append("\n## Queries where the models differ most\n")
@@ -178,7 +180,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append(
         _md_table(
             ["model", "spec", "kind", "dim", "fingerprint"],
-            [[m["label"], m["spec"], m["kind"], str(m["dim"]), m["fingerprint"][:16]] for m in report["models"]],
+            [[m["label"], m["spec"], m["kind"], format_value(m["dim"]), m["fingerprint"][:16]] for m in report["models"]],
         )
     )
     return "\n".join(out) + "\n"

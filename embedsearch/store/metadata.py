@@ -227,6 +227,14 @@ def _create_schema(engine: Engine, attempts: int = 5) -> None:
                 raise
 
 
+def dispose_engine(url: str) -> None:
+    """Close one URL's pooled connections and forget its engine (a temporary database)."""
+    with _engines_lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def dispose_engines() -> None:
     """Close every pooled connection (tests and forked workers)."""
     with _engines_lock:
