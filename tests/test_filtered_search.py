@@ -263,3 +263,21 @@ def test_idmap_segments_are_searched_without_faiss_idmap_translation(built, data
         got_s, got_i = seg._faiss_search(seg.index, q, 10, seg._params(10, None, None, fsel))
         assert np.array_equal(got_i, want_i) and np.allclose(got_s, want_s)
         assert set(got_i[got_i >= 0].tolist()) <= set(sel.ids.tolist())
+
+
+def test_exact_filtered_search_of_a_graph_scans_its_storage_for_a_few_queries(built, data):
+    """A few queries: the flat storage is scanned with the selector; many: the selected vectors
+    are gathered. Both are exact and agree (ties aside, scores equal)."""
+    spec, coll = built
+    if spec != "HNSW32":
+        pytest.skip("graph segments only")
+    x, q = data
+    seg = next(s for s in coll.view().segments() if s.meta.state == "sealed")
+    sel = coll.selection({"bucket": {"$lt": 50}})
+    here = sel.between(seg.meta.row_lo, seg.meta.row_hi)
+    scan_s, scan_i = seg._exact(q[:8], 10, here, sel.selector(), present=False)
+    gather_s, gather_i = seg._exact(q[:8], 10, here)
+    assert np.allclose(scan_s, gather_s, atol=1e-5)
+    assert set(scan_i.ravel().tolist()) <= set(here.tolist())
+    truth = exact_filtered(x, q[:8], np.isin(np.arange(N), here), 10)
+    assert all(set(a) == set(b) for a, b in zip(scan_i.tolist(), truth.tolist(), strict=True))

@@ -38,6 +38,7 @@ from embedsearch.store.specs import (
 
 EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly (graphs) or over every list (IVF)
 HNSW_EF_FILTER_MAX = 4096  # a filter would need a wider graph walk than this: searched exactly
+EXACT_SCAN_QUERIES = 32  # up to this many queries, an exact filtered search of a graph scans its storage
 SEGMENT_FILE_RE = re.compile(r"^seg-(\d+)\.(faiss|ids\.npy|vectors\.npy)$")
 
 
@@ -334,10 +335,10 @@ class Segment:
                 return _empty(nq, k)
             want = min(k, len(here))
             how, effort = self.filtered_plan(kk, len(here), nprobe, ef_search)
+            sel = selector if selector is not None else selection.selector()
             if how == "exact":
-                scores, ids = self._exact(queries, kk, self._present(here))
+                scores, ids = self._exact(queries, kk, here, sel, present=False)
             else:
-                sel = selector if selector is not None else selection.selector()
                 if self.spec.ivf:
                     params = faiss.SearchParametersIVF(sel=sel, nprobe=int(effort))
                 elif self.spec.kind == "hnsw":
@@ -348,7 +349,7 @@ class Segment:
                 short = (ids[:, :want] < 0).any(axis=1)
                 if short.any():
                     # the graph walk or the probed lists held too few selected vectors
-                    scores[short], ids[short] = self._exact(queries[short], kk, self._present(here), sel)
+                    scores[short], ids[short] = self._exact(queries[short], kk, here, sel, present=False)
         else:
             dead = dead if dead is not None else np.zeros(0, dtype=np.int64)
             live = self.meta.count - len(dead)
@@ -404,14 +405,25 @@ class Segment:
         pos = np.searchsorted(have, ids).clip(max=len(have) - 1)
         return ids[have[pos] == ids]
 
-    def _exact(self, queries: np.ndarray, k: int, ids: np.ndarray, sel=None) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(
+        self, queries: np.ndarray, k: int, ids: np.ndarray, sel=None, *, present: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over the given ids of this segment (on the stored codes); ``sel``, when
-        given, is a FAISS selector of the same ids."""
+        given, is a FAISS selector of (at least) the same ids; ``present=False`` when some ids
+        may not be stored here (SQL's view of a damaged segment)."""
+        faiss = _faiss()
         if self.spec.ivf:
-            faiss = _faiss()
             params = self._params(k, None, None, sel if sel is not None else faiss.IDSelectorBatch(ids), exhaustive=True)
             return self.index.search(queries, k, params=params)
-        return exact_topk(queries, k, ids, self.vectors)
+        if sel is not None and self.spec.kind == "hnsw" and len(queries) <= EXACT_SCAN_QUERIES:
+            # a few queries: scan the graph's flat storage, computing distances only for the
+            # selected (a bit test per vector), instead of gathering the selected vectors
+            storage = faiss.downcast_index(self.index.index).storage
+            translated = faiss.IDSelectorTranslated(self.index.id_map, sel)
+            scores, pos = storage.search(queries, k, params=faiss.SearchParameters(sel=translated))
+            labels = self._labels()
+            return scores, np.where(pos >= 0, labels[np.maximum(pos, 0)], -1)
+        return exact_topk(queries, k, ids if present else self._present(ids), self.vectors)
 
     def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Re-score candidates with the full vectors (FAISS's refine step, per segment)."""
