@@ -56,9 +56,10 @@ def exact_filtered(x, q, mask, k):
 
 @pytest.mark.parametrize("selectivity", SELECTIVITIES)
 def test_filtered_recall_against_exact_filtered_search(built, data, selectivity, monkeypatch):
-    """recall@10 >= 0.95 at every selectivity; the exact-search threshold is lowered so that the
+    """recall@10 >= 0.95 at every selectivity; the exact-search thresholds are lowered so that the
     widened index search (not the exact fallback) answers everything above 100 selected."""
     monkeypatch.setattr(segments, "EXACT_FILTER_MAX", 100)
+    monkeypatch.setattr(segments, "EXACT_IVF_MAX", 100)
     spec, coll = built
     x, q = data
     limit = int(1000 * selectivity)
@@ -77,14 +78,17 @@ def test_filtered_recall_against_exact_filtered_search(built, data, selectivity,
 
 
 def test_the_widening_rule(built, monkeypatch):
-    """nprobe / efSearch grow with the inverse of the selectivity, up to every list / exact."""
+    """nprobe / efSearch grow with the inverse of the selectivity (IVF: at most 4x), up to every
+    list / exact."""
     monkeypatch.setattr(segments, "EXACT_FILTER_MAX", 10)
+    monkeypatch.setattr(segments, "EXACT_IVF_MAX", 10)
     spec, coll = built
     seg = coll.view().segments()[0]
     n = seg.meta.count
     plans = [seg.filtered_plan(10, m, None, None) for m in (n, n // 2, n // 4, n // 64)]
     if spec.startswith("IVF"):  # default nprobe 8 of 32 lists
         assert plans == [("index", 8), ("index", 16), ("index", 32), ("index", 32)]
+        assert seg.filtered_plan(10, n // 64, 2, None) == ("index", 8)  # nprobe 2, widened 4x, not 64x
     elif spec == "HNSW32":  # default efSearch 128
         assert plans == [("index", 128), ("index", 256), ("index", 512), ("exact", 0)]
         assert seg.filtered_plan(10, n // 40, None, None) == ("exact", 0)  # efSearch past 4096
