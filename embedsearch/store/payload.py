@@ -170,7 +170,19 @@ def add_fields(conn, collection_id: int, fields: list[str], generation: int, bat
         return [], 0
     declared = [{"collection_id": collection_id, "field": f, "created_gen": generation, "multi": False} for f in new]
     conn.execute(insert(payload_fields), declared)
-    written, last = 0, -1
+    written = 0
+    for row_ids, metas in _document_batches(conn, collection_id, batch):
+        entries = entry_rows(collection_id, new, row_ids, metas)
+        if entries:
+            conn.execute(insert(payload_values), entries)
+            _mark_multi(conn, collection_id, entries)
+        written += len(entries)
+    return new, written
+
+
+def _document_batches(conn, collection_id: int, batch: int):
+    """(row ids, metadata) of every document of a collection, in row-id order, a batch at a time."""
+    last = -1
     while True:
         rows = conn.execute(
             select(documents.c.row_id, documents.c.meta)
@@ -179,12 +191,8 @@ def add_fields(conn, collection_id: int, fields: list[str], generation: int, bat
             .limit(batch)
         ).all()
         if not rows:
-            return new, written
-        entries = entry_rows(collection_id, new, [r[0] for r in rows], [r[1] for r in rows])
-        if entries:
-            conn.execute(insert(payload_values), entries)
-            _mark_multi(conn, collection_id, entries)
-        written += len(entries)
+            return
+        yield [r[0] for r in rows], [r[1] for r in rows]
         last = rows[-1][0]
 
 
@@ -302,19 +310,9 @@ def disagreements(conn, collection_id: int, batch: int = 5000) -> dict[str, int]
     if not fields:
         return {}
     expected: dict[str, set] = {f: set() for f in fields}
-    last = -1
-    while True:
-        rows = conn.execute(
-            select(documents.c.row_id, documents.c.meta)
-            .where(documents.c.collection_id == collection_id, documents.c.row_id > last)
-            .order_by(documents.c.row_id)
-            .limit(batch)
-        ).all()
-        if not rows:
-            break
-        for e in entry_rows(collection_id, fields, [r[0] for r in rows], [r[1] for r in rows]):
+    for row_ids, metas in _document_batches(conn, collection_id, batch):
+        for e in entry_rows(collection_id, fields, row_ids, metas):
             expected[e["field"]].add((e["row_id"], e["kind"], e["num"], e["txt"]))
-        last = rows[-1][0]
     out = {}
     for f in fields:
         diff = len(expected[f] ^ _stored(conn, collection_id, f))
