@@ -38,12 +38,13 @@ from embedsearch.store.specs import (
 
 EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly (graphs) or over every list (IVF)
 HNSW_EF_FILTER_MAX = 4096  # a filter would need a wider graph walk than this: searched exactly
-# IVF: a filter selecting this few is searched over every list (at most this many distances); above
-# it nprobe grows by the inverse of the selectivity, at most IVF_WIDEN_MAX times: on 100k hashing
-# vectors (IVF1024, bench_filters.py's data) 4x kept recall@10 at 0.97-0.98 from 1% to 30%
-# selectivity, where the unwidened search had 0.76-0.88 and the unfiltered one 0.89
-EXACT_IVF_MAX = 2_000
-IVF_WIDEN_MAX = 4.0
+# IVF: a filter selecting this few in a segment is searched over every list (each selected vector
+# costs a distance, every other one a bit test); above it nprobe grows by the inverse of the
+# selectivity, at most IVF_WIDEN_MAX times. bench_filters.py (hashing vectors, tie-aware recall@10):
+# at 100k, IVF1024, 4x held 0.97-0.98 from 1% to 30%, but at 300k, IVF2048, a 4x cap dropped a 1%
+# filter to 0.89 where every list gave 1.0; 8x reached 1.0 at every selectivity at 100k
+EXACT_IVF_MAX = 20_000
+IVF_WIDEN_MAX = 8.0
 EXACT_SCAN_QUERIES = 32  # up to this many queries, an exact filtered search of a graph scans its storage
 SEGMENT_FILE_RE = re.compile(r"^seg-(\d+)\.(faiss|ids\.npy|vectors\.npy)$")
 
@@ -295,7 +296,7 @@ class Segment:
     def filtered_plan(self, k: int, selected: int, nprobe: int | None, ef_search: int | None) -> tuple[str, int]:
         """How a filter selecting ``selected`` of this segment's vectors is searched: ("exact", 0),
         or ("index", effort) where effort is the nprobe or efSearch, widened by the inverse of the
-        selectivity (IVF: at most 4x) so that the lists probed or the graph walked hold enough
+        selectivity (IVF: at most 8x) so that the lists probed or the graph walked hold enough
         selected vectors (bench_filters.py measures the recall this gives)."""
         faiss = _faiss()
         if self.spec.kind == "hnsw":
