@@ -248,6 +248,61 @@ def test_cooccurrence_windows_stop_at_document_ends():
     assert x[1, 2] == 0 and x[0, 3] == 0
 
 
+def reference_glove_epoch(params, gradsq, entries, eta, x_max=10.0, alpha=0.75, clip=100.0):
+    """The reference C code's update (Stanford GloVe, glove.c), one entry at a time in float64.
+
+    ``params`` and ``gradsq`` are [W, C, bw, bc]. A vector component's gradient f*diff*c is
+    clipped, then scaled by eta; the biases step by f*diff itself, not scaled by eta."""
+    W, C, bw, bc = params
+    gW, gC, gbw, gbc = gradsq
+    cost = 0.0
+    for i, j, x in entries:
+        diff = float(W[i] @ C[j]) + bw[i] + bc[j] - np.log(x)
+        fdiff = diff if x > x_max else (x / x_max) ** alpha * diff
+        cost += 0.5 * fdiff * diff
+        t1 = np.clip(fdiff * C[j], -clip, clip) * eta
+        t2 = np.clip(fdiff * W[i], -clip, clip) * eta
+        u1, u2 = t1 / np.sqrt(gW[i]), t2 / np.sqrt(gC[j])
+        gW[i] += t1 * t1
+        gC[j] += t2 * t2
+        W[i] -= u1
+        C[j] -= u2
+        bw[i] -= fdiff / np.sqrt(gbw[i])
+        bc[j] -= fdiff / np.sqrt(gbc[j])
+        gbw[i] += fdiff * fdiff
+        gbc[j] += fdiff * fdiff
+    return cost / len(entries)
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.1])
+def test_glove_update_is_the_reference_update(lr):
+    # issue 18: the bias step was scaled by lr, which the reference does not do; at lr 0.1 that
+    # cost 0.03 WordSim-353. One thread, so the compiled epoch runs the entries in order.
+    from embedsearch.trainers import _glove_kernels as K
+    from embedsearch.trainers import glove_core as G
+
+    rng = np.random.default_rng(3)
+    vocab, dim, n = 30, 8, 400
+    rows = rng.integers(0, vocab, n).astype(np.int32)
+    cols = rng.integers(0, vocab, n).astype(np.int32)
+    x = rng.choice([0.5, 1.0, 3.0, 40.0], n) * rng.uniform(0.5, 2.0, n)  # below and above x_max
+    model = G.GloveModel(vocab, dim, seed=5)
+    params = [a.astype(np.float64) for a in (model.W, model.C, model.bw, model.bc)]
+    gradsq = [a.astype(np.float64) for a in (model.gW, model.gC, model.gbw, model.gbc)]
+    logx = np.log(x).astype(np.float32)
+    fx = np.minimum(1.0, (x / 10.0) ** 0.75).astype(np.float32)
+    for _ in range(3):
+        expected = reference_glove_epoch(params, gradsq, list(zip(rows, cols, x, strict=True)), lr)
+        got = K.glove_epoch(model.W, model.C, model.bw, model.bc, model.gW, model.gC, model.gbw, model.gbc,
+                            rows, cols, logx, fx, np.float32(lr), 1, np.float32(100.0)) / n  # fmt: skip
+        assert got == pytest.approx(expected, rel=1e-4)
+    for ours, ref in zip((model.W, model.C, model.bw, model.bc, model.gW, model.gC, model.gbw, model.gbc),
+                         params + gradsq, strict=True):  # fmt: skip
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-5)
+    # the biases moved by steps of the size the reference takes, not lr times that
+    assert np.abs(params[2] - G.GloveModel(vocab, dim, seed=5).bw).max() > 0.5
+
+
 def test_torch_glove_path_on_cpu_decreases_the_loss(tmp_path):
     # the CUDA path's code, run on the CPU device: same objective, mini-batch AdaGrad
     from embedsearch.trainers import glove_core as G

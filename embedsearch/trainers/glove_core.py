@@ -215,9 +215,9 @@ class TorchGlove:
                 diff = (wi * cj).sum(1) + self.bw[i] + self.bc[j] - self.logx[s : s + self.batch_size]
                 fdiff = self.fx[s : s + self.batch_size] * diff
                 total += (0.5 * fdiff * diff).sum(dtype=torch.float64)
-                fdiff = fdiff * lr
-                g1 = (fdiff[:, None] * cj).clamp_(-grad_clip, grad_clip)
-                g2 = (fdiff[:, None] * wi).clamp_(-grad_clip, grad_clip)
+                # as the CPU kernel: clip, then scale vector gradients by lr; biases take fdiff unscaled
+                g1 = (fdiff[:, None] * cj).clamp_(-grad_clip, grad_clip) * lr
+                g2 = (fdiff[:, None] * wi).clamp_(-grad_clip, grad_clip) * lr
                 self._step(self.W, self.gW, i, g1)
                 self._step(self.C, self.gC, j, g2)
                 self._step(self.bw, self.gbw, i, fdiff)
