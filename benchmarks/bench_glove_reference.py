@@ -173,7 +173,7 @@ def table(results: dict) -> str:
     lines = ["| run | seeds | WordSim-353 | SimLex-999 | analogies | CPU s (whole pipeline) | CPU s per stage | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     summary = []
-    for lr in results["args"]["lr"]:
+    for lr in sorted({r["lr"] for r in runs}):
         group = {}
         for side in ("reference", "ours"):
             rows = [r for r in runs if r["side"] == side and r["lr"] == lr]
