@@ -248,6 +248,111 @@ def test_cooccurrence_windows_stop_at_document_ends():
     assert x[1, 2] == 0 and x[0, 3] == 0
 
 
+def reference_glove_epoch(params, gradsq, entries, eta, x_max=10.0, alpha=0.75, clip=100.0):
+    """The reference C code's update (Stanford GloVe, glove.c), one entry at a time in float64.
+
+    ``params`` and ``gradsq`` are [W, C, bw, bc]. A vector component's gradient f*diff*c is
+    clipped, then scaled by eta; the biases step by f*diff itself, not scaled by eta."""
+    W, C, bw, bc = params
+    gW, gC, gbw, gbc = gradsq
+    cost = 0.0
+    for i, j, x in entries:
+        diff = float(W[i] @ C[j]) + bw[i] + bc[j] - np.log(x)
+        fdiff = diff if x > x_max else (x / x_max) ** alpha * diff
+        cost += 0.5 * fdiff * diff
+        t1 = np.clip(fdiff * C[j], -clip, clip) * eta
+        t2 = np.clip(fdiff * W[i], -clip, clip) * eta
+        u1, u2 = t1 / np.sqrt(gW[i]), t2 / np.sqrt(gC[j])
+        gW[i] += t1 * t1
+        gC[j] += t2 * t2
+        W[i] -= u1
+        C[j] -= u2
+        bw[i] -= fdiff / np.sqrt(gbw[i])
+        bc[j] -= fdiff / np.sqrt(gbc[j])
+        gbw[i] += fdiff * fdiff
+        gbc[j] += fdiff * fdiff
+    return cost / len(entries)
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.1])
+def test_glove_update_is_the_reference_update(lr):
+    # issue 18: the bias step was scaled by lr, which the reference does not do; at lr 0.1 that
+    # cost 0.03 WordSim-353. One thread, so the compiled epoch runs the entries in order.
+    from embedsearch.trainers import _glove_kernels as K
+    from embedsearch.trainers import glove_core as G
+
+    rng = np.random.default_rng(3)
+    vocab, dim, n = 30, 8, 400
+    rows = rng.integers(0, vocab, n).astype(np.int32)
+    cols = rng.integers(0, vocab, n).astype(np.int32)
+    x = rng.choice([0.5, 1.0, 3.0, 40.0], n) * rng.uniform(0.5, 2.0, n)  # below and above x_max
+    model = G.GloveModel(vocab, dim, seed=5)
+    params = [a.astype(np.float64) for a in (model.W, model.C, model.bw, model.bc)]
+    gradsq = [a.astype(np.float64) for a in (model.gW, model.gC, model.gbw, model.gbc)]
+    logx = np.log(x).astype(np.float32)
+    one_thread = np.array([0]), np.array([n])
+    for _ in range(3):
+        expected = reference_glove_epoch(params, gradsq, list(zip(rows, cols, x, strict=True)), lr)
+        got = K.glove_epoch(model.W, model.C, model.bw, model.bc, model.gW, model.gC, model.gbw, model.gbc,
+                            rows, cols, logx, *one_thread, np.float32(lr), np.float32(np.log(10.0)), np.float32(0.75),
+                            np.float32(100.0)) / n  # fmt: skip
+        assert got == pytest.approx(expected, rel=1e-4)
+    for ours, ref in zip((model.W, model.C, model.bw, model.bc, model.gW, model.gC, model.gbw, model.gbc),
+                         params + gradsq, strict=True):  # fmt: skip
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-5)
+    # the biases moved by steps of the size the reference takes, not lr times that
+    assert np.abs(params[2] - G.GloveModel(vocab, dim, seed=5).bw).max() > 0.5
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_streamed_entries_train_like_entries_in_memory(tmp_path, monkeypatch, threads):
+    # entries beyond the memory budget are written to disk and read back block by block; one
+    # thread gives the same weights bit for bit, several the same thread slices (Hogwild order
+    # between threads differs)
+    from embedsearch.trainers import glove_core as G
+
+    rng = np.random.default_rng(1)
+    ids = rng.zipf(1.3, 6000).astype(np.int32) % 200
+    ends = np.array([2000, 4000, 6000], dtype=np.int64)
+    monkeypatch.setattr(G, "STREAM_BLOCK", 97)  # many blocks per thread, a ragged last one
+    weights = []
+    for spill in (None, tmp_path / "spill"):
+        cooc = G.cooccurrence(ids, ends, 200, 5, threads=2)
+        n = cooc.nnz
+        entries = G.prepare_entries(cooc, 11, memory_mb=64 if spill is None else 0, spill_dir=spill)
+        assert entries.streamed == (spill is not None) and entries.n == n
+        model = G.GloveModel(200, 8, seed=2)
+        losses = [G.epoch_cpu(model, entries, 0.05, threads, x_max=10.0, alpha=0.75) for _ in range(3)]
+        assert losses[-1] < losses[0]
+        weights.append((model.W.copy(), model.bw.copy(), losses))
+        entries.remove_files()
+    if threads == 1:
+        np.testing.assert_array_equal(weights[0][0], weights[1][0])
+        np.testing.assert_array_equal(weights[0][1], weights[1][1])
+        assert weights[0][2] == pytest.approx(weights[1][2], rel=1e-12)  # summed per block
+    else:
+        np.testing.assert_allclose(weights[0][2], weights[1][2], rtol=0.05)
+    assert not list((tmp_path / "spill").iterdir())
+
+
+def test_glove_streams_its_entries_beyond_the_budget(tmp_path):
+    # 300k tokens over 30k random words: about 5M entries, 60 MB, over a quarter of 64 MiB
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(30_000)])
+    tokens = words[rng.integers(0, 30_000, 300_000)].reshape(-1, 50)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(" ".join(line) for line in tokens) + "\n")
+    opts = ReadOptions(per_line=True)
+    common = {"dim": 8, "epochs": 2, "min_count": 1, "memory_mb": 64}
+    report = _train("glove", tmp_path / "g", corpus=str(corpus), opts=opts, **common)
+    co = report.manifest["cooccurrence"]
+    assert co["entries"] == "streamed from disk" and co["drains"] > 0, co  # random text: tables fill and drain
+    assert report.manifest["loss_curve"][-1]["loss"] < report.manifest["loss_curve"][0]["loss"]
+    in_memory = _train("glove", tmp_path / "g2", corpus=str(corpus), opts=opts, **{**common, "memory_mb": 1024})
+    assert in_memory.manifest["cooccurrence"]["entries"] == "in memory"
+    assert in_memory.manifest["cooccurrence"]["nonzeros"] == co["nonzeros"]
+
+
 def test_torch_glove_path_on_cpu_decreases_the_loss(tmp_path):
     # the CUDA path's code, run on the CPU device: same objective, mini-batch AdaGrad
     from embedsearch.trainers import glove_core as G
@@ -258,7 +363,7 @@ def test_torch_glove_path_on_cpu_decreases_the_loss(tmp_path):
     ids, ends = corpus.encoded(vocab)
     cooc = G.cooccurrence(ids, ends, len(vocab), 5, threads=2)
     model = G.GloveModel(len(vocab), 16, seed=0)
-    runner = G.TorchGlove(model, G.prepare_targets(cooc, 10.0, 0.75, model.rng), "cpu", batch_size=4096)
+    runner = G.TorchGlove(model, G.prepare_entries(cooc, 0), "cpu", x_max=10.0, alpha=0.75, batch_size=4096)
     losses = [runner.epoch(0.05) for _ in range(4)]
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
     runner.sync()

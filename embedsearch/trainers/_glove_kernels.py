@@ -23,10 +23,12 @@ _EMPTY = np.int64(-1)
 
 
 @njit(cache=True, nogil=True)
-def _hash(key, mask):
-    # multiplicative hashing (Knuth); keys are i * V + j, close together for a row
+def _slot(key, n_slots):
+    # multiplicative hashing (Knuth; keys are i * V + j, close together for a row), then the
+    # hash's high 32 bits mapped onto [0, n_slots) by a multiply-shift, so a table can have any
+    # size, not only a power of two
     h = (key * np.int64(-7046029254386353131)) ^ (key >> np.int64(29))
-    return h & mask
+    return (((h >> np.int64(32)) & np.int64(0xFFFFFFFF)) * n_slots) >> np.int64(32)
 
 
 @njit(cache=True, parallel=True)
@@ -38,7 +40,7 @@ def count_cooccurrences(ids, doc_ends, window, dense_k, dense, keys, vals, fille
     ``max_fill`` entries and reports that position. Returns True when every thread finished.
     """
     n_threads = keys.shape[0]
-    mask = np.int64(keys.shape[1] - 1)
+    n_slots = np.int64(keys.shape[1])
     n = ids.shape[0]
     n_docs = doc_ends.shape[0]
     done = np.zeros(n_threads, dtype=np.bool_)
@@ -86,7 +88,7 @@ def count_cooccurrences(ids, doc_ends, window, dense_k, dense, keys, vals, fille
                     dense[b * (b + 1) // 2 + a] += w
                 else:
                     key = a * vocab_size + b
-                    h = _hash(key, mask)
+                    h = _slot(key, n_slots)
                     while True:
                         k = keys[t, h]
                         if k == key:
@@ -97,7 +99,9 @@ def count_cooccurrences(ids, doc_ends, window, dense_k, dense, keys, vals, fille
                             vals[t, h] = w
                             fill += 1
                             break
-                        h = (h + 1) & mask
+                        h += 1
+                        if h == n_slots:
+                            h = 0
             p += 1
         positions[t] = p
         filled[t] = fill
@@ -106,52 +110,167 @@ def count_cooccurrences(ids, doc_ends, window, dense_k, dense, keys, vals, fille
 
 
 @njit(cache=True)
-def dense_to_coo(dense, dense_k):
-    """Non-zero cells of the packed triangle as (a, b, value) with a <= b."""
-    nnz = 0
+def dense_nonzeros(dense):
+    n = 0
     for x in range(dense.shape[0]):
         if dense[x] != 0:
-            nnz += 1
-    rows = np.empty(nnz, dtype=np.int32)
-    cols = np.empty(nnz, dtype=np.int32)
-    out = np.empty(nnz, dtype=np.float32)
-    k = 0
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def dense_into(dense, dense_k, rows, cols, vals, pos):
+    """Write the non-zero cells of the packed triangle as (a, b, value), a <= b, from ``pos``;
+    returns the position after the last one written."""
     for b in range(dense_k):
         base = b * (b + 1) // 2
         for a in range(b + 1):
             v = dense[base + a]
             if v != 0:
-                rows[k] = a
-                cols[k] = b
-                out[k] = v
-                k += 1
-    return rows, cols, out
+                rows[pos] = a
+                cols[pos] = b
+                vals[pos] = v
+                pos += 1
+    return pos
+
+
+@njit(cache=True)
+def drain_table(keys, vals, t):
+    """The used slots of thread ``t``'s table as (keys, values), unsorted; empties the table."""
+    n = 0
+    for h in range(keys.shape[1]):
+        if keys[t, h] >= 0:
+            n += 1
+    k = np.empty(n, dtype=np.int64)
+    v = np.empty(n, dtype=np.float32)
+    i = 0
+    for h in range(keys.shape[1]):
+        if keys[t, h] >= 0:
+            k[i] = keys[t, h]
+            v[i] = vals[t, h]
+            i += 1
+            keys[t, h] = -1
+            vals[t, h] = 0
+    return k, v
+
+
+@njit(cache=True)
+def table_into(keys, vals, t, vocab_size, rows, cols, out, pos):
+    """Write thread ``t``'s table as (a, b, value) from ``pos``; returns the next position."""
+    for h in range(keys.shape[1]):
+        k = keys[t, h]
+        if k >= 0:
+            rows[pos] = k // vocab_size
+            cols[pos] = k % vocab_size
+            out[pos] = vals[t, h]
+            pos += 1
+    return pos
+
+
+@njit(cache=True)
+def table_used(keys, t):
+    n = 0
+    for h in range(keys.shape[1]):
+        if keys[t, h] >= 0:
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def keys_into(keys, kvals, vocab_size, rows, cols, vals, pos):
+    """Write pair keys a * vocab_size + b as (a, b, value) from ``pos``; returns the next position."""
+    for x in range(keys.shape[0]):
+        rows[pos] = keys[x] // vocab_size
+        cols[pos] = keys[x] % vocab_size
+        vals[pos] = kvals[x]
+        pos += 1
+    return pos
+
+
+@njit(cache=True)
+def mirror_into(rows, cols, vals, n_upper):
+    """Append (b, a, v) for every off-diagonal (a, b, v) among the first ``n_upper`` entries."""
+    pos = n_upper
+    for x in range(n_upper):
+        if rows[x] != cols[x]:
+            rows[pos] = cols[x]
+            cols[pos] = rows[x]
+            vals[pos] = vals[x]
+            pos += 1
+    return pos
+
+
+@njit(cache=True)
+def shuffle_log(rows, cols, vals, seed):
+    """Shuffle three parallel arrays in place (Fisher-Yates, seeded) and replace each value by its log."""
+    np.random.seed(seed)
+    for x in range(rows.shape[0] - 1, 0, -1):
+        y = np.random.randint(0, x + 1)
+        r = rows[x]
+        rows[x] = rows[y]
+        rows[y] = r
+        c = cols[x]
+        cols[x] = cols[y]
+        cols[y] = c
+        v = vals[x]
+        vals[x] = vals[y]
+        vals[y] = v
+    for x in range(vals.shape[0]):
+        vals[x] = np.log(vals[x])
+
+
+@njit(cache=True)
+def bucket_order(n_buckets, n, seed):
+    """A random bucket for each of ``n`` entries, as an order that groups them by bucket, and the counts."""
+    np.random.seed(seed)
+    bucket = np.empty(n, dtype=np.int32)
+    counts = np.zeros(n_buckets, dtype=np.int64)
+    for x in range(n):
+        b = np.random.randint(0, n_buckets)
+        bucket[x] = b
+        counts[b] += 1
+    starts = np.zeros(n_buckets, dtype=np.int64)
+    for b in range(1, n_buckets):
+        starts[b] = starts[b - 1] + counts[b - 1]
+    order = np.empty(n, dtype=np.int64)
+    for x in range(n):
+        order[starts[bucket[x]]] = x
+        starts[bucket[x]] += 1
+    return order, counts
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def glove_epoch(W, C, bw, bc, gW, gC, gbw, gbc, rows, cols, logx, fx, lr, n_threads, grad_clip):
+def glove_epoch(W, C, bw, bc, gW, gC, gbw, gbc, rows, cols, logx, starts, stops, lr, log_x_max, alpha, grad_clip):
     """One AdaGrad pass over the non-zero entries (Hogwild: threads share the weights).
 
-    Each thread takes a contiguous slice of the (pre-shuffled) entries. Returns the summed
-    weighted squared error 0.5 * f(X) * (w.c + b + b' - log X)^2.
+    Thread t trains entries ``starts[t]:stops[t]`` of the (pre-shuffled) entries. Returns the
+    summed weighted squared error 0.5 * f(X) * (w.c + b + b' - log X)^2, where
+    f(X) = min(1, (X / x_max) ^ alpha) is computed here from log X (one exp per entry, so the
+    entries take 12 bytes, not 16).
+
+    The update is the reference C code's: a vector component's gradient f(X) * diff * c is
+    clipped to ``grad_clip`` and then scaled by ``lr``; the biases take the unscaled gradient
+    f(X) * diff, so they learn at AdaGrad rate 1 whatever ``lr`` is (their squared-gradient sums
+    grow by f(X)^2 * diff^2). Scaling the bias step by ``lr`` too (what this kernel did before)
+    leaves the biases under-fitted and WordSim-353 0.03 lower at lr 0.1 (issue 18).
     """
-    n = rows.shape[0]
+    n_threads = starts.shape[0]
     dim = W.shape[1]
-    chunk = (n + n_threads - 1) // n_threads
     costs = np.zeros(n_threads, dtype=np.float64)
     for t in prange(n_threads):
-        start = t * chunk
-        stop = min(n, start + chunk)
         cost = 0.0
-        for k in range(start, stop):
+        for k in range(starts[t], stops[t]):
             i = rows[k]
             j = cols[k]
-            diff = bw[i] + bc[j] - logx[k]
+            lx = logx[k]
+            diff = bw[i] + bc[j] - lx
             for d in range(dim):
                 diff += W[i, d] * C[j, d]
-            fdiff = fx[k] * diff
+            fx = np.float32(1.0)
+            if lx < log_x_max:
+                fx = np.exp(alpha * (lx - log_x_max))
+            fdiff = fx * diff
             cost += 0.5 * fdiff * diff
-            fdiff *= lr
             for d in range(dim):
                 g1 = fdiff * C[j, d]
                 g2 = fdiff * W[i, d]
@@ -163,6 +282,8 @@ def glove_epoch(W, C, bw, bc, gW, gC, gbw, gbc, rows, cols, logx, fx, lr, n_thre
                     g2 = grad_clip
                 elif g2 < -grad_clip:
                     g2 = -grad_clip
+                g1 *= lr
+                g2 *= lr
                 W[i, d] -= g1 / np.sqrt(gW[i, d])
                 C[j, d] -= g2 / np.sqrt(gC[j, d])
                 gW[i, d] += g1 * g1
