@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -89,3 +90,15 @@ def test_random_search_bodies_never_get_a_500(fuzz_client, body):
     r = fuzz_client.post("/collections/fuzz/search", content=raw, headers={"Content-Type": "application/json"})
     assert r.status_code < 500, (body, r.text)
     assert "Traceback" not in r.text
+
+
+def test_a_filter_dict_with_a_lone_surrogate_is_a_domain_error(fuzz_store):
+    """A filter given as a dict (the library's form) is checked like JSON text: a lone surrogate is
+    InvalidFilter, not a UnicodeEncodeError from the database driver (CI found this)."""
+    from embedsearch.errors import InvalidFilter
+
+    coll = fuzz_store.open("fuzz")
+    with pytest.raises(InvalidFilter):
+        coll.matching_ids({"\ud800": 1})
+    with pytest.raises(InvalidFilter):
+        coll.search_vectors(np.ones((1, coll.dim), dtype=np.float32), 1, where={"a": "\ud800"})

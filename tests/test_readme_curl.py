@@ -54,7 +54,7 @@ def _free_port() -> int:
 def server(tmp_path_factory, hashing):
     root = tmp_path_factory.mktemp("curl")
     store = Store(Settings.from_env(root / "data"))
-    news = store.create("news", hashing, "Flat")
+    news = store.create("news", hashing, "Flat", lexical=True)  # as `index create` and PUT make it
     news.add_documents([Document("n1", "interest rates rise", {"source": "lee"}),
                         Document("n2", "bushfires near the town", {"source": "lee"}),
                         Document("n3", "cricket test match", {"source": "bbc"})], hashing)  # fmt: skip

@@ -775,7 +775,7 @@ class Collection:
     def selection(self, where: dict | str | None, generation: int | None = None) -> Selection | None:
         """The live rows matching a filter as of ``generation`` or later (default: the latest
         commit), from the cache when a search already computed them; None without a filter."""
-        spec = parse_filter(where) if not isinstance(where, dict) else where
+        spec = parse_filter(where)  # a dict is checked too (strict JSON, no lone surrogates)
         if not spec:
             return None
         if generation is None:
