@@ -34,6 +34,7 @@ from collections.abc import Iterable
 import numpy as np
 from sqlalchemy import delete, insert, select, text
 
+from embedsearch.corpus import batched
 from embedsearch.store.metadata import lexical_indexes
 
 MAX_TERMS = 64  # distinct words of a query that are searched (the first ones)
@@ -108,10 +109,8 @@ def index_rows(conn, collection_id: int, lo: int | None = None, hi: int | None =
 def delete_rows(conn, collection_id: int, row_ids: Iterable[int]) -> None:
     """Remove rows from the index; call it before their documents are deleted (SQLite reads the
     text it indexed from them)."""
-    ids = [int(i) for i in row_ids]
     name = table_name(collection_id)
-    for start in range(0, len(ids), _CHUNK):
-        part = ids[start : start + _CHUNK]
+    for part in batched((int(i) for i in row_ids), _CHUNK):
         if conn.dialect.name == "postgresql":
             conn.execute(text(f"DELETE FROM {name} WHERE row_id = ANY(:ids)"), {"ids": part})
         else:

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 
+from embedsearch.corpus import batched
 from embedsearch.errors import InvalidArgument
 from embedsearch.store.metadata import documents, payload_fields, payload_values
 
@@ -59,7 +60,8 @@ def validate_field(name: Any) -> str:
 
 
 def values_at(meta: Any, path: tuple[str, ...]) -> list:
-    """The scalars a filter on ``path`` compares with: MongoDB's path walk, then array elements."""
+    """The values a filter on ``path`` compares with: MongoDB's path walk, then array elements
+    (objects, nested arrays and nulls among them, which no entry represents)."""
     current = [meta]
     for seg in path:
         nxt = []
@@ -73,7 +75,7 @@ def values_at(meta: Any, path: tuple[str, ...]) -> list:
     out = []
     for v in current:
         out.extend(v if isinstance(v, list) else [v])
-    return [v for v in out if _entry(v) is not None]
+    return out
 
 
 def _entry(v: Any) -> tuple[str, float | None, str | None] | None:
@@ -91,20 +93,12 @@ def entry_rows(collection_id: int, fields: Iterable[str], row_ids: Iterable[int]
     rows = []
     for rid, meta in zip(row_ids, metas, strict=True):
         for name, path in fields:
-            for v in set(map(_key, values_at(meta, path))):
-                kind, num, txt = _entry(_unkey(v))
+            # distinct entries: (kind, number, text) keeps True apart from 1 and merges 1 with 1.0
+            for kind, num, txt in dict.fromkeys(e for e in map(_entry, values_at(meta, path)) if e is not None):
                 rows.append(
                     {"collection_id": collection_id, "field": name, "row_id": int(rid), "kind": kind, "num": num, "txt": txt}
                 )
     return rows
-
-
-def _key(v):  # set() would merge True with 1 and 1.0 with 1: keep the kind in the key
-    return (type(v) is bool, v)
-
-
-def _unkey(k):
-    return k[1]
 
 
 # ---- the SQL side ---------------------------------------------------------------------------
@@ -152,9 +146,7 @@ def _mark_multi(conn, collection_id: int, rows: list[dict]) -> None:
 
 
 def delete_entries(conn, collection_id: int, row_ids) -> None:
-    ids = [int(i) for i in row_ids]
-    for start in range(0, len(ids), _CHUNK):
-        part = ids[start : start + _CHUNK]
+    for part in batched((int(i) for i in row_ids), _CHUNK):
         conn.execute(delete(payload_values).where(_mine(payload_values, collection_id), payload_values.c.row_id.in_(part)))
 
 

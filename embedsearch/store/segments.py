@@ -392,8 +392,11 @@ class Segment:
         scores, pos = index.index.search(queries, k, params=params)
         if translated is not None:
             params.sel = sel
-        labels = self._labels()
-        return scores, np.where(pos >= 0, labels[np.maximum(pos, 0)], -1)
+        return scores, self._row_ids(pos)
+
+    def _row_ids(self, pos: np.ndarray) -> np.ndarray:
+        """Row ids of an IDMap-wrapped index's positions (-1 stays -1)."""
+        return np.where(pos >= 0, self._labels()[np.maximum(pos, 0)], -1)
 
     def _labels(self) -> np.ndarray:
         """Row id of each position of an IDMap-wrapped index."""
@@ -429,8 +432,7 @@ class Segment:
             storage = faiss.downcast_index(self.index.index).storage
             translated = faiss.IDSelectorTranslated(self.index.id_map, sel)
             scores, pos = storage.search(queries, k, params=faiss.SearchParameters(sel=translated))
-            labels = self._labels()
-            return scores, np.where(pos >= 0, labels[np.maximum(pos, 0)], -1)
+            return scores, self._row_ids(pos)
         return exact_topk(queries, k, ids if present else self._present(ids), self.vectors)
 
     def _rerank(self, queries: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
