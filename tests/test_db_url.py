@@ -93,6 +93,41 @@ def test_switching_a_new_database_to_wal_retries_the_immediate_busy_of_two_opene
         metadata._switch_to_wal(Cursor(10**6))
 
 
+def test_schema_creation_retries_each_table_another_opener_created_first(monkeypatch, tmp_path):
+    """CI failed once with "table payload_values already exists" after five retries: under load one
+    opener can lose the race for every table in turn. Each loss is another opener's progress, so
+    the retries are bounded by the schema's size, not by a small constant."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from embedsearch.store import metadata
+
+    objects = sum(1 + len(t.indexes) for t in metadata.metadata_obj.sorted_tables)
+    real = metadata.metadata_obj.create_all
+    calls = []
+
+    def losing(engine):
+        calls.append(1)
+        if len(calls) <= objects:
+            raise OperationalError("CREATE TABLE t", {}, sqlite3.OperationalError(f"table t{len(calls)} already exists"))
+        real(engine)
+
+    monkeypatch.setattr(metadata.metadata_obj, "create_all", losing)
+    engine = create_engine(f"sqlite:///{tmp_path / 's.sqlite'}")
+    metadata._create_schema(engine)
+    assert len(calls) == objects + 1
+    calls.clear()
+    monkeypatch.setattr(
+        metadata.metadata_obj,
+        "create_all",
+        lambda e: (_ for _ in ()).throw(OperationalError("x", {}, sqlite3.OperationalError("disk I/O error"))),
+    )
+    with pytest.raises(OperationalError, match="disk I/O"):
+        metadata._create_schema(engine)
+
+
 def test_processes_opening_one_new_database_at_the_same_instant_all_succeed(tmp_path):
     """The real race, released by a barrier file: every process gets a working engine."""
     import subprocess

@@ -213,18 +213,24 @@ def get_engine(url: str) -> Engine:
         return engine
 
 
-def _create_schema(engine: Engine, attempts: int = 5) -> None:
+def _create_schema(engine: Engine) -> None:
     """Create missing tables. Two processes opening a new database at once both see a table
-    missing and both create it; the loser's "already exists" is retried (and then sees it)."""
+    missing and both create it; the loser's "already exists" is retried and then sees it. Every
+    such failure means another process made progress (one more table or index exists), so the
+    loop ends; it is bounded by the number of schema objects and by the busy timeout."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-    for attempt in range(attempts):
+    objects = sum(1 + len(table.indexes) for table in metadata_obj.sorted_tables)
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    for attempt in range(objects + 2):
         try:
             metadata_obj.create_all(engine)
             return
         except (OperationalError, ProgrammingError, IntegrityError) as exc:
-            if "already exists" not in str(exc) or attempt == attempts - 1:
+            lost_race = "already exists" in str(exc) or "pg_type_typname_nsp_index" in str(exc)
+            if not lost_race or attempt == objects + 1 or time.monotonic() > deadline:
                 raise
+            time.sleep(0.01 * (attempt + 1))
 
 
 def dispose_engine(url: str) -> None:
