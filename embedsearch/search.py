@@ -24,7 +24,7 @@ from embedsearch.embedders.base import Embedder
 from embedsearch.errors import InvalidArgument
 from embedsearch.highlights import highlights
 from embedsearch.search_fusion import FUSIONS, check, fuse
-from embedsearch.store import lexical
+from embedsearch.store import lexical, passage_rows
 from embedsearch.store.collection import Collection, Hit
 from embedsearch.store.filters import parse_filter
 
@@ -97,7 +97,7 @@ def search(
     selection = collection.selection(spec)
     if selection is not None and not selection.count:
         return [[] for _ in queries]
-    selected = None if selection is None else selection.ids
+    selected = None if selection is None else selection.doc_ids
     dense = None
     if mode == "hybrid":
         dense = collection.search_vectors(vectors, n, where=spec, nprobe=nprobe, ef_search=ef_search, columns=())
@@ -116,8 +116,30 @@ def search(
             ]
         rows = collection.fetch([r for r, _, _ in ranked], columns)
         hits = [Hit(rows[r][0], s, rows[r][1], rows[r][2], r, extra) for r, s, extra in ranked if r in rows]
+        if collection.chunking is not None:
+            _add_passages(collection, hits, {h.row_id: h.extras for h in dense[i]} if dense is not None else {}, q)
         out.append(_annotate(hits, q, mode, columns))
     return out
+
+
+def _add_passages(collection: Collection, hits: list[Hit], dense: dict, query: str) -> None:
+    """The passage of each hit of a chunked collection: the one dense search scored best, else
+    (found by its words alone) the one holding most query words."""
+    terms = set(lexical.query_terms(query))
+    lexical_only = [h for h in hits if h.row_id not in dense]
+    spans = {}
+    if lexical_only:
+        with collection.store.engine.connect() as conn:
+            spans = passage_rows.spans_of(conn, collection.id, [h.row_id for h in lexical_only])
+    for h in hits:
+        found = dense.get(h.row_id)
+        if found is not None:
+            a, b = found["start"], found["end"]
+        else:
+            options = spans.get(h.row_id) or [(0, len(h.text or ""))]
+            text = h.text or ""
+            a, b = max(options, key=lambda ab: len(highlights(text[ab[0] : ab[1]], list(terms))))
+        h.extras = {**(h.extras or {}), "passage": None if h.text is None else h.text[a:b], "start": a, "end": b}
 
 
 def _annotate(hits: list[Hit], query: str, mode: str, columns: Sequence[str]) -> list[Hit]:
@@ -125,6 +147,12 @@ def _annotate(hits: list[Hit], query: str, mode: str, columns: Sequence[str]) ->
     for h in hits:
         extras = {"mode": mode, **(h.extras or {})}
         if "text" in columns and h.text is not None:
-            extras["highlights"] = highlights(h.text, terms)
+            if "start" in extras:  # a passage: the words in it (offsets still in the whole text)
+                a = extras["start"]
+                extras["highlights"] = [
+                    {**w, "start": w["start"] + a, "end": w["end"] + a} for w in highlights(h.text[a : extras["end"]], terms)
+                ]
+            else:
+                extras["highlights"] = highlights(h.text, terms)
         h.extras = extras
     return hits

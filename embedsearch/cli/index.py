@@ -165,11 +165,30 @@ def index() -> None:
     show_default=True,
     help="Build a lexical (full-text) index beside the vectors, for `search --mode lexical|hybrid`.",
 )
+@click.option(
+    "--chunk-tokens",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Split documents into passages of at most N tokens of the model's tokenizer, one vector each "
+    "(default for sentence models: the model's window, 254 for MiniLM); a hit is a document scored by "
+    "its best passage.",
+)
+@click.option(
+    "--chunk-overlap", type=int, default=None, metavar="M", help="Tokens consecutive passages share (default 0)."
+)
+@click.option(
+    "--no-chunking",
+    "no_chunking",
+    is_flag=True,
+    help="One vector per document: text past the model's window is cut off (`index add` says how many were).",
+)
 @word_model_options
 @device_option
 @json_option
 @_with_examples(
     "  embedsearch index create news --model minilm\n"
+    "  embedsearch index create manuals --model minilm --chunk-tokens 200 --chunk-overlap 40\n"
     "  embedsearch index create vectors-only --model minilm --no-lexical\n"
     "  embedsearch index create news --model minilm --index-field year --index-field source\n"
     "  embedsearch index create docs --model models/glove --pooling sif\n"
@@ -180,7 +199,10 @@ def index() -> None:
     "  embedsearch index create fast --model models/static               # a student from 'train distill'"
 )
 @click.pass_obj
-def create(app, name, model, backend, index_spec, metric, index_fields, lexical, pooling, oov, device, as_json):
+def create(
+    app, name, model, backend, index_spec, metric, index_fields, lexical, chunk_tokens, chunk_overlap, no_chunking,
+    pooling, oov, device, as_json,
+):  # fmt: skip
     """Create an empty collection NAME bound to a model."""
     from embedsearch.store.documents_api import create_collection
 
@@ -194,6 +216,9 @@ def create(app, name, model, backend, index_spec, metric, index_fields, lexical,
         device=device,
         index_fields=index_fields,
         lexical=lexical,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        chunking=False if no_chunking else None,
     )
     if as_json:
         echo_json({**coll.info(), "data_dir": str(app.settings.data_dir), "db": app.db_display()})
@@ -202,6 +227,8 @@ def create(app, name, model, backend, index_spec, metric, index_fields, lexical,
         opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
         fields = f", payload indexes on {', '.join(index_fields)}" if index_fields else ""
         fields += ", lexical index" if lexical else ", no lexical index"
+        if coll.chunking is not None:
+            fields += f", passages of {coll.chunking.tokens} tokens ({coll.chunking.overlap} overlap)"
         click.echo(
             f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
             f"index {index_spec}, metric {metric}{fields}"
@@ -287,12 +314,21 @@ def add(
         "duplicates": dups.to_dict(),
         "documents": coll.row["doc_count"],
     }
+    if result.truncated:  # once per command, with the count (stderr, so --json output stays clean)
+        window = embedder.token_window()
+        click.echo(
+            f"warning: {result.truncated} documents are longer than model {embedder.name}'s window of {window} "
+            f"tokens and were embedded cut short: text past it cannot be found by dense search. A collection "
+            f"created without --no-chunking splits them into passages.",
+            err=True,
+        )
     if as_json:
         echo_json(out)
     else:
         click.echo(
             f"{name}: added {result.added}, updated {result.updated}, unchanged {result.unchanged}"
             + (f", skipped {warn.count} bad records" if warn.count else "")
+            + (f" ({result.passages} passages)" if coll.chunking is not None and result.passages else "")
             + f"; {out['documents']} documents (generation {result.generation})"
         )
         if dups.records:

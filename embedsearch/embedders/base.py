@@ -39,6 +39,16 @@ class Embedder(ABC):
         """Settings recorded with a collection so the same embedding can be reproduced."""
         return {"name": self.name, "spec": self.spec, "dim": self.dim, "normalize": self.normalize}
 
+    def chunk_tokenizer(self):
+        """The model's tokenizer as a ``tokenizers.Tokenizer`` without truncation or padding, to
+        count and split passages with (embedsearch/passages.py); None when it has none."""
+        return None
+
+    def token_window(self) -> int | None:
+        """Tokens of text the model reads (its maximum sequence length less its special tokens);
+        None when it reads any length."""
+        return None
+
     def embed(self, texts: Sequence[str], *, progress: bool = False, desc: str = "embedding") -> np.ndarray:
         """Embed ``texts`` as float32 (n, dim), L2-normalised when ``normalize`` is set."""
         if isinstance(texts, str):
@@ -75,6 +85,24 @@ class Embedder(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} dim={self.dim} fp={self.fingerprint[:12]}>"
+
+
+def free_tokenizer(tokenizer):
+    """A copy of a ``tokenizers.Tokenizer`` that neither truncates nor pads."""
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_truncation()
+    copy.no_padding()
+    return copy
+
+
+def window_of(tokenizer, max_seq_length: int | None) -> int | None:
+    """``max_seq_length`` less the special tokens ``tokenizer`` adds to one text."""
+    if max_seq_length is None:
+        return None
+    specials = len(tokenizer.encode("", add_special_tokens=True).ids)
+    return int(max_seq_length) - specials
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embedsearch.embedders.base import Embedder
+from embedsearch.embedders.base import Embedder, free_tokenizer, window_of
 from embedsearch.embedders.onnx_export import backend_fingerprint, check_backend, ensure_exported, read_meta
 from embedsearch.errors import InvalidArgument
 
@@ -117,6 +117,14 @@ class OnnxEmbedder(Embedder):
         if self.options:
             cfg["options"] = dict(self.options)
         return cfg
+
+    def chunk_tokenizer(self):
+        if getattr(self, "_free_tokenizer", None) is None:
+            self._free_tokenizer = free_tokenizer(self.runner.tokenizer)
+        return self._free_tokenizer
+
+    def token_window(self) -> int | None:
+        return window_of(self.chunk_tokenizer(), int(self.meta["max_seq_length"]))
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         return self.runner.run(texts)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from embedsearch.embedders.base import Embedder
+from embedsearch.embedders.base import Embedder, free_tokenizer, window_of
 from embedsearch.errors import BrokenModel, UnknownModel
 
 # Files that change what a model computes; READMEs and git attributes do not.
@@ -262,6 +262,21 @@ class SentenceEmbedder(Embedder):
         if self.pretokenize:
             out["pretokenize"] = self.pretokenize
         return out
+
+    def chunk_tokenizer(self):
+        if getattr(self, "_free_tokenizer", None) is None:
+            backend = getattr(getattr(self.model, "tokenizer", None), "backend_tokenizer", None)
+            if backend is None:  # a slow (Python) tokenizer: no offsets to split by
+                return None
+            self._free_tokenizer = free_tokenizer(backend)
+        return self._free_tokenizer
+
+    def token_window(self) -> int | None:
+        length = self.model.max_seq_length
+        tok = self.chunk_tokenizer()
+        if tok is None or not isinstance(length, (int, float)) or not math.isfinite(length):
+            return None
+        return window_of(tok, int(length))
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         if self.pretokenize:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from embedsearch.embedders.base import Embedder
+from embedsearch.embedders.base import Embedder, free_tokenizer
 from embedsearch.errors import ModelFormatError
 
 #: normalisers and pre-tokenizers that act on each whitespace-separated chunk on its own, so a
@@ -91,6 +91,11 @@ class StaticEmbedder(Embedder):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "kind": "static", "teacher": self.manifest.get("teacher")}
+
+    def chunk_tokenizer(self):
+        if getattr(self, "_free_tokenizer", None) is None:
+            self._free_tokenizer = free_tokenizer(self.tokenizer)
+        return self._free_tokenizer
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids without special tokens. With a chunk-local tokenizer each distinct chunk

@@ -75,6 +75,19 @@ class CreateRequest(BaseModel):
         description="Metadata fields to build payload indexes on (filters on them read an index, not every document).",
     )
     lexical: bool = Field(True, description="Build a lexical (full-text) index, for search modes lexical and hybrid.")
+    chunk_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Split documents into passages of at most this many tokens of the model's tokenizer, one vector "
+        "each (16 to the model's window). Default: the model's window for sentence models, none for others.",
+    )
+    chunk_overlap: int | None = Field(None, ge=0, le=500_000, description="Tokens consecutive passages share (default 0).")
+    chunking: bool | None = Field(
+        None,
+        description="false: one vector per document (text past the model's window is cut off). "
+        "Default: as chunk_tokens says.",
+    )
 
     model_config = {**STRICT, "json_schema_extra": {"examples": [{"model": "minilm", "index": "auto"}]}}
 
@@ -121,7 +134,8 @@ def create_collection(name: CollectionName, body: CreateRequest, state: Writer) 
     try:
         coll = create_collection(state.store, name, _model_spec(state, body.model), body.index, body.metric,
                                  options=options, device=state.device, index_fields=body.index_fields,
-                                 lexical=body.lexical)  # fmt: skip
+                                 lexical=body.lexical, chunk_tokens=body.chunk_tokens,
+                                 chunk_overlap=body.chunk_overlap, chunking=body.chunking)  # fmt: skip
     except UnknownModel as exc:  # a model the body names: the body is wrong, not the URL
         raise HTTPError(422, "unknown_model", str(exc)) from None
     return coll.info()

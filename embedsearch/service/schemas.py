@@ -137,6 +137,11 @@ class HitOut(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(None, description="The mode that found it (text queries).")
     ranks: Ranks | None = Field(None, description="Hybrid mode: its rank on each side before fusion.")
     highlights: list[Highlight] | None = Field(None, description="The query's words in the text, with offsets.")
+    passage: str | None = Field(
+        None, description="Collections split into passages: the passage that matched (dense and hybrid modes), text[start:end]."
+    )
+    start: int | None = Field(None, description="Character offset of the passage in the text.")
+    end: int | None = Field(None, description="End offset (exclusive) of the passage in the text.")
 
 
 class SearchResponse(BaseModel):
@@ -166,6 +171,10 @@ class AddResponse(BaseModel):
     unchanged: int
     commits: int
     generation: int
+    passages: int = Field(0, description="Vectors written: one per passage in a collection split into passages.")
+    truncated: int = Field(
+        0, description="Documents longer than the model's window, embedded cut short (collections without chunking)."
+    )
 
 
 class DeleteResponse(BaseModel):

@@ -44,7 +44,8 @@ from embedsearch.errors import (
     IndexCorrupted,
     InvalidArgument,
 )
-from embedsearch.store import hits, lexical, manifest, payload
+from embedsearch.passages import Chunker, Chunking, resolve_chunking, token_counts
+from embedsearch.store import hits, lexical, manifest, passage_rows, payload
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
@@ -52,6 +53,7 @@ from embedsearch.store.locks import RWLock, file_lock, is_locked
 from embedsearch.store.metadata import (
     collections,
     documents,
+    passages,
     payload_fields,
     payload_values,
     segments,
@@ -101,6 +103,8 @@ class AddResult:
     unchanged: int = 0
     commits: int = 0
     generation: int = 0
+    passages: int = 0  # vectors written (a chunked collection writes one per passage)
+    truncated: int = 0  # documents longer than the model's window, embedded cut short (no chunking)
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -149,11 +153,16 @@ class Store:
         *,
         index_fields: Iterable[str] = (),
         lexical: bool = False,
+        chunking: Chunking | None = None,
     ) -> Collection:
         """Create an empty collection pinned to ``embedder``'s fingerprint and dimension, with
-        payload indexes on ``index_fields`` (metadata fields; see store/payload.py) and a
-        lexical index when ``lexical`` (store/lexical.py; the CLI and HTTP API default it on)."""
+        payload indexes on ``index_fields`` (metadata fields; see store/payload.py), a lexical
+        index when ``lexical`` (store/lexical.py; the CLI and HTTP API default it on), and
+        documents split into passages when ``chunking`` (embedsearch/passages.py; the CLI and
+        HTTP API default it to the model's window for models that have one)."""
         validate_collection_name(name)
+        if chunking is not None:
+            chunking = resolve_chunking(embedder, chunking.tokens, chunking.overlap)
         spec = validate_spec(index_spec, embedder.dim)
         check_metric(metric)
         index_fields = [payload.validate_field(f) for f in index_fields]
@@ -180,7 +189,7 @@ class Store:
                             name=name,
                             model=embedder.spec,
                             model_fingerprint=embedder.fingerprint,
-                            embedder_config=embedder.config(),
+                            embedder_config=_embedder_config(embedder, chunking),
                             dim=embedder.dim,
                             metric=metric,
                             index_spec=spec,
@@ -229,13 +238,21 @@ class Store:
         coll = self.open(name)
         with coll._rw.write(), file_lock(self.lock_path(name, "merge")), file_lock(self.lock_path(name)):
             with self.engine.begin() as conn:
-                for table in (payload_values, payload_fields, documents, segments, tombstones, trainings):
+                for table in (payload_values, payload_fields, passages, documents, segments, tombstones, trainings):
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
                 lexical.drop(conn, coll.id)
                 conn.execute(delete(collections).where(collections.c.id == coll.id))
             shutil.rmtree(coll.dir, ignore_errors=True)
         with self._lock:
             self._open.pop(name, None)
+
+
+def _embedder_config(embedder: Embedder, chunking: Chunking | None) -> dict[str, Any]:
+    """The collection's record of how it embeds: the model's settings and the chunking."""
+    config = embedder.config()
+    if chunking is not None:
+        config["chunking"] = chunking.to_dict()
+    return config
 
 
 def _growing_meta(seg_id: int, row_lo: int, generation: int) -> SegmentMeta:
@@ -352,6 +369,30 @@ class Collection:
             )
 
     @property
+    def chunking(self) -> Chunking | None:
+        """How documents are split into passages (None: one vector per document)."""
+        return Chunking.from_dict((self.row["embedder_config"] or {}).get("chunking"))
+
+    def embed_documents(self, embedder: Embedder, texts: list[str], progress: bool = False):
+        """Vectors for documents' texts as this collection stores them: ``(vectors, spans,
+        truncated)``; with chunking one vector per passage and ``spans`` each document's passage
+        offsets, without it one vector per document, ``spans`` None and ``truncated`` the count
+        of texts longer than the model's window."""
+        chunking = self.chunking
+        if chunking is None:
+            truncated = 0
+            window, tokenizer = embedder.token_window(), embedder.chunk_tokenizer()
+            if window is not None and tokenizer is not None:
+                truncated = sum(c > window for c in token_counts(tokenizer, texts))
+            return embedder.embed(texts, progress=progress), None, truncated
+        tokenizer = embedder.chunk_tokenizer()
+        if tokenizer is None:
+            raise InvalidArgument(f"collection {self.name!r} splits documents into passages, which model {embedder.name} cannot")
+        spans = Chunker(tokenizer, chunking).spans(texts)
+        pieces = [t[a:b] for t, doc_spans in zip(texts, spans, strict=True) for a, b in doc_spans]
+        return embedder.embed(pieces, progress=progress), spans, 0
+
+    @property
     def embedder_options(self) -> dict[str, Any]:
         """Options the collection's embedder was built with (word-vector pooling, OOV policy)."""
         return dict((self.row["embedder_config"] or {}).get("options") or {})
@@ -423,17 +464,33 @@ class Collection:
         remove_row_ids: list[int],
         *,
         tombstone_removed: bool = True,
+        spans: list[list[tuple[int, int]]] | None = None,
+        stored: np.ndarray | None = None,
     ) -> None:
         """Apply one batch to SQL and the segments as one generation (callers hold ``_writing``).
-        ``tombstone_removed`` is off only for repair, whose removed rows have no vector."""
+        ``tombstone_removed`` is off only for repair, whose removed rows have no vector (of a
+        chunked collection's removed passages it then tombstones those in ``stored``, the live
+        vectors the segments hold: a tombstone must name a stored vector). In a chunked
+        collection ``new_vectors`` holds one vector per passage, ``spans`` each new document's
+        passages (default: one spanning its text), and removing a document removes and
+        tombstones all its passages."""
         view = self._view
-        n = len(new_docs)
+        chunked = self.chunking is not None
+        if chunked and spans is None:
+            spans = [[(0, len(d.text))] for d, _ in new_docs]
+        n = 0 if new_vectors is None else len(new_vectors)  # vectors
+        if chunked and n != sum(len(x) for x in spans):
+            raise InconsistentCollection(f"{n} vectors for {sum(len(x) for x in spans)} passages")
         if n >= self.seal_at and view.growing.meta.count:
             self._seal(view)  # keeps row-id ranges contiguous: the batch becomes the next segment
             view = self._view
         gen, first = self.generation, int(self.row["next_row_id"])
         new_gen = gen + 1
         row_ids = np.arange(first, first + n, dtype=np.int64)
+        if chunked:  # a document's row id is its first passage's vector id
+            doc_ids = first + np.concatenate([[0], np.cumsum([len(x) for x in spans])[:-1]]).astype(np.int64)[: len(new_docs)]
+        else:
+            doc_ids = row_ids
         g = view.growing.meta
         sealed_meta = training = None
         if n >= self.seal_at:
@@ -444,7 +501,8 @@ class Collection:
             append_records(view.growing.path, self.dim, g.count, row_ids, new_vectors)
         crash_point("append")
         removed = np.asarray(sorted(remove_row_ids), dtype=np.int64)
-        doc_count = int(self.row["doc_count"]) - len(removed) + n
+        dead_vectors = removed if tombstone_removed else np.zeros(0, dtype=np.int64)
+        doc_count = int(self.row["doc_count"]) - len(removed) + len(new_docs)
         values = {"generation": new_gen, "next_row_id": first + n, "doc_count": doc_count, "updated_at": _now()}
         try:
             with self.store.engine.begin() as conn:
@@ -457,11 +515,17 @@ class Collection:
                     conn.execute(delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part)))
                 if indexed:
                     payload.delete_entries(conn, self.id, removed)
-                if tombstone_removed:
-                    manifest.add_tombstones(conn, self.id, removed, new_gen)
-                if n:
-                    conn.execute(insert(documents), _doc_rows(self.id, row_ids, new_docs))
-                    payload.write_entries(conn, self.id, indexed, row_ids, [d.metadata for d, _ in new_docs])
+                if chunked:  # every passage of a removed document goes
+                    dead_vectors = passage_rows.remove(conn, self.id, removed)
+                    if not tombstone_removed:
+                        dead_vectors = np.intersect1d(dead_vectors, stored if stored is not None else [])
+                if len(dead_vectors):
+                    manifest.add_tombstones(conn, self.id, dead_vectors, new_gen)
+                if new_docs:
+                    conn.execute(insert(documents), _doc_rows(self.id, doc_ids, new_docs))
+                    payload.write_entries(conn, self.id, indexed, doc_ids, [d.metadata for d, _ in new_docs])
+                    if chunked:
+                        passage_rows.write(conn, self.id, doc_ids, spans)
                     if has_lexical:
                         lexical.on_commit(conn, self.id, removed, first, first + n, "after")
                 if sealed_meta is not None:
@@ -489,8 +553,8 @@ class Collection:
                 view.growing.meta.bytes = view.growing.meta.count * record_dtype(self.dim).itemsize
                 view.growing.meta.row_hi = first + n
             view.growing.meta.row_hi = first + n
-            if len(removed) and tombstone_removed:
-                view.dead = np.union1d(view.dead, removed)
+            if len(dead_vectors):
+                view.dead = np.union1d(view.dead, dead_vectors)
             if sealed_meta is None:
                 view.generation = new_gen
         view = self.view()
@@ -628,15 +692,22 @@ class Collection:
             self.merge(wait=False)
 
     def _commit_upsert(
-        self, items: list[tuple], vectors: np.ndarray, existing: dict[str, tuple[int, str]], result: AddResult
+        self,
+        items: list[tuple],
+        vectors: np.ndarray,
+        existing: dict[str, tuple[int, str]],
+        result: AddResult,
+        spans: list[list[tuple[int, int]]] | None = None,
     ) -> None:
         """Commit ``(document, hash, ...)`` items as one generation: documents whose id exists
-        replace their old row; counts go into ``result``."""
+        replace their old row (and all its passages); counts go into ``result``."""
         self._commit(
             [(item[0], item[1]) for item in items],
             vectors,
             [existing[item[0].id][0] for item in items if item[0].id in existing],
+            spans=spans,
         )
+        result.passages += len(vectors)
         updated = sum(1 for item in items if item[0].id in existing)
         result.updated += updated
         result.added += len(items) - updated
@@ -669,7 +740,8 @@ class Collection:
             bar = tqdm(total=total, desc=f"adding to {self.name}", unit="doc", disable=None, file=sys.stderr)
         try:
             with self._writing():
-                pending: dict[str, tuple[Document, str, np.ndarray]] = {}
+                # id -> (document, hash, its vectors (one per passage), its passage spans or None)
+                pending: dict[str, tuple[Document, str, np.ndarray, list | None]] = {}
 
                 def flush() -> None:
                     if not pending:
@@ -677,7 +749,8 @@ class Collection:
                     with self.store.engine.connect() as conn:
                         existing = self._lookup(conn, list(pending))
                     items = list(pending.values())
-                    self._commit_upsert(items, np.vstack([v for _, _, v in items]), existing, result)
+                    spans = None if self.chunking is None else [item[3] for item in items]
+                    self._commit_upsert(items, np.vstack([item[2] for item in items]), existing, result, spans)
                     pending.clear()
                     if on_commit is not None:
                         on_commit(result)
@@ -698,9 +771,13 @@ class Collection:
                         else:
                             todo.append((doc, h))
                     if todo:
-                        vecs = embedder.embed([d.text for d, _ in todo])
-                        for (doc, h), v in zip(todo, vecs, strict=True):
-                            pending[doc.id] = (doc, h, v)
+                        vecs, spans, truncated = self.embed_documents(embedder, [d.text for d, _ in todo])
+                        result.truncated += truncated
+                        at = 0
+                        for i, (doc, h) in enumerate(todo):
+                            m = 1 if spans is None else len(spans[i])
+                            pending[doc.id] = (doc, h, vecs[at : at + m], None if spans is None else spans[i])
+                            at += m
                     if bar is not None:
                         bar.update(len(chunk))
                         bar.set_postfix(new=result.added + len(pending), unchanged=result.unchanged, refresh=False)
@@ -770,7 +847,7 @@ class Collection:
     def matching_ids(self, where: dict | str | None) -> np.ndarray | None:
         """Row ids of documents matching a filter, sorted (None when there is no filter)."""
         sel = self.selection(where)
-        return None if sel is None else sel.ids
+        return None if sel is None else sel.doc_ids
 
     def selection(self, where: dict | str | None, generation: int | None = None) -> Selection | None:
         """The live rows matching a filter as of ``generation`` or later (default: the latest
@@ -787,14 +864,18 @@ class Collection:
         with self.store.engine.connect() as conn:
             scope = payload.PayloadScope(self.id, payload.field_kinds(conn, self.id))
             cond = compile_filter(spec, documents.c.meta, self.store.dialect, scope)
-            query = select(documents.c.row_id).where(documents.c.collection_id == self.id, cond)
+            chunked = self.chunking is not None
+            if chunked:  # FAISS is restricted to the passages of the matching documents
+                query = passage_rows.selection_query(self.id, cond)
+            else:
+                query = select(documents.c.row_id).where(documents.c.collection_id == self.id, cond)
             while True:
                 gen = committed_generation(conn, self.id, self.name)
-                ids = np.asarray(conn.execute(query).scalars().all(), dtype=np.int64)
+                rows = np.asarray(conn.execute(query).all(), dtype=np.int64).reshape(-1, 2 if chunked else 1)
                 if committed_generation(conn, self.id, self.name) == gen:
                     break  # no commit in between: the rows are those of generation gen
-        ids.sort()
-        sel = Selection(ids, gen)
+        ids = np.sort(rows[:, 0])
+        sel = Selection(ids, gen, docs=np.unique(rows[:, 1]) if chunked else None)
         sel.bitmap()
         self._selections.put(key, sel)
         return sel
@@ -837,9 +918,11 @@ class Collection:
             raise DimensionMismatch("query vectors contain NaN or infinity")
         view = self.view()  # before the filter: rows the filter finds beyond this view are left out
         selection = self.selection(where, view.generation)
+        if selection is not None and not selection.count:
+            return [[] for _ in range(len(queries))]
+        if self.chunking is not None:
+            return self._search_passages(view, queries, k, selection, nprobe, ef_search, columns)
         with self._rw.read():
-            if selection is not None and not selection.count:
-                return [[] for _ in range(len(queries))]
             scores, ids = view.search(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
         rows = self.fetch(np.unique(ids[ids >= 0]), columns)
         results = []
@@ -850,6 +933,32 @@ class Collection:
                 if row is not None:
                     found.append(Hit(row[0], score, row[1], row[2], rid))
             results.append(found)
+        return results
+
+    def _search_passages(self, view, queries, k, selection, nprobe, ef_search, columns) -> list[list[Hit]]:
+        """Search passages; each query's first k distinct documents, each scored by its best
+        passage. Passages are fetched 4k at a time, 4 times more while some query has fewer
+        than k documents and more passages remain, so the k guarantee holds."""
+        available = view.live() if selection is None else selection.count
+        depth = min(max(4 * k, 16), available)
+        while True:
+            with self._rw.read():
+                scores, ids = view.search(queries, depth, selection=selection, nprobe=nprobe, ef_search=ef_search)
+            where = passage_rows.lookup(self.store.engine, self.store.dialect, self.id, np.unique(ids[ids >= 0]))
+            grouped = passage_rows.best_per_document(scores, ids, where, k)
+            if depth >= available or all(len(g) >= k for g in grouped):
+                break
+            depth = min(depth * 4, available)
+        rows = self.fetch({d for g in grouped for d, _, _, _ in g}, columns)
+        results = []
+        for found in grouped:
+            hits_ = []
+            for doc, score, a, b in found:
+                row = rows.get(doc)
+                if row is not None:
+                    extras = {"passage": None if row[1] is None else row[1][a:b], "start": a, "end": b}
+                    hits_.append(Hit(row[0], score, row[1], row[2], doc, extras))
+            results.append(hits_)
         return results
 
     # ---- verify and repair ------------------------------------------------------------------

@@ -187,9 +187,15 @@ def create_collection(
     device: str | None = None,
     index_fields: Iterable[str] = (),
     lexical: bool = True,
+    chunk_tokens: int | None = None,
+    chunk_overlap: int | None = None,
+    chunking: bool | None = None,
 ):
     """Create an empty collection ``name`` for ``model`` (a built-in name or a model directory),
-    with payload indexes on ``index_fields`` and a lexical index unless ``lexical`` is False.
+    with payload indexes on ``index_fields``, a lexical index unless ``lexical`` is False, and
+    documents split into passages of ``chunk_tokens`` tokens sharing ``chunk_overlap`` (default:
+    the model's window, for models that have one; ``chunking`` False: one vector per document;
+    see embedsearch/passages.py).
 
     Cheap checks come before the model loads: a bad name or index spec is refused, an existing
     collection is :class:`CollectionExists`, and a missing or broken model directory is refused,
@@ -208,8 +214,14 @@ def create_collection(
     if store.exists(name):
         raise CollectionExists(f"collection {name!r} already exists")
     check_model(model, options or {})  # a missing or broken model directory, before the load
+    from embedsearch.passages import resolve_chunking
+
+    for value in (chunk_tokens, chunk_overlap):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidArgument("chunk_tokens and chunk_overlap must be integers")
     embedder = load_embedder(model, device=device, options=options or {})
-    return store.create(name, embedder, index_spec, metric, index_fields=index_fields, lexical=lexical)
+    split = resolve_chunking(embedder, chunk_tokens, chunk_overlap, chunking)
+    return store.create(name, embedder, index_spec, metric, index_fields=index_fields, lexical=lexical, chunking=split)
 
 
 def drop_collection(store, name: str) -> dict[str, Any]:

@@ -114,6 +114,19 @@ trainings = Table(
     Column("created_gen", BigInteger, nullable=False),
 )
 
+# Passages (store/passage_rows.py): in a collection with chunking, one row per vector. A
+# document's passages have consecutive vector ids starting at the document's own row_id.
+passages = Table(
+    "passages",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("row_id", BigInteger, primary_key=True, autoincrement=False),  # the passage's vector id
+    Column("doc_row_id", BigInteger, nullable=False),
+    Column("char_start", Integer, nullable=False),  # the passage is text[char_start:char_end]
+    Column("char_end", Integer, nullable=False),
+)
+Index("ix_passages_doc", passages.c.collection_id, passages.c.doc_row_id)
+
 # Payload indexes (store/payload.py): the metadata fields a collection indexes, and one row per
 # scalar value of such a field in a document (an array field has one per element). Kept in the
 # same transaction as the documents they describe.

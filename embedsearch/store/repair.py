@@ -98,9 +98,41 @@ def _sql_ids(coll) -> np.ndarray:
         return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
 
 
+def _expected_vectors(coll, sql_ids: np.ndarray) -> np.ndarray:
+    """The vector ids the segments must hold: one per document, or one per passage."""
+    if coll.chunking is None:
+        return sql_ids
+    from embedsearch.store import passage_rows
+
+    with coll.store.engine.connect() as conn:
+        return passage_rows.vector_ids(conn, coll.id)
+
+
+def _documents_without_passages(coll, sql_ids: np.ndarray) -> np.ndarray:
+    if coll.chunking is None:
+        return np.zeros(0, dtype=np.int64)
+    from embedsearch.store import passage_rows
+
+    with coll.store.engine.connect() as conn:
+        with_passages = np.fromiter(passage_rows.spans_of(conn, coll.id, sql_ids), dtype=np.int64)
+    return np.setdiff1d(sql_ids, with_passages)
+
+
+def _documents_of(coll, vector_ids: np.ndarray) -> np.ndarray:
+    """The documents the given expected vectors belong to (themselves without chunking)."""
+    if coll.chunking is None or not len(vector_ids):
+        return vector_ids
+    from embedsearch.store import passage_rows
+
+    where = passage_rows.lookup(coll.store.engine, coll.store.dialect, coll.id, vector_ids)
+    return np.unique(np.asarray([d for d, _, _ in where.values()], dtype=np.int64))
+
+
 def verify(coll, check_model: bool = True) -> VerifyReport:
     coll.refresh()
     sql_ids = _sql_ids(coll)
+    expected = _expected_vectors(coll, sql_ids)
+    unit = "documents" if coll.chunking is None else "passages"
     report = VerifyReport(coll.name, True, coll.generation, len(sql_ids), None)
     if coll._is_legacy():
         stored, dead = _verify_legacy(coll, report)
@@ -109,18 +141,21 @@ def verify(coll, check_model: bool = True) -> VerifyReport:
     if stored is not None:
         live = np.setdiff1d(stored, dead)
         report.faiss_count = len(live)
-        only_sql = np.setdiff1d(sql_ids, live)
-        only_faiss = np.setdiff1d(live, sql_ids)
+        only_sql = np.setdiff1d(expected, live)
+        only_faiss = np.setdiff1d(live, expected)
         if len(only_sql):
-            report.problems.append(f"{len(only_sql)} documents have no vector (row ids {_preview(only_sql)})")
+            report.problems.append(f"{len(only_sql)} {unit} have no vector (row ids {_preview(only_sql)})")
         if len(only_faiss):
-            report.problems.append(f"{len(only_faiss)} vectors have no document (row ids {_preview(only_faiss)})")
+            report.problems.append(f"{len(only_faiss)} vectors have no {unit[:-1]} (row ids {_preview(only_faiss)})")
         dup = stored[1:][stored[1:] == stored[:-1]]
         if len(dup):
             report.problems.append(f"{len(dup)} row ids are stored twice (row ids {_preview(dup)})")
-        dead_live = np.intersect1d(dead, sql_ids)
+        dead_live = np.intersect1d(dead, expected)
         if len(dead_live):
-            report.problems.append(f"{len(dead_live)} live documents are marked deleted (row ids {_preview(dead_live)})")
+            report.problems.append(f"{len(dead_live)} live {unit} are marked deleted (row ids {_preview(dead_live)})")
+    bare = _documents_without_passages(coll, sql_ids)
+    if len(bare):
+        report.problems.append(f"{len(bare)} documents have no passages (row ids {_preview(bare)})")
     _check_database(coll, report)
     if not report.bad_metadata:  # SQLite's JSON functions cannot read such rows
         _check_payload(coll, report)
@@ -306,7 +341,7 @@ def _verify_segments(coll, report: VerifyReport):
 def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: bool = False) -> dict[str, Any]:
     """Drop what is broken, tombstone vectors without documents, and re-embed the stored text
     of documents without vectors (they get new row ids in the growing segment)."""
-    from embedsearch.store.collection import _growing_meta
+    from embedsearch.store.collection import _embedder_config, _growing_meta
     from embedsearch.store.legacy import migrate_legacy
 
     actions: list[str] = []
@@ -363,8 +398,10 @@ def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: 
         stored = np.sort(np.concatenate(stored)) if stored else np.zeros(0, dtype=np.int64)
         live = np.setdiff1d(stored, dead)
         sql_ids = _sql_ids(coll)
-        orphans = np.setdiff1d(live, sql_ids)  # vectors without documents: tombstone them
-        todo = np.setdiff1d(sql_ids, live)  # documents without vectors: re-embed them
+        expected = _expected_vectors(coll, sql_ids)
+        orphans = np.setdiff1d(live, expected)  # vectors without documents (passages): tombstone them
+        # documents with a missing vector (a missing passage) or no passages: re-embed them
+        todo = np.union1d(_documents_of(coll, np.setdiff1d(expected, live)), _documents_without_passages(coll, sql_ids))
         gen = coll.generation
         new_gen = gen + 1
         growing_dropped = not any(m.state == "growing" for m in keep)
@@ -376,7 +413,7 @@ def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: 
             values.update(
                 model=embedder.spec,
                 model_fingerprint=embedder.fingerprint,
-                embedder_config=embedder.config(),
+                embedder_config=_embedder_config(embedder, coll.chunking),
                 dim=embedder.dim,
                 active_spec="Flat",
             )
@@ -402,13 +439,13 @@ def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: 
         if len(orphans):
             actions.append(f"marked {len(orphans)} vectors without documents as deleted")
         if len(todo):
-            _reembed(coll, embedder, todo, progress)
+            _reembed(coll, embedder, todo, progress, np.setdiff1d(live, orphans))
             actions.append(f"re-embedded {len(todo)} documents" + (" with " + embedder.name if everything else ""))
         coll._clean_leftovers(coll.view())
     return {"repaired": True, "actions": actions or ["rewrote the segment list"], "generation": coll.generation}
 
 
-def _reembed(coll, embedder: Embedder, row_ids: np.ndarray, progress: bool) -> None:
+def _reembed(coll, embedder: Embedder, row_ids: np.ndarray, progress: bool, stored: np.ndarray) -> None:
     """Give documents fresh vectors (and fresh row ids) through the normal commit path."""
     from embedsearch.corpus import Document
 
@@ -425,8 +462,9 @@ def _reembed(coll, embedder: Embedder, row_ids: np.ndarray, progress: bool) -> N
                 ).all()
             )
         docs = [(Document(rows[int(i)][0], rows[int(i)][1], rows[int(i)][2]), hashes[int(i)]) for i in part]
-        vectors = embedder.embed([d.text for d, _ in docs], progress=progress)
-        coll._commit(docs, vectors, [int(i) for i in part], tombstone_removed=False)
+        vectors, spans, _ = coll.embed_documents(embedder, [d.text for d, _ in docs], progress=progress)
+        # a chunked collection's commit also tombstones the documents' old passages that are left
+        coll._commit(docs, vectors, [int(i) for i in part], tombstone_removed=False, spans=spans, stored=stored)
 
 
 def _preview(ids: np.ndarray, n: int = 5) -> str:

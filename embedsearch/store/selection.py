@@ -29,11 +29,18 @@ CACHE_BYTES = 256 << 20  # and at most this much memory for their ids and bitmap
 
 @dataclass
 class Selection:
-    """Live row ids matching one filter, as of ``generation``."""
+    """Live row ids matching one filter, as of ``generation``. In a chunked collection ``ids``
+    are the vector ids of the matching documents' passages and ``docs`` the documents' row ids."""
 
-    ids: np.ndarray  # sorted, unique int64
+    ids: np.ndarray  # sorted, unique int64: what FAISS is restricted to
     generation: int
     _bitmap: np.ndarray | None = field(default=None, repr=False)
+    docs: np.ndarray | None = None  # sorted, unique document row ids, when they differ from ids
+
+    @property
+    def doc_ids(self) -> np.ndarray:
+        """Row ids of the matching documents (the lexical index and deletes key on them)."""
+        return self.ids if self.docs is None else self.docs
 
     @property
     def count(self) -> int:
@@ -41,7 +48,7 @@ class Selection:
 
     @property
     def nbytes(self) -> int:
-        size = self.ids.nbytes
+        size = self.ids.nbytes + (0 if self.docs is None else self.docs.nbytes)
         if self._bitmap is not None:
             size += self._bitmap.nbytes
         return size
