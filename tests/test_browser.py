@@ -52,13 +52,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(data_dir, hashing):
+def server(data_dir, hashing, minilm):
     import uvicorn
 
+    from embedsearch.corpus import Document
+    from embedsearch.passages import Chunking
     from embedsearch.service.app import create_app
 
     settings = Settings.from_env(data_dir)
     Store(settings).create("news", hashing, "Flat").add_documents(topic_docs(40), hashing)
+    manual = " ".join(["The council discussed the budget and the parking rules for the town."] * 30)
+    manual += " The centrifugal pump overheats when the coolant valve is left closed."
+    Store(settings).create("manuals", minilm, "Flat", lexical=True, chunking=Chunking(32)).add_documents(
+        [Document("pump", manual, {}), Document("note", "Volcanoes erupt lava.", {})], minilm
+    )
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -83,6 +90,7 @@ def test_search_page_shows_hits_and_errors(server, artifacts):
             page = browser.new_page()
             page.goto(server + "/")
             page.wait_for_selector("#collection option[value='news']", state="attached")
+            page.select_option("#collection", "news")
             page.fill("#query", "cricket wickets batsman")
             page.fill("#k", "3")
             page.click("#go")
@@ -98,6 +106,33 @@ def test_search_page_shows_hits_and_errors(server, artifacts):
             page.wait_for_selector("#status.error")
             assert "invalid_filter" in page.inner_text("#status")
             assert page.locator("li.hit").count() == 0
+        finally:
+            browser.close()
+
+
+def test_search_page_shows_the_matching_passage_with_the_query_words_marked(server, artifacts):
+    chromium = _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            page.wait_for_selector("#collection option[value='manuals']", state="attached")
+            page.select_option("#collection", "manuals")
+            page.select_option("#mode", "hybrid")
+            page.fill("#query", "pump overheats coolant")
+            page.click("#go")
+            page.wait_for_selector("li.hit")
+            first = page.locator("li.hit").first
+            text = first.inner_text()
+            assert "pump" in text and "hybrid" in text and "passage" in text
+            assert "centrifugal pump overheats" in first.locator(".text").inner_text()
+            assert "The council discussed" not in first.locator(".text").inner_text()[:40]  # the passage, not the start
+            marked = [m.inner_text().lower() for m in first.locator("mark").all()]
+            assert {"pump", "overheats", "coolant"} <= set(marked)
+            page.screenshot(path=str(artifacts / "search-page-passage.png"), full_page=True)
         finally:
             browser.close()
 

@@ -47,7 +47,7 @@ def test_passages_respect_the_size_in_model_tokens_cover_the_text_and_overlap(mi
         spans = Chunker(tok, Chunking(size, overlap)).spans([text])[0]
         assert len(spans) > 1
         assert spans[0][0] == 0 and spans[-1][1] == len(text)
-        for (a, b), (c, d) in zip(spans, spans[1:], strict=False):
+        for (a, b), (c, _d) in zip(spans, spans[1:], strict=False):
             assert c <= b or not text[b:c].strip(), "passages leave out nothing but white space"
             assert c > a, "passages advance"
             shared = tokens_in(tok, text, c, b)
@@ -64,10 +64,10 @@ def test_cuts_prefer_paragraphs_then_sentences_and_never_split_a_word(minilm):
     tok = minilm.chunk_tokenizer()
     text = long_text(12)
     spans = Chunker(tok, Chunking(120, 0)).spans([text])[0]
-    for a, b in spans[:-1]:
+    for _a, b in spans[:-1]:
         assert text[b - 1] == "." and text[b : b + 1] in ("\n", " "), text[b - 20 : b + 5]
     words = "supercalifragilistic " * 300  # no sentence ends: cuts fall between words
-    for a, b in Chunker(tok, Chunking(64, 8)).spans([words])[0][:-1]:
+    for _a, b in Chunker(tok, Chunking(64, 8)).spans([words])[0][:-1]:
         assert words[b - 1] == "c" and words[b] == " "
 
 
@@ -284,6 +284,9 @@ def test_cli_chunks_sentence_collections_by_default_and_warns_when_told_not_to(c
     r = cli("search", "auto", "coolant valve closed pump overheats", "--json", "-k", "4", "--mode", "dense")
     hit = {h["id"]: h for h in json.loads(r.stdout)}["pump-manual"]
     assert NEEDLE in hit["passage"] and hit["end"] > hit["start"] > 0
+    r = cli("search", "auto", "coolant valve closed pump overheats", "-k", "4", "--mode", "hybrid")
+    row = next(line for line in r.output.splitlines() if "pump-manual" in line)
+    assert "**pump**" in row and "…" in row  # the table shows the passage, not the document's start
     for bad, why in [(["--chunk-tokens", "300"], "window of 254"), (["--chunk-tokens", "8"], "below 16"),
                      (["--chunk-tokens", "100", "--chunk-overlap", "60"], "half"),
                      (["--no-chunking", "--chunk-tokens", "100"], "cannot be combined")]:  # fmt: skip

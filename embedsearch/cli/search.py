@@ -15,7 +15,7 @@ from embedsearch.search import FUSIONS, MAX_K, MODES, resolve_mode
 from embedsearch.search import search as run_search
 from embedsearch.store.filters import parse_filter
 
-HIT_FIELDS = ("id", "score", "text", "metadata", "mode", "ranks", "highlights")
+HIT_FIELDS = ("id", "score", "text", "metadata", "mode", "ranks", "highlights", "passage", "start", "end")
 CONTEXT = 40  # characters shown before the first highlighted word in the table
 
 
@@ -187,19 +187,23 @@ def search(
         for rank, h in enumerate(hits, 1):
             d = _project(h, cols)
             if "text" in d and h.text is not None:
-                d["text"] = _marked(h.text, (h.extras or {}).get("highlights") or [])
+                d["text"] = _marked(h.text, (h.extras or {}).get("highlights") or [], (h.extras or {}).get("start"))
             rows.append([rank] + [_cell(c, d.get(c)) for c in cols])
         flex = 1 + cols.index("text") if "text" in cols else None
         click.echo(table(rows, ["#"] + cols, flex=flex))
 
 
-def _marked(text: str, spans: list[dict]) -> str:
+def _marked(text: str, spans: list[dict], passage_start: int | None = None) -> str:
     """The text with the query's words marked, starting shortly before the first one (so the
-    table's shortened column shows it)."""
-    if not spans:
+    table's shortened column shows it), or at the matching passage of a collection split into
+    passages (its highlights are the words in that passage)."""
+    if passage_start is not None and (not spans or spans[0]["start"] - passage_start <= CONTEXT):
+        start = passage_start
+    elif not spans:
         return text
-    start = max(0, spans[0]["start"] - CONTEXT)
-    if start:
+    else:
+        start = max(0, spans[0]["start"] - CONTEXT)
+    if start and start != passage_start:
         start = text.rfind(" ", 0, start + 1) + 1 or start  # at a word boundary
     shifted = [{**s, "start": s["start"] - start, "end": s["end"] - start} for s in spans]
     return ("…" if start else "") + mark(text[start:], shifted)

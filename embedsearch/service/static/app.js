@@ -35,6 +35,38 @@ async function loadCollections() {
   }
 }
 
+const SHOWN = 400; // characters of a hit's text (or passage) shown
+
+// The hit's passage (collections split into passages) or the start of its text, with the
+// query's words (the API's highlights, offsets in the whole text) wrapped in <mark>. Built from
+// text nodes, never from HTML strings.
+function excerpt(hit) {
+  const text = hit.text || "";
+  let start = 0, end = Math.min(text.length, SHOWN);
+  if (typeof hit.start === "number" && typeof hit.end === "number") {
+    start = hit.start;
+    end = Math.min(hit.end, hit.start + SHOWN);
+  } else if (hit.highlights && hit.highlights.length && hit.highlights[0].start > SHOWN - 80) {
+    start = Math.max(0, hit.highlights[0].start - 80);
+    end = Math.min(text.length, start + SHOWN);
+  }
+  const div = document.createElement("div");
+  div.className = "text";
+  if (start > 0) div.append("…");
+  let at = start;
+  for (const h of hit.highlights || []) {
+    if (h.start < at || h.end > end) continue;
+    div.append(text.slice(at, h.start));
+    const m = document.createElement("mark");
+    m.textContent = text.slice(h.start, h.end);
+    div.append(m);
+    at = h.end;
+  }
+  div.append(text.slice(at, end));
+  if (end < text.length) div.append("…");
+  return div;
+}
+
 function renderHits(hits) {
   const list = $("results");
   list.innerHTML = "";
@@ -46,12 +78,17 @@ function renderHits(hits) {
     score.className = "score";
     score.textContent = hit.score.toFixed(4);
     head.append(score, ` · ${hit.id}`);
-    const text = document.createElement("div");
-    text.textContent = hit.text.length > 400 ? hit.text.slice(0, 399) + "…" : hit.text;
+    const how = document.createElement("span");
+    how.className = "how";
+    const parts = [hit.mode || ""];
+    if (hit.ranks) parts.push(`dense #${hit.ranks.dense ?? "–"}, lexical #${hit.ranks.lexical ?? "–"}`);
+    if (typeof hit.start === "number") parts.push(`passage ${hit.start}–${hit.end}`);
+    how.textContent = parts.filter(Boolean).length ? ` · ${parts.filter(Boolean).join(" · ")}` : "";
+    head.append(how);
     const meta = document.createElement("div");
     meta.className = "meta";
     meta.textContent = Object.keys(hit.metadata || {}).length ? JSON.stringify(hit.metadata) : "";
-    li.append(head, text, meta);
+    li.append(head, excerpt(hit), meta);
     list.appendChild(li);
   }
 }
@@ -61,6 +98,7 @@ $("search-form").addEventListener("submit", async (event) => {
   const name = $("collection").value;
   if (!name) { setStatus("Pick a collection first.", true); return; }
   const body = { query: $("query").value, k: Number($("k").value) || 10 };
+  if ($("mode").value) body.mode = $("mode").value;
   const filter = $("filter").value.trim();
   if (filter) {
     try { body.where = JSON.parse(filter); } catch (e) { setStatus(`The filter is not valid JSON: ${e.message}`, true); return; }
