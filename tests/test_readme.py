@@ -81,6 +81,7 @@ def test_readme_library_example_runs_as_written(tmp_path, monkeypatch):
     assert [h.id for h in scope["hits"][0]] == ["a1"]  # one list of hits per query
     assert [d["id"] for d in scope["docs"]] == ["a1"] and scope["not_found"] == []
     assert [d["id"] for d in scope["page"].documents] == ["a1"] and scope["n"] == 1
+    assert scope["found"][0][0].extras["passage"] and len(scope["manuals"].verify().to_dict()["problems"]) == 0
 
 
 def test_readme_lists_every_limit_with_its_value():
@@ -163,6 +164,27 @@ def test_readme_search_mode_commands_run_as_written(cli, tmp_path):
         if "--mode lexical --json" in line:
             hit = json.loads(r.stdout)[0]
             assert hit["id"] == "m1" and hit["highlights"][0] == {"term": "error", "start": 0, "end": 5}
+
+
+def test_readme_passage_commands_run_as_written(cli, tmp_path, monkeypatch):
+    """The 'Passages' block, line by line, with MiniLM: the hit carries its passage."""
+    import json
+    import shlex
+
+    block = next(b for b in _blocks("bash") if "--chunk-tokens 200 --chunk-overlap 40" in b)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    filler = "The maintenance log lists routine checks of the building's lifts and lights. " * 40
+    (tmp_path / "docs" / "pump.txt").write_text(filler + "\n\nThe pump overheats when its coolant valve stays closed.")
+    (tmp_path / "docs" / "other.txt").write_text("Lava flows from volcanoes.")
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) == 4
+    for line in lines:
+        r = cli(*shlex.split(line)[1:])
+        assert r.exit_code == 0, f"{line}\n{r.output}"
+        if "--json" in line:
+            hit = json.loads(r.stdout)[0]
+            assert hit["id"].endswith("pump.txt") and "coolant valve" in hit["passage"] and hit["start"] > 0
 
 
 def test_readme_compare_commands_parse_and_the_search_mode_one_runs(cli, tmp_path, monkeypatch):
