@@ -448,6 +448,12 @@ def info(app, name, as_json):
     if "lexical" in data:
         size = "" if not lex or lex.get("bytes") is None else f", {lex['bytes']} bytes"
         click.echo(f"{'lexical':18} " + (f"{lex['documents']} documents{size}" if lex else "none (index alter NAME --lexical)"))
+    if "passages" in data:
+        ch = (data.get("embedder_config") or {}).get("chunking")
+        how = "off (one vector per document)"
+        if ch:
+            how = f"{data['passages']} passages of at most {ch['tokens']} tokens, {ch['overlap']} overlap"
+        click.echo(f"{'passages':18} {how}")
     if data.get("segments"):
         click.echo(
             table(

@@ -80,7 +80,18 @@ def describe(coll) -> dict[str, Any]:
     out["seal_at"] = coll.seal_at
     out["index_fields"] = coll.index_fields()
     out["lexical"] = _lexical_info(coll)
+    out["passages"] = _passage_count(coll)
     return out
+
+
+def _passage_count(coll) -> int | None:
+    """Passages (vectors) of a chunked collection; None without chunking."""
+    if coll.chunking is None:
+        return None
+    from embedsearch.store import passage_rows
+
+    with coll.store.engine.connect() as conn:
+        return passage_rows.count(conn, coll.id)
 
 
 def _lexical_info(coll) -> dict[str, Any] | None:
