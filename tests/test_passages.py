@@ -293,3 +293,30 @@ def test_cli_chunks_sentence_collections_by_default_and_warns_when_told_not_to(c
         r = cli("index", "create", "bad", "--model", "minilm", *bad)
         assert r.exit_code == 2 and why in r.output + r.stderr, (bad, r.output)
     assert cli("index", "list", "--json").output.count('"bad"') == 0
+
+
+# ---- the HTTP API -------------------------------------------------------------------------
+def test_http_creates_chunked_collections_refuses_bad_sizes_and_returns_passages(data_dir, tmp_path, long_docs):
+    from fastapi.testclient import TestClient
+
+    from embedsearch.config import Settings
+    from embedsearch.service.app import create_app
+
+    settings = Settings.from_env(data_dir)
+    with TestClient(create_app(settings, models_dir=tmp_path / "models")) as c:
+        r = c.put("/collections/bad", json={"model": "minilm", "chunk_tokens": 300})
+        assert r.status_code in (400, 422) and "window of 254" in r.text
+        r = c.put("/collections/bad", json={"model": "minilm", "chunking": False, "chunk_tokens": 64})
+        assert r.status_code in (400, 422) and "cannot be combined" in r.text
+        assert c.get("/collections/bad").status_code == 404
+        r = c.put("/collections/m", json={"model": "minilm", "chunk_tokens": 64, "chunk_overlap": 8})
+        assert r.status_code == 201, r.text
+        assert r.json()["embedder_config"]["chunking"] == {"tokens": 64, "overlap": 8}
+        docs = [{"id": d.id, "text": d.text, "metadata": d.metadata} for d in long_docs]
+        r = c.post("/collections/m/documents", json={"documents": docs})
+        assert r.status_code == 200, r.text
+        assert r.json()["passages"] > len(docs)
+        r = c.post("/collections/m/search", json={"query": "coolant valve closed pump overheats", "k": 2, "mode": "dense"})
+        hit = r.json()["hits"][0]
+        assert hit["id"] == "pump-manual" and hit["passage"] == hit["text"][hit["start"] : hit["end"]]
+        assert "coolant valve" in hit["passage"]
