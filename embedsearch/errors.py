@@ -148,6 +148,14 @@ class BrokenModel(ModelFormatError):
     code = "broken_model"
 
 
+class ClusterUnavailable(EmbedsearchError):
+    """Ray is not installed, cannot be reached, or a sharded collection's shard did not answer in
+    time (a search never returns a subset of the shards' results)."""
+
+    http_status = 503
+    code = "cluster_unavailable"
+
+
 class InsufficientStorage(EmbedsearchError):
     """The disk or the database is full (ENOSPC, EDQUOT, SQLite's SQLITE_FULL, PostgreSQL's
     disk_full); the write that met it was not committed."""

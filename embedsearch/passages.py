@@ -141,6 +141,24 @@ def _cut_quality(text: str, offsets: list[tuple[int, int]], i: int) -> int:
     return _WORD if gap.isspace() else _INSIDE_WORD
 
 
+def embed_texts(embedder, chunking: Chunking | None, texts: list[str], progress: bool = False):
+    """Vectors for documents' texts: ``(vectors, spans, truncated)``. With ``chunking``, one
+    vector per passage and ``spans`` each text's passage offsets; without it, one vector per
+    text, ``spans`` None and ``truncated`` the count of texts longer than the model's window."""
+    if chunking is None:
+        truncated = 0
+        window, tokenizer = embedder.token_window(), embedder.chunk_tokenizer()
+        if window is not None and tokenizer is not None:
+            truncated = sum(c > window for c in token_counts(tokenizer, texts))
+        return embedder.embed(texts, progress=progress), None, truncated
+    tokenizer = embedder.chunk_tokenizer()
+    if tokenizer is None:
+        raise InvalidArgument(f"model {embedder.name} cannot split documents into passages (it has no tokenizer)")
+    spans = Chunker(tokenizer, chunking).spans(texts)
+    pieces = [t[a:b] for t, doc_spans in zip(texts, spans, strict=True) for a, b in doc_spans]
+    return embedder.embed(pieces, progress=progress), spans, 0
+
+
 def token_counts(tokenizer, texts: list[str]) -> list[int]:
     """Tokens in each text (no special tokens), for truncation warnings."""
     return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]

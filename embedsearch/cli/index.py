@@ -183,12 +183,21 @@ def index() -> None:
     is_flag=True,
     help="One vector per document: text past the model's window is cut off (`index add` says how many were).",
 )
+@click.option(
+    "--shards",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Ray actors the collection's segments are spread over; searches fan out to them and merge exactly "
+    "(needs the ray extra; RAY_ADDRESS or a local cluster).",
+)
 @word_model_options
 @device_option
 @json_option
 @_with_examples(
     "  embedsearch index create news --model minilm\n"
     "  embedsearch index create manuals --model minilm --chunk-tokens 200 --chunk-overlap 40\n"
+    "  embedsearch --db postgresql+psycopg2://... index create web --model minilm --shards 4\n"
     "  embedsearch index create vectors-only --model minilm --no-lexical\n"
     "  embedsearch index create news --model minilm --index-field year --index-field source\n"
     "  embedsearch index create docs --model models/glove --pooling sif\n"
@@ -201,7 +210,7 @@ def index() -> None:
 @click.pass_obj
 def create(
     app, name, model, backend, index_spec, metric, index_fields, lexical, chunk_tokens, chunk_overlap, no_chunking,
-    pooling, oov, device, as_json,
+    shards, pooling, oov, device, as_json,
 ):  # fmt: skip
     """Create an empty collection NAME bound to a model."""
     from embedsearch.store.documents_api import create_collection
@@ -219,6 +228,7 @@ def create(
         chunk_tokens=chunk_tokens,
         chunk_overlap=chunk_overlap,
         chunking=False if no_chunking else None,
+        shards=shards,
     )
     if as_json:
         echo_json({**coll.info(), "data_dir": str(app.settings.data_dir), "db": app.db_display()})
@@ -229,6 +239,8 @@ def create(
         fields += ", lexical index" if lexical else ", no lexical index"
         if coll.chunking is not None:
             fields += f", passages of {coll.chunking.tokens} tokens ({coll.chunking.overlap} overlap)"
+        if coll.shards > 1:
+            fields += f", {coll.shards} shards on Ray"
         click.echo(
             f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
             f"index {index_spec}, metric {metric}{fields}"
@@ -251,10 +263,24 @@ def create(
     type=click.IntRange(1),
     help="Documents per committed batch (a crash keeps every committed batch).",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Embed on a Ray cluster (an actor pool, one model per actor) and commit everything in one transaction; "
+    "ADDRESS: a cluster (default: RAY_ADDRESS, a cluster running here, or a local one).",
+)
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1, 1024), help="With --ray: embedding actors."
+)
 @device_option
 @json_option
 @_with_examples(
     "  embedsearch index add news docs/*.txt\n"
+    "  embedsearch index add web corpus/ --ray              # embed in a Ray actor pool\n"
     "  embedsearch index add news notes.txt --per-line --meta source=notes\n"
     "  embedsearch index add news articles.jsonl --text-field body --id-field url\n"
     "  embedsearch index add news table.csv --encoding latin-1\n"
@@ -275,6 +301,8 @@ def add(
     meta,
     batch_size,
     commit_every,
+    ray_address,
+    workers,
     device,
     as_json,
 ):
@@ -293,17 +321,25 @@ def add(
         dups = Duplicates()
         total = scan(sources, opts, on_skip=warn, duplicates=dups)
         warn.summary()
-        embedder = coll.load_embedder(device=device)
-        coll.device = device
         progress = not as_json and sys.stderr.isatty()
-        result = coll.add_documents(
-            iter_documents(sources, opts),
-            embedder,
-            batch_size=batch_size,
-            commit_every=commit_every,
-            progress=progress,
-            total=total,
-        )
+        if ray_address is not None:
+            from embedsearch.cluster.ingest import add_documents_on_ray
+
+            embedder = None
+            result = add_documents_on_ray(
+                coll, iter_documents(sources, opts), address=ray_address, workers=workers, progress=progress
+            )
+        else:
+            embedder = coll.load_embedder(device=device)
+            coll.device = device
+            result = coll.add_documents(
+                iter_documents(sources, opts),
+                embedder,
+                batch_size=batch_size,
+                commit_every=commit_every,
+                progress=progress,
+                total=total,
+            )
     finally:
         if stdin_path is not None:
             stdin_path.unlink(missing_ok=True)
@@ -315,10 +351,10 @@ def add(
         "documents": coll.row["doc_count"],
     }
     if result.truncated:  # once per command, with the count (stderr, so --json output stays clean)
-        window = embedder.token_window()
+        window = f" of {embedder.token_window()} tokens" if embedder is not None else ""
         click.echo(
-            f"warning: {result.truncated} documents are longer than model {embedder.name}'s window of {window} "
-            f"tokens and were embedded cut short: text past it cannot be found by dense search. A collection "
+            f"warning: {result.truncated} documents are longer than model {coll.row['model']}'s window{window} "
+            f"and were embedded cut short: text past it cannot be found by dense search. A collection "
             f"created without --no-chunking splits them into passages.",
             err=True,
         )

@@ -99,6 +99,14 @@ def _dig(meta: dict, dotted: str):
     help="Model to embed queries with; must be the collection's model "
     "(useful when its directory moved). Default: the collection's.",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="ADDRESS",
+    help="The Ray cluster a sharded collection's shards run on (default: RAY_ADDRESS, a cluster running "
+    "here, or a local one).",
+)
 @device_option
 @click.pass_obj
 def search(
@@ -118,6 +126,7 @@ def search(
     nprobe,
     ef_search,
     model,
+    ray_address,
     device,
 ):
     """Search collection NAME for QUERY.
@@ -157,6 +166,10 @@ def search(
         raise click.UsageError("the query is empty")  # before the collection and the model
     if alpha is not None and fusion != "weighted":
         raise click.UsageError("--alpha applies to --fusion weighted only")
+    if ray_address is not None:
+        from embedsearch.cluster import shards
+
+        shards.address = ray_address
     coll = app.store.open(name)
     coll.device = device
     mode = resolve_mode(coll, mode)

@@ -26,10 +26,14 @@ import click
               help="Accept writes without an API key even when listening beyond loopback.")  # fmt: skip
 @click.option("--keep-alive", default=5, show_default=True, type=click.IntRange(1, 3600),
               help="Seconds an idle HTTP connection stays open.")  # fmt: skip
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="Join a Ray cluster at start-up for sharded collections (default: RAY_ADDRESS, a cluster "
+                   "running here, or a local one); without it, the first search of one joins it.")  # fmt: skip
 @click.pass_obj
 def serve(
-    app, host, port, api_key_file, read_only, models_dir, no_batching, device, allowed_hosts, allow_open_writes, keep_alive
-):
+    app, host, port, api_key_file, read_only, models_dir, no_batching, device, allowed_hosts, allow_open_writes, keep_alive,
+    ray_address,
+):  # fmt: skip
     """Serve the collections of the data directory over HTTP, with a search page at /.
 
     \b
@@ -38,6 +42,7 @@ def serve(
       embedsearch serve --port 9000 --api-key-file key.txt
       embedsearch serve --read-only --host 0.0.0.0        # visible on the network, no writes
       embedsearch serve --host 0.0.0.0 --api-key-file key.txt --allowed-host search.example.org
+      embedsearch serve --ray auto                        # sharded collections on Ray
       curl -s -X POST localhost:8765/collections/news/search -H 'Content-Type: application/json' \\
            -d '{"query": "interest rates", "k": 5}'
     """
@@ -51,6 +56,11 @@ def serve(
         key = Path(api_key_file).read_text(encoding="utf-8").strip()
         if not key:
             raise InvalidArgument(f"{api_key_file} is empty; an API key must not be empty")
+    if ray_address is not None:
+        from embedsearch.cluster import connect, shards
+
+        shards.address = ray_address
+        connect(ray_address)
     loopback = is_loopback(host)
     hosts = list(allowed_hosts) or (["127.0.0.1", "localhost", "::1"] if loopback else None)
     service = create_app(

@@ -83,6 +83,7 @@ class CreateRequest(BaseModel):
         "each (16 to the model's window). Default: the model's window for sentence models, none for others.",
     )
     chunk_overlap: int | None = Field(None, ge=0, le=500_000, description="Tokens consecutive passages share (default 0).")
+    shards: int = Field(1, ge=1, le=256, description="Ray actors the collection's search fans out to (needs the ray extra).")
     chunking: bool | None = Field(
         None,
         description="false: one vector per document (text past the model's window is cut off). "
@@ -135,7 +136,8 @@ def create_collection(name: CollectionName, body: CreateRequest, state: Writer) 
         coll = create_collection(state.store, name, _model_spec(state, body.model), body.index, body.metric,
                                  options=options, device=state.device, index_fields=body.index_fields,
                                  lexical=body.lexical, chunk_tokens=body.chunk_tokens,
-                                 chunk_overlap=body.chunk_overlap, chunking=body.chunking)  # fmt: skip
+                                 chunk_overlap=body.chunk_overlap, chunking=body.chunking,
+                                 shards=body.shards)  # fmt: skip
     except UnknownModel as exc:  # a model the body names: the body is wrong, not the URL
         raise HTTPError(422, "unknown_model", str(exc)) from None
     return coll.info()

@@ -44,7 +44,7 @@ from embedsearch.errors import (
     IndexCorrupted,
     InvalidArgument,
 )
-from embedsearch.passages import Chunker, Chunking, resolve_chunking, token_counts
+from embedsearch.passages import Chunking, embed_texts, resolve_chunking
 from embedsearch.store import hits, lexical, manifest, passage_rows, payload
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
 from embedsearch.store.filters import compile_filter, parse_filter
@@ -154,13 +154,19 @@ class Store:
         index_fields: Iterable[str] = (),
         lexical: bool = False,
         chunking: Chunking | None = None,
+        shards: int = 1,
     ) -> Collection:
         """Create an empty collection pinned to ``embedder``'s fingerprint and dimension, with
         payload indexes on ``index_fields`` (metadata fields; see store/payload.py), a lexical
         index when ``lexical`` (store/lexical.py; the CLI and HTTP API default it on), and
         documents split into passages when ``chunking`` (embedsearch/passages.py; the CLI and
-        HTTP API default it to the model's window for models that have one)."""
+        HTTP API default it to the model's window for models that have one). ``shards`` > 1:
+        searches fan out to that many Ray actors (embedsearch/cluster/shards.py)."""
         validate_collection_name(name)
+        if shards != 1:
+            from embedsearch.cluster.shards import check_shards
+
+            check_shards(shards)
         if chunking is not None:
             chunking = resolve_chunking(embedder, chunking.tokens, chunking.overlap)
         spec = validate_spec(index_spec, embedder.dim)
@@ -189,7 +195,7 @@ class Store:
                             name=name,
                             model=embedder.spec,
                             model_fingerprint=embedder.fingerprint,
-                            embedder_config=_embedder_config(embedder, chunking),
+                            embedder_config=_embedder_config(embedder, chunking, shards),
                             dim=embedder.dim,
                             metric=metric,
                             index_spec=spec,
@@ -247,11 +253,14 @@ class Store:
             self._open.pop(name, None)
 
 
-def _embedder_config(embedder: Embedder, chunking: Chunking | None) -> dict[str, Any]:
-    """The collection's record of how it embeds: the model's settings and the chunking."""
+def _embedder_config(embedder: Embedder, chunking: Chunking | None, shards: int = 1) -> dict[str, Any]:
+    """The collection's record of how it embeds and is searched: the model's settings, the
+    chunking, and the number of shards when it has several."""
     config = embedder.config()
     if chunking is not None:
         config["chunking"] = chunking.to_dict()
+    if shards > 1:
+        config["shards"] = shards
     return config
 
 
@@ -288,6 +297,8 @@ class Collection:
         self.seal_at = int(os.environ.get("EMBEDSEARCH_SEAL_AT") or max(1024, SEAL_BYTES // vector_bytes))
         self.max_segment_vectors = max(self.seal_at, MAX_SEGMENT_BYTES // vector_bytes)
         self.auto_merge = True
+        self.shard: tuple[int, int] | None = None  # set in a shard actor: its view holds its segments only
+        self.router = None  # a sharded collection's search fan-out (embedsearch/cluster/shards.py)
 
     # ---- properties -----------------------------------------------------------------------
     @property
@@ -331,6 +342,7 @@ class Collection:
                 if view is None or view.legacy:
                     view = SegmentSet(self.dir, self.dim, self.metric)
                     view.use_gpu = self._gpu_wanted()
+                    view.shard = self.shard
                 try:
                     self._view = view.sync(self.store.engine, self.id)
                 except (IndexCorrupted, InconsistentCollection) as exc:
@@ -369,28 +381,19 @@ class Collection:
             )
 
     @property
+    def shards(self) -> int:
+        """Ray actors a search fans out to (1: searched in this process)."""
+        return int((self.row["embedder_config"] or {}).get("shards") or 1)
+
+    @property
     def chunking(self) -> Chunking | None:
         """How documents are split into passages (None: one vector per document)."""
         return Chunking.from_dict((self.row["embedder_config"] or {}).get("chunking"))
 
     def embed_documents(self, embedder: Embedder, texts: list[str], progress: bool = False):
         """Vectors for documents' texts as this collection stores them: ``(vectors, spans,
-        truncated)``; with chunking one vector per passage and ``spans`` each document's passage
-        offsets, without it one vector per document, ``spans`` None and ``truncated`` the count
-        of texts longer than the model's window."""
-        chunking = self.chunking
-        if chunking is None:
-            truncated = 0
-            window, tokenizer = embedder.token_window(), embedder.chunk_tokenizer()
-            if window is not None and tokenizer is not None:
-                truncated = sum(c > window for c in token_counts(tokenizer, texts))
-            return embedder.embed(texts, progress=progress), None, truncated
-        tokenizer = embedder.chunk_tokenizer()
-        if tokenizer is None:
-            raise InvalidArgument(f"collection {self.name!r} splits documents into passages, which model {embedder.name} cannot")
-        spans = Chunker(tokenizer, chunking).spans(texts)
-        pieces = [t[a:b] for t, doc_spans in zip(texts, spans, strict=True) for a, b in doc_spans]
-        return embedder.embed(pieces, progress=progress), spans, 0
+        truncated)`` (see :func:`embedsearch.passages.embed_texts`)."""
+        return embed_texts(embedder, self.chunking, texts, progress)
 
     @property
     def embedder_options(self) -> dict[str, Any]:
@@ -916,14 +919,25 @@ class Collection:
             raise InvalidArgument("k must be at least 1")
         if not np.isfinite(queries).all():
             raise DimensionMismatch("query vectors contain NaN or infinity")
-        view = self.view()  # before the filter: rows the filter finds beyond this view are left out
-        selection = self.selection(where, view.generation)
+        if self.shards > 1 and self.shard is None:  # fans out to the shard actors on Ray
+            from embedsearch.cluster.shards import router_for
+
+            router = router_for(self)
+            generation, available, searcher = router.generation(), router.live(), router.search
+        else:
+            view = self.view()  # before the filter: rows the filter finds beyond this view are left out
+            generation, available = view.generation, view.live()
+
+            def searcher(*args, **kwargs):
+                with self._rw.read():
+                    return view.search(*args, **kwargs)
+
+        selection = self.selection(where, generation)
         if selection is not None and not selection.count:
             return [[] for _ in range(len(queries))]
         if self.chunking is not None:
-            return self._search_passages(view, queries, k, selection, nprobe, ef_search, columns)
-        with self._rw.read():
-            scores, ids = view.search(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
+            return self._search_passages(searcher, available, queries, k, selection, nprobe, ef_search, columns)
+        scores, ids = searcher(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
         rows = self.fetch(np.unique(ids[ids >= 0]), columns)
         results = []
         for srow, irow in zip(scores.tolist(), ids.tolist(), strict=True):
@@ -935,15 +949,14 @@ class Collection:
             results.append(found)
         return results
 
-    def _search_passages(self, view, queries, k, selection, nprobe, ef_search, columns) -> list[list[Hit]]:
+    def _search_passages(self, searcher, available, queries, k, selection, nprobe, ef_search, columns) -> list[list[Hit]]:
         """Search passages; each query's first k distinct documents, each scored by its best
         passage. Passages are fetched 4k at a time, 4 times more while some query has fewer
         than k documents and more passages remain, so the k guarantee holds."""
-        available = view.live() if selection is None else selection.count
-        depth = min(max(4 * k, 16), available)
+        available = available if selection is None else selection.count
+        depth = max(1, min(max(4 * k, 16), available))
         while True:
-            with self._rw.read():
-                scores, ids = view.search(queries, depth, selection=selection, nprobe=nprobe, ef_search=ef_search)
+            scores, ids = searcher(queries, depth, selection=selection, nprobe=nprobe, ef_search=ef_search)
             where = passage_rows.lookup(self.store.engine, self.store.dialect, self.id, np.unique(ids[ids >= 0]))
             grouped = passage_rows.best_per_document(scores, ids, where, k)
             if depth >= available or all(len(g) >= k for g in grouped):

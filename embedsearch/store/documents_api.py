@@ -190,12 +190,13 @@ def create_collection(
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
     chunking: bool | None = None,
+    shards: int = 1,
 ):
     """Create an empty collection ``name`` for ``model`` (a built-in name or a model directory),
     with payload indexes on ``index_fields``, a lexical index unless ``lexical`` is False, and
     documents split into passages of ``chunk_tokens`` tokens sharing ``chunk_overlap`` (default:
     the model's window, for models that have one; ``chunking`` False: one vector per document;
-    see embedsearch/passages.py).
+    see embedsearch/passages.py), searched by ``shards`` Ray actors when more than one.
 
     Cheap checks come before the model loads: a bad name or index spec is refused, an existing
     collection is :class:`CollectionExists`, and a missing or broken model directory is refused,
@@ -216,12 +217,18 @@ def create_collection(
     check_model(model, options or {})  # a missing or broken model directory, before the load
     from embedsearch.passages import resolve_chunking
 
+    if shards != 1:
+        from embedsearch.cluster.shards import check_shards
+
+        check_shards(shards)
     for value in (chunk_tokens, chunk_overlap):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidArgument("chunk_tokens and chunk_overlap must be integers")
     embedder = load_embedder(model, device=device, options=options or {})
     split = resolve_chunking(embedder, chunk_tokens, chunk_overlap, chunking)
-    return store.create(name, embedder, index_spec, metric, index_fields=index_fields, lexical=lexical, chunking=split)
+    return store.create(
+        name, embedder, index_spec, metric, index_fields=index_fields, lexical=lexical, chunking=split, shards=shards
+    )
 
 
 def drop_collection(store, name: str) -> dict[str, Any]:

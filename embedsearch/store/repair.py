@@ -424,7 +424,7 @@ def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: 
             values.update(
                 model=embedder.spec,
                 model_fingerprint=embedder.fingerprint,
-                embedder_config=_embedder_config(embedder, coll.chunking),
+                embedder_config=_embedder_config(embedder, coll.chunking, coll.shards),
                 dim=embedder.dim,
                 active_spec="Flat",
             )

@@ -488,11 +488,9 @@ def exact_topk(queries: np.ndarray, k: int, ids: np.ndarray, fetch, chunk: int =
 def sort_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k best of each row, best first; pads with (-inf, -1)."""
     nq, n = scores.shape
-    if n > k:
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        scores = np.take_along_axis(scores, top, axis=1)
-        ids = np.take_along_axis(ids, top, axis=1)
-    order = np.lexsort((ids, -scores), axis=1) if scores.size else np.zeros_like(ids)
+    # a full sort (the inputs are k per part): ties are broken by row id, so the k kept do not
+    # depend on the order the parts come in (a sharded search merges the same parts in any order)
+    order = np.lexsort((ids, -scores), axis=1)[:, :k] if scores.size else np.zeros_like(ids)
     scores = np.take_along_axis(scores, order, axis=1)
     ids = np.take_along_axis(ids, order, axis=1)
     if scores.shape[1] < k:

@@ -37,6 +37,9 @@ class SegmentSet:
         self.metas: list[SegmentMeta] = []
         self.use_gpu = False
         self.legacy = False  # a pre-segment collection served from its single file
+        # a shard of a sharded collection (embedsearch/cluster/shards.py): (shard, shards); the
+        # view then opens and searches only the segments :func:`owner` gives this shard
+        self.shard: tuple[int, int] | None = None
 
     # ---- loading ----------------------------------------------------------------------------
     def sync(self, engine, collection_id: int) -> SegmentSet:
@@ -74,7 +77,9 @@ class SegmentSet:
         gen, metas, training, tomb = self._read_state(engine, collection_id)
         if metas is None:
             return
-        wanted = {m.seg_id: m for m in metas if m.state == "sealed"}
+        owners = owner_of(metas, self.shard[1]) if self.shard else None
+        mine = (lambda sid: owners[sid] == self.shard[0]) if owners else (lambda sid: True)  # noqa: E731
+        wanted = {m.seg_id: m for m in metas if m.state == "sealed" and mine(m.seg_id)}
         sealed = {sid: seg for sid, seg in self.sealed.items() if sid in wanted}
         for sid, meta in wanted.items():
             if sid not in sealed:
@@ -85,7 +90,9 @@ class SegmentSet:
         if growing_meta is None:
             raise InconsistentCollection("the segment list has no growing segment")
         growing = self.growing
-        if growing is None or growing.meta.seg_id != growing_meta.seg_id:
+        if not mine(growing_meta.seg_id):
+            growing = None
+        elif growing is None or growing.meta.seg_id != growing_meta.seg_id:
             growing = GrowingSegment(self.directory, growing_meta, self.dim, self.metric)
         elif growing_meta.count != growing.meta.count:
             growing.catch_up(growing_meta)
@@ -99,7 +106,7 @@ class SegmentSet:
     # ---- facts ------------------------------------------------------------------------------
     def segments(self) -> list[Segment]:
         """Sealed segments in row-id order, then the growing one."""
-        out = [self.sealed[m.seg_id] for m in self.metas if m.state == "sealed"]
+        out = [self.sealed[m.seg_id] for m in self.metas if m.state == "sealed" and m.seg_id in self.sealed]  # a shard's own
         return out + ([self.growing] if self.growing is not None else [])
 
     @property
@@ -110,6 +117,8 @@ class SegmentSet:
         return max((m.row_hi for m in self.metas), default=0)
 
     def stored(self) -> int:
+        if self.shard is not None:  # of the whole collection, not of this shard
+            return sum(m.count for m in self.metas)
         return sum(s.meta.count for s in self.segments())
 
     def live(self) -> int:
@@ -148,9 +157,18 @@ class SegmentSet:
             parts_i.append(i)
         if not parts_s:
             return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
-        if len(parts_s) == 1:
-            return parts_s[0], parts_i[0]
+        # sorted even from one segment: equal scores come in row-id order whatever the index did
+        # (so a sharded search, which merges the shards' parts, gives the same list)
         return sort_topk(np.hstack(parts_s), np.hstack(parts_i), k)
+
+
+def owner_of(metas: list[SegmentMeta], shards: int) -> dict[int, int]:
+    """segment id -> the shard that searches it: sealed segments in row-id order dealt round-robin,
+    then the growing segment, so every shard holds about as many. Every shard computes the same
+    map from the same segment list (one generation)."""
+    ordered = sorted((m for m in metas if m.state == "sealed"), key=lambda m: m.row_lo)
+    ordered += [m for m in metas if m.state == "growing"]
+    return {m.seg_id: i % shards for i, m in enumerate(ordered)}
 
 
 def committed_generation(conn, collection_id: int, name: str | None = None) -> int:
