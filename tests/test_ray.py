@@ -212,3 +212,16 @@ def test_cli_creates_adds_with_ray_and_searches_a_sharded_collection(cli, tmp_pa
         assert [(h["id"], h["score"]) for h in json.loads(a.stdout)] == [(h["id"], h["score"]) for h in json.loads(b.stdout)]
     r = cli("index", "create", "bad", "--model", "hashing", "--shards", "0")
     assert r.exit_code == 2
+
+
+def test_ray_never_writes_to_stdout_where_json_goes(capsys):
+    """CI caught `search --json` output starting with Ray's "(raylet) WARNING: 8 PYTHON worker
+    processes have been started": Ray prints the raylet's messages on stdout. connect() sends
+    them to stderr."""
+    from embedsearch.cluster import connect
+
+    connect()
+    capsys.readouterr()
+    ray._private.worker.print_to_stdstream({"lines": ["a raylet warning"], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    out, err = capsys.readouterr()
+    assert "a raylet warning" not in out and "a raylet warning" in err

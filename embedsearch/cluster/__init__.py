@@ -34,6 +34,7 @@ def connect(address: str | None = "auto"):
     ray = require_ray()
     with _lock:
         if ray.is_initialized():
+            _keep_stdout_clean(ray)
             return ray
         options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         # workers see this process's EMBEDSEARCH_* settings (data directory, database, test hooks)
@@ -52,7 +53,23 @@ def connect(address: str | None = "auto"):
                     ray.init(_node_ip_address="127.0.0.1", **options)  # a local one, loopback only
         except Exception as exc:  # Ray raises several types for an unreachable cluster
             raise ClusterUnavailable(f"cannot reach the Ray cluster at {target or 'this machine'}: {exc}") from None
+        _keep_stdout_clean(ray)
         return ray
+
+
+def _keep_stdout_clean(ray) -> None:
+    """Ray prints the raylet's warnings ("N PYTHON worker processes have been started ...") on
+    the driver's stdout, which is where ``--json`` output goes: send them to stderr."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_embedsearch", False):
+        return
+
+    def to_stderr(data, *args, **kwargs):
+        return original({**data, "is_err": True}, *args, **kwargs)
+
+    to_stderr._embedsearch = True
+    worker.print_to_stdstream = to_stderr
 
 
 def has_gpus(ray) -> bool:

@@ -75,7 +75,19 @@ class Shard:
             "segments": [s.meta.seg_id for s in view.segments()],
             "vectors": sum(s.meta.count for s in view.segments()),
             "pid": os.getpid(),
+            "rss_mb": _rss_mb(),
         }
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory (Linux), mapped segment pages included."""
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 class ShardRouter:
