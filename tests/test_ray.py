@@ -225,3 +225,22 @@ def test_ray_never_writes_to_stdout_where_json_goes(capsys):
     ray._private.worker.print_to_stdstream({"lines": ["a raylet warning"], "pid": "raylet", "is_err": False}, ignore_prefix=False)
     out, err = capsys.readouterr()
     assert "a raylet warning" not in out and "a raylet warning" in err
+
+
+def test_readme_ray_commands_run_as_written(cli, tmp_path, monkeypatch):
+    """The README's 'Scale-out on Ray' block, its embedsearch lines (serve is started elsewhere)."""
+    import shlex
+
+    from tests.test_readme import _blocks
+
+    block = next(b for b in _blocks("bash") if "--shards 4" in b and "--ray --workers 2" in b)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "pump.txt").write_text("The pump overheats when its coolant valve stays closed.")
+    (tmp_path / "docs" / "lava.txt").write_text("Lava flows from volcanoes.")
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("embedsearch")]
+    assert len(lines) == 4 and lines[-1] == "embedsearch serve --ray"
+    for line in lines[:-1]:
+        r = cli(*shlex.split(line)[1:])
+        assert r.exit_code == 0, f"{line}\n{r.output}"
+    assert r.output.splitlines()[2].split()[2].endswith("pump.txt")  # the table's first hit
