@@ -244,3 +244,24 @@ def test_readme_ray_commands_run_as_written(cli, tmp_path, monkeypatch):
         r = cli(*shlex.split(line)[1:])
         assert r.exit_code == 0, f"{line}\n{r.output}"
     assert r.output.splitlines()[2].split()[2].endswith("pump.txt")  # the table's first hit
+
+
+def test_http_service_creates_and_searches_a_sharded_collection(data_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from embedsearch.config import Settings
+    from embedsearch.service.app import create_app
+
+    body = [{"id": d.id, "text": d.text, "metadata": d.metadata} for d in docs(120)]
+    with TestClient(create_app(Settings.from_env(data_dir), models_dir=tmp_path / "models")) as c:
+        assert c.put("/collections/plain", json={"model": "hashing"}).status_code == 201
+        r = c.put("/collections/web", json={"model": "hashing", "shards": 2})
+        assert r.status_code == 201 and r.json()["embedder_config"]["shards"] == 2
+        assert c.put("/collections/bad", json={"model": "hashing", "shards": 0}).status_code == 422
+        for name in ("plain", "web"):
+            assert c.post(f"/collections/{name}/documents", json={"documents": body}).status_code == 200
+        for where in (None, {"topic": 3}):
+            q = {"query": "cricket wickets", "k": 8, "mode": "dense", **({"where": where} if where else {})}
+            a = c.post("/collections/plain/search", json=q).json()["hits"]
+            b = c.post("/collections/web/search", json=q).json()["hits"]
+            assert [(h["id"], h["score"]) for h in a] == [(h["id"], h["score"]) for h in b] and len(b) == 8

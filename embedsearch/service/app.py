@@ -36,6 +36,7 @@ from embedsearch.service.metrics import CONTENT_TYPE, ServiceMetrics
 from embedsearch.service.schemas import (
     MODEL_NAME,
     READ,
+    SEARCH,
     STRICT,
     WRITE,
     AddResponse,
@@ -542,7 +543,7 @@ def create_app(
 
         return {"name": name, **read_manifest(state.model_path(name))}
 
-    @app.post("/collections/{name}/search", response_model=None, responses={200: {"model": SearchResponse}, **errors(*READ)})
+    @app.post("/collections/{name}/search", response_model=None, responses={200: {"model": SearchResponse}, **errors(*SEARCH)})
     def search_one(name: CollectionName, body: SearchRequest, state: State) -> dict[str, Any]:
         import numpy as np
 
@@ -586,7 +587,7 @@ def create_app(
                 "hits": [h.to_dict() for h in hits]}  # fmt: skip
 
     @app.post("/collections/{name}/search/batch", response_model=None,
-              responses={200: {"model": BatchSearchResponse}, **errors(*READ)})  # fmt: skip
+              responses={200: {"model": BatchSearchResponse}, **errors(*SEARCH)})  # fmt: skip
     def search_batch(name: CollectionName, body: BatchSearchRequest, state: State) -> dict[str, Any]:
         from embedsearch.errors import InvalidArgument
         from embedsearch.search import resolve_mode, search

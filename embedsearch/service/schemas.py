@@ -93,6 +93,7 @@ ERRORS = {
     "cursor, model, index spec or vector dimension, or a batch asking for more than 20,000 hits.",
     500: "An internal error: a damaged collection (see index verify / index repair) or a bug; the message "
     "names the request id to look up in the server log.",
+    503: "A sharded collection's Ray cluster cannot be reached, or a shard did not answer in time (no partial result).",
     507: "Insufficient storage: the disk (or the database) is full; nothing was written. The message names the reason.",
 }
 
@@ -106,6 +107,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 #: what a read of a collection can answer; writes add the key, storage and lock statuses
 READ = (404, 409, 422)
+SEARCH = (*READ, 503)  # searches of a sharded collection run on Ray
 WRITE = (401, 403, 404, 409, 422, 507)
 
 
