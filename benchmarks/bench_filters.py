@@ -4,9 +4,10 @@ what FAISS costs").
     python benchmarks/bench_filters.py [--n 100000] [--spec auto] [--queries 200] [--rounds 4] [--index-field bucket]
 
 N real paragraphs (dict-gcide + dict-foldoc; synthetic sentences without them) embedded once
-with the hashing model (256-d) go into one collection through ``add_vectors`` (its own
-segments, merges and spec), each with metadata ``{"bucket": 0..999, "source": ...}``. Filters
-``{"bucket": {"$gte": a, "$lt": a + w}}`` select 0.1%, 1%, 10%, 30% and 90% of the documents.
+with the hashing model (256-d; ``--model minilm``: MiniLM's 384-d, cached in the temp dir) go
+into one collection through ``add_vectors`` (its own segments, merges and spec), each with
+metadata ``{"bucket": 0..999, "source": ...}``. Filters ``{"bucket": {"$gte": a, "$lt": a + w}}``
+select 0.1%, 1%, 10%, 30% and 90% of the documents.
 
 For each selectivity, side by side in ABBA order (rounds of ours, raw, raw, ours):
 
@@ -48,7 +49,23 @@ def p50_ms(samples: list[float]) -> float:
     return 1000 * statistics.median(samples)
 
 
-def build(n: int, spec: str, tmp: str, index_fields=()):
+def embed_cached(model: str, texts: list[str], tag: str) -> np.ndarray:
+    """The texts' vectors, computed once per (model, texts) and kept in the temp dir (MiniLM takes
+    minutes for 100k paragraphs on 2 cores)."""
+    import hashlib
+
+    from embedsearch.embedders import load_embedder
+
+    key = hashlib.sha256(("\n".join(texts)).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"bench-filters-{model}-{tag}-{len(texts)}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    x = load_embedder(model, device="cpu").embed(texts, progress=sys.stderr.isatty())
+    np.save(path, x)
+    return x
+
+
+def build(n: int, spec: str, tmp: str, index_fields=(), model: str = "hashing"):
     from bench_scale import _paragraphs
 
     from embedsearch.config import Settings
@@ -58,9 +75,9 @@ def build(n: int, spec: str, tmp: str, index_fields=()):
 
     texts = _paragraphs(n + 2000)
     docs_t, query_t = texts[:n], texts[n:]
-    emb = load_embedder("hashing")
-    x = emb.embed(docs_t)
-    q = emb.embed(query_t)
+    emb = load_embedder(model, device="cpu")
+    x = embed_cached(model, docs_t, "docs")
+    q = embed_cached(model, query_t, "queries")
     rng = np.random.default_rng(7)
     bucket = rng.permutation(np.arange(n) % 1000)
     store = Store(Settings.from_env(tmp))
@@ -142,6 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--spec", default="auto")
+    ap.add_argument("--model", default="hashing", help="hashing (default) or a sentence model, e.g. minilm (vectors cached)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=4, help="ABBA rounds per measurement")
     ap.add_argument("--tmp", default=None)
@@ -154,7 +172,7 @@ def main() -> None:
     import faiss
 
     tmp = tempfile.mkdtemp(prefix="bench-filters-", dir=args.tmp)
-    store, coll, x, q, bucket, build_s = build(args.n, args.spec, tmp, args.index_field)
+    store, coll, x, q, bucket, build_s = build(args.n, args.spec, tmp, args.index_field, args.model)
     q = q[: args.queries]
     index, params_for, spec = raw_index(coll, x, args.nprobe, args.ef_search)
     tune = {"nprobe": args.nprobe, "ef_search": args.ef_search}
@@ -175,7 +193,8 @@ def main() -> None:
             [cid, *map(int, ids)],
         ).fetchall()
 
-    results: dict = {"n": args.n, "spec": spec, "segments": nseg, "build_s": build_s, "index_fields": args.index_field, **tune}
+    results: dict = {"n": args.n, "spec": spec, "segments": nseg, "build_s": build_s, "index_fields": args.index_field,
+                     "model": args.model, **tune}
     results["rows"] = []
     # ---- unfiltered ----
     ours_s, raw_s = [], []

@@ -162,9 +162,3 @@ def embed_texts(embedder, chunking: Chunking | None, texts: list[str], progress:
 def token_counts(tokenizer, texts: list[str]) -> list[int]:
     """Tokens in each text (no special tokens), for truncation warnings."""
     return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
-
-
-def describe(chunking: Chunking | None) -> str:
-    if chunking is None:
-        return "off (one vector per document)"
-    return f"{chunking.tokens} tokens, {chunking.overlap} overlap"

@@ -78,8 +78,8 @@ def test_filtered_recall_against_exact_filtered_search(built, data, selectivity,
 
 
 def test_the_widening_rule(built, monkeypatch):
-    """nprobe / efSearch grow with the inverse of the selectivity (IVF: at most 8x), up to every
-    list / exact."""
+    """efSearch grows with the inverse of the selectivity, nprobe with its square root (at most
+    8x), up to every list / exact."""
     monkeypatch.setattr(segments, "EXACT_FILTER_MAX", 10)
     monkeypatch.setattr(segments, "EXACT_IVF_MAX", 10)
     spec, coll = built
@@ -87,7 +87,7 @@ def test_the_widening_rule(built, monkeypatch):
     n = seg.meta.count
     plans = [seg.filtered_plan(10, m, None, None) for m in (n, n // 2, n // 4, n // 64)]
     if spec.startswith("IVF"):  # default nprobe 8 of 32 lists
-        assert plans == [("index", 8), ("index", 16), ("index", 32), ("index", 32)]
+        assert plans == [("index", 8), ("index", 12), ("index", 16), ("index", 32)]
         assert seg.filtered_plan(10, n // 64, 2, None) == ("index", 16)  # nprobe 2, widened 8x, not 64x
     elif spec == "HNSW32":  # default efSearch 128
         assert plans == [("index", 128), ("index", 256), ("index", 512), ("exact", 0)]

@@ -210,6 +210,7 @@ def test_cli_creates_adds_with_ray_and_searches_a_sharded_collection(cli, tmp_pa
         b = cli("search", "web", "cricket wickets", "-k", "7", "--json", "--mode", "dense", *where)
         assert a.exit_code == b.exit_code == 0, b.output
         assert [(h["id"], h["score"]) for h in json.loads(a.stdout)] == [(h["id"], h["score"]) for h in json.loads(b.stdout)]
+    assert "2 Ray actors" in cli("index", "info", "web").output
     r = cli("index", "create", "bad", "--model", "hashing", "--shards", "0")
     assert r.exit_code == 2
 

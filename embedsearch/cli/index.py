@@ -490,6 +490,9 @@ def info(app, name, as_json):
         if ch:
             how = f"{data['passages']} passages of at most {ch['tokens']} tokens, {ch['overlap']} overlap"
         click.echo(f"{'passages':18} {how}")
+    shards = (data.get("embedder_config") or {}).get("shards")
+    if shards:
+        click.echo(f"{'shards':18} {shards} Ray actors (searches fan out to them)")
     if data.get("segments"):
         click.echo(
             table(

@@ -51,15 +51,9 @@ class EmbedWorker:
         texts = [str(t) for t in batch["text"]]
         if os.environ.get("EMBEDSEARCH_TEST_CRASH_AT") == "ray-embed" and any("\N{COLLISION SYMBOL}" in t for t in texts):
             raise RuntimeError("injected embedding failure (EMBEDSEARCH_TEST_CRASH_AT=ray-embed)")
-        vectors, spans, _ = embed_texts(self.embedder, self.chunking, texts)
+        vectors, spans, truncated = embed_texts(self.embedder, self.chunking, texts)
         counts = [1] * len(texts) if spans is None else [len(s) for s in spans]
-        window, tokenizer = self.embedder.token_window(), self.embedder.chunk_tokenizer()
-        if spans is None and window is not None and tokenizer is not None:
-            from embedsearch.passages import token_counts
-
-            cut = [int(c > window) for c in token_counts(tokenizer, texts)]
-        else:
-            cut = [0] * len(texts)
+        cut = [truncated] + [0] * (len(texts) - 1)  # the batch's count of texts cut short, on its first row
         out_vec, at = [], 0
         for n in counts:
             out_vec.append(np.ascontiguousarray(vectors[at : at + n], dtype=np.float32).tobytes())

@@ -39,10 +39,12 @@ from embedsearch.store.specs import (
 EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly (graphs) or over every list (IVF)
 HNSW_EF_FILTER_MAX = 4096  # a filter would need a wider graph walk than this: searched exactly
 # IVF: a filter selecting this few in a segment is searched over every list (each selected vector
-# costs a distance, every other one a bit test); above it nprobe grows by the inverse of the
-# selectivity, at most IVF_WIDEN_MAX times. bench_filters.py (hashing vectors, tie-aware recall@10):
-# at 100k, IVF1024, 4x held 0.97-0.98 from 1% to 30%, but at 300k, IVF2048, a 4x cap dropped a 1%
-# filter to 0.89 where every list gave 1.0; 8x reached 1.0 at every selectivity at 100k
+# costs a distance, every other one a bit test); above it nprobe grows by the square root of the
+# inverse selectivity, at most IVF_WIDEN_MAX times. bench_filters.py (tie-aware recall@10): a 4x
+# cap dropped a 1% filter to 0.89 at 300k (hashing, IVF2048) where every list gave 1.0; growing by
+# the inverse itself held recall at 0.998 for a 30% filter but cost 2.06-2.08x the unfiltered query
+# (100k MiniLM vectors); the square root gives 0.984 at 1.40x there, and at 300k hashing vectors
+# 0.956-1.000 from 0.1% to 90% at 0.37-1.30x
 EXACT_IVF_MAX = 20_000
 IVF_WIDEN_MAX = 8.0
 EXACT_SCAN_QUERIES = 32  # up to this many queries, an exact filtered search of a graph scans its storage
@@ -296,8 +298,8 @@ class Segment:
     def filtered_plan(self, k: int, selected: int, nprobe: int | None, ef_search: int | None) -> tuple[str, int]:
         """How a filter selecting ``selected`` of this segment's vectors is searched: ("exact", 0),
         or ("index", effort) where effort is the nprobe or efSearch, widened by the inverse of the
-        selectivity (IVF: at most 8x) so that the lists probed or the graph walked hold enough
-        selected vectors (bench_filters.py measures the recall this gives)."""
+        selectivity (graphs) or its square root (IVF, at most 8x) so that the lists probed or the
+        graph walked hold enough selected vectors (bench_filters.py measures the recall this gives)."""
         faiss = _faiss()
         if self.spec.kind == "hnsw":
             if selected <= EXACT_FILTER_MAX:
@@ -312,7 +314,7 @@ class Segment:
             if selected <= EXACT_IVF_MAX:
                 return "index", nlist
             probe = min(nprobe or default_nprobe(nlist), nlist)
-            widen = min(self.meta.count / selected, IVF_WIDEN_MAX)
+            widen = min((self.meta.count / selected) ** 0.5, IVF_WIDEN_MAX)
             return "index", min(nlist, max(probe, int(np.ceil(probe * widen))))
         return "index", 0  # Flat and SQ scan every code anyway
 
