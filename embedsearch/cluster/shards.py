@@ -167,6 +167,8 @@ def router_for(coll) -> ShardRouter:
     """The collection's router, created (actors started) on first use."""
     router = coll.router
     if router is None or not router.alive() or router.shards != coll.shards:
+        if router is not None and router.alive():
+            router.close()  # the shard count changed: the old actors go
         router = coll.router = ShardRouter(coll)
     return router
 
