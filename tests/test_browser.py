@@ -8,6 +8,7 @@ Skipped when Chromium or Playwright is missing, unless EMBEDSEARCH_REQUIRE_BROWS
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -80,7 +81,9 @@ def server(data_dir, hashing, minilm):
     thread.join(10)
 
 
-def test_search_page_shows_hits_and_errors(server, artifacts):
+@contextlib.contextmanager
+def _search_page(server: str, collection: str):
+    """Headless Chromium on the search page, with ``collection`` picked."""
     chromium = _require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -89,52 +92,46 @@ def test_search_page_shows_hits_and_errors(server, artifacts):
         try:
             page = browser.new_page()
             page.goto(server + "/")
-            page.wait_for_selector("#collection option[value='news']", state="attached")
-            page.select_option("#collection", "news")
-            page.fill("#query", "cricket wickets batsman")
-            page.fill("#k", "3")
-            page.click("#go")
-            page.wait_for_selector("li.hit")
-            hits = page.locator("li.hit")
-            assert hits.count() == 3
-            assert "cricket" in hits.first.inner_text()
-            assert "hits in" in page.inner_text("#status")
-            page.screenshot(path=str(artifacts / "search-page.png"), full_page=True)
-            # an API error is shown in the page, not swallowed
-            page.fill("#filter", '{"year": {"$regex": "x"}}')
-            page.click("#go")
-            page.wait_for_selector("#status.error")
-            assert "invalid_filter" in page.inner_text("#status")
-            assert page.locator("li.hit").count() == 0
+            page.wait_for_selector(f"#collection option[value='{collection}']", state="attached")
+            page.select_option("#collection", collection)
+            yield page
         finally:
             browser.close()
+
+
+def test_search_page_shows_hits_and_errors(server, artifacts):
+    with _search_page(server, "news") as page:
+        page.fill("#query", "cricket wickets batsman")
+        page.fill("#k", "3")
+        page.click("#go")
+        page.wait_for_selector("li.hit")
+        hits = page.locator("li.hit")
+        assert hits.count() == 3
+        assert "cricket" in hits.first.inner_text()
+        assert "hits in" in page.inner_text("#status")
+        page.screenshot(path=str(artifacts / "search-page.png"), full_page=True)
+        # an API error is shown in the page, not swallowed
+        page.fill("#filter", '{"year": {"$regex": "x"}}')
+        page.click("#go")
+        page.wait_for_selector("#status.error")
+        assert "invalid_filter" in page.inner_text("#status")
+        assert page.locator("li.hit").count() == 0
 
 
 def test_search_page_shows_the_matching_passage_with_the_query_words_marked(server, artifacts):
-    chromium = _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(server + "/")
-            page.wait_for_selector("#collection option[value='manuals']", state="attached")
-            page.select_option("#collection", "manuals")
-            page.select_option("#mode", "hybrid")
-            page.fill("#query", "pump overheats coolant")
-            page.click("#go")
-            page.wait_for_selector("li.hit")
-            first = page.locator("li.hit").first
-            text = first.inner_text()
-            assert "pump" in text and "hybrid" in text and "passage" in text
-            assert "centrifugal pump overheats" in first.locator(".text").inner_text()
-            assert "The council discussed" not in first.locator(".text").inner_text()[:40]  # the passage, not the start
-            marked = [m.inner_text().lower() for m in first.locator("mark").all()]
-            assert {"pump", "overheats", "coolant"} <= set(marked)
-            page.screenshot(path=str(artifacts / "search-page-passage.png"), full_page=True)
-        finally:
-            browser.close()
+    with _search_page(server, "manuals") as page:
+        page.select_option("#mode", "hybrid")
+        page.fill("#query", "pump overheats coolant")
+        page.click("#go")
+        page.wait_for_selector("li.hit")
+        first = page.locator("li.hit").first
+        text = first.inner_text()
+        assert "pump" in text and "hybrid" in text and "passage" in text
+        assert "centrifugal pump overheats" in first.locator(".text").inner_text()
+        assert "The council discussed" not in first.locator(".text").inner_text()[:40]  # the passage, not the start
+        marked = [m.inner_text().lower() for m in first.locator("mark").all()]
+        assert {"pump", "overheats", "coolant"} <= set(marked)
+        page.screenshot(path=str(artifacts / "search-page-passage.png"), full_page=True)
 
 
 def test_api_docs_render_with_no_network(server, artifacts):
