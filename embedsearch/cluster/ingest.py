@@ -53,7 +53,7 @@ class EmbedWorker:
             raise RuntimeError("injected embedding failure (EMBEDSEARCH_TEST_CRASH_AT=ray-embed)")
         vectors, spans, truncated = embed_texts(self.embedder, self.chunking, texts)
         counts = [1] * len(texts) if spans is None else [len(s) for s in spans]
-        cut = [truncated] + [0] * (len(texts) - 1)  # the batch's count of texts cut short, on its first row
+        cut = ([truncated] + [0] * (len(texts) - 1)) if texts else []  # the batch's count, on its first row
         out_vec, at = [], 0
         for n in counts:
             out_vec.append(np.ascontiguousarray(vectors[at : at + n], dtype=np.float32).tobytes())
