@@ -239,6 +239,24 @@ def test_repair_re_embeds_the_passages_of_a_lost_segment(store, minilm, long_doc
     assert after == before
 
 
+def test_verify_finds_a_document_without_passages_and_repair_re_embeds_it(store, minilm, long_docs):
+    from sqlalchemy import delete
+
+    from embedsearch.store.metadata import passages
+
+    coll = store.create("c", minilm, chunking=Chunking(64, 0))
+    coll.add_documents(long_docs, minilm)
+    row_id = next(r for r, (ext, _, _) in coll.fetch(coll.matching_ids({"kind": "manual"}), ()).items() if ext == "pump-manual")
+    with store.engine.begin() as conn:  # the passage rows lost behind the store's back
+        conn.execute(delete(passages).where(passages.c.collection_id == coll.id, passages.c.doc_row_id == row_id))
+    problems = coll.verify().problems
+    assert any("1 documents have no passages" in p for p in problems), problems
+    coll.repair(minilm)
+    assert coll.verify().ok, coll.verify().problems
+    hits = search(coll, ["coolant valve closed pump overheats"], k=1, embedder=minilm, mode="dense")[0]
+    assert hits[0].id == "pump-manual"
+
+
 def test_rebuild_keeps_the_chunking(store, minilm, long_docs):
     coll = store.create("c", minilm, chunking=Chunking(64, 8))
     coll.add_documents(long_docs, minilm)

@@ -57,6 +57,12 @@ def vector_ids(conn, collection_id: int) -> np.ndarray:
     return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
 
 
+def document_ids(conn, collection_id: int) -> np.ndarray:
+    """The row ids of the documents that have passages, sorted."""
+    rows = conn.execute(select(passages.c.doc_row_id).where(passages.c.collection_id == collection_id).distinct())
+    return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
+
+
 def count(conn, collection_id: int) -> int:
     return int(
         conn.execute(select(func.count()).select_from(passages).where(passages.c.collection_id == collection_id)).scalar_one()

@@ -125,8 +125,7 @@ def _documents_without_passages(coll, sql_ids: np.ndarray) -> np.ndarray:
     from embedsearch.store import passage_rows
 
     with coll.store.engine.connect() as conn:
-        with_passages = np.fromiter(passage_rows.spans_of(conn, coll.id, sql_ids), dtype=np.int64)
-    return np.setdiff1d(sql_ids, with_passages)
+        return np.setdiff1d(sql_ids, passage_rows.document_ids(conn, coll.id))
 
 
 def _documents_of(coll, vector_ids: np.ndarray) -> np.ndarray:
