@@ -25,7 +25,7 @@ from embedsearch.errors import InvalidArgument
 from embedsearch.highlights import highlights
 from embedsearch.search_fusion import FUSIONS, check, fuse
 from embedsearch.store import lexical, passage_rows
-from embedsearch.store.collection import Collection, Hit
+from embedsearch.store.collection import Collection, Hit, StaleRead
 from embedsearch.store.filters import parse_filter
 
 MAX_K = 10_000
@@ -94,6 +94,14 @@ def search(
         results = collection.search_vectors(vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search, columns=columns)
         return [_annotate(hits, q, "dense", columns) for q, hits in zip(queries, results, strict=True)]
     n = k if mode == "lexical" else max(k, depth or max(2 * k, MIN_DEPTH))
+    return collection.at_one_generation(
+        lambda: _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns)
+    )
+
+
+def _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns) -> list[list[Hit]]:
+    """Lexical and hybrid searches, once: raises StaleRead when a commit removed a ranked
+    document before its row was read (the caller runs it again)."""
     selection = collection.selection(spec)
     if selection is not None and not selection.count:
         return [[] for _ in queries]
@@ -115,7 +123,9 @@ def search(
                 for r, s, dr, lr in zip(f.ids, f.scores, f.dense_rank, f.lexical_rank, strict=True)
             ]
         rows = collection.fetch([r for r, _, _ in ranked], columns)
-        hits = [Hit(rows[r][0], s, rows[r][1], rows[r][2], r, extra) for r, s, extra in ranked if r in rows]
+        if len(rows) != len({r for r, _, _ in ranked}):
+            raise StaleRead  # a commit replaced or deleted a ranked document meanwhile
+        hits = [Hit(rows[r][0], s, rows[r][1], rows[r][2], r, extra) for r, s, extra in ranked]
         if collection.chunking is not None:
             _add_passages(collection, hits, {h.row_id: h.extras for h in dense[i]} if dense is not None else {}, q)
         out.append(_annotate(hits, q, mode, columns))

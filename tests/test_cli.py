@@ -119,6 +119,19 @@ def test_readd_is_unchanged_and_delete(cli, news, data_dir):
     assert cli("index", "verify", "news").output.startswith("news: ok (3 documents")
 
 
+def test_delete_where_empty_filter_asks_for_yes_then_deletes_everything(cli, news, data_dir):
+    """`--where '{}'` matches every document (as `index count` says); it used to delete nothing
+    and exit 0."""
+    assert cli("index", "count", "news", "--where", "{}").output.strip().endswith("6")
+    r = cli("index", "delete", "news", "--where", "{}")
+    assert r.exit_code == 2 and "add --yes" in r.output
+    assert db_rows(data_dir, "select count(*) from documents") == [(6,)]
+    r = cli("index", "delete", "news", "--where", "{}", "--yes", "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["deleted"] == 6
+    assert db_rows(data_dir, "select count(*) from documents") == [(0,)]
+    assert cli("index", "verify", "news").output.startswith("news: ok (0 documents")
+
+
 def test_inputs_from_txt_dir_csv_and_stdin(cli, tmp_path):
     cli("index", "create", "mix", "--model", "hashing", "--index", "Flat")
     d = tmp_path / "docs"

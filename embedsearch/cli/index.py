@@ -379,26 +379,31 @@ def add(
 @click.argument("name")
 @click.option("--id", "ids", multiple=True, help="Document id to delete (repeatable).")
 @click.option("--ids-file", type=click.File("r", encoding="utf-8"), help="File with one id per line ('-' for stdin).")
-@click.option("--where", default=None, help="Delete every document matching this metadata filter (JSON).")
+@click.option("--where", default=None, help="Delete every document matching this metadata filter (JSON; '{}' matches all).")
+@click.option("--yes", is_flag=True, help="Confirm --where '{}', which deletes every document.")
 @json_option
 @_with_examples(
     "  embedsearch index delete news --id doc-17\n"
     "  embedsearch index delete news --ids-file stale.txt\n"
-    '  embedsearch index delete news --where \'{"source": "old-feed"}\''
+    '  embedsearch index delete news --where \'{"source": "old-feed"}\'\n'
+    "  embedsearch index delete news --where '{}' --yes      # every document"
 )
 @click.pass_obj
-def delete(app, name, ids, ids_file, where, as_json):
-    """Delete documents from NAME by id or by filter."""
-    coll = app.store.open(name)
+def delete(app, name, ids, ids_file, where, yes, as_json):
+    """Delete documents from NAME by id or by filter (each in one commit)."""
+    from embedsearch.store.filters import parse_filter
+
     wanted = list(ids)
     if ids_file is not None:
         wanted += [line.strip() for line in ids_file if line.strip()]
-    if where:
-        matched = coll.matching_ids(where)
-        wanted += [ext for ext, _, _ in coll.fetch(matched).values()] if matched is not None else []
-    if not wanted and not where:
+    if not wanted and where is None:
         raise click.UsageError("say what to delete: --id, --ids-file or --where")
+    if where is not None and not parse_filter(where) and not yes:
+        raise click.UsageError(f"--where {where!r} matches every document of {name}; add --yes to delete them all")
+    coll = app.store.open(name)
     deleted, missing = coll.delete(wanted) if wanted else (0, [])
+    if where is not None:
+        deleted += coll.delete_where(where)
     if as_json:
         echo_json({"collection": name, "deleted": deleted, "not_found": missing, "documents": coll.row["doc_count"]})
         return

@@ -140,7 +140,8 @@ class ShardRouter:
         return self._gather([a.describe.remote() for a in self.actors])
 
     def search(self, queries: np.ndarray, k: int, *, selection=None, nprobe=None, ef_search=None):
-        """Top k of the whole collection: every shard's top k, merged exactly."""
+        """Top k of the whole collection: every shard's top k, merged exactly; returns scores,
+        ids and the generation every shard searched."""
         from embedsearch.store.segments import sort_topk
 
         sel_ids = None if selection is None else self.ray.put(selection.ids)
@@ -151,7 +152,7 @@ class ShardRouter:
             if len({gen for _, _, gen in answers}) == 1:
                 scores = np.hstack([s for s, _, _ in answers])
                 ids = np.hstack([i for _, i, _ in answers])
-                return sort_topk(scores, ids, k)
+                return (*sort_topk(scores, ids, k), answers[0][2])
         raise ClusterUnavailable(f"collection {self.coll.name!r} changed during each of {_ATTEMPTS} searches of its shards")
 
     def close(self) -> None:

@@ -49,7 +49,7 @@ from embedsearch.store import hits, lexical, manifest, passage_rows, payload
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
-from embedsearch.store.locks import RWLock, file_lock, is_locked
+from embedsearch.store.locks import RWLock, file_lock
 from embedsearch.store.metadata import (
     collections,
     documents,
@@ -68,6 +68,11 @@ from embedsearch.store.view import SegmentSet, committed_generation
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 SEAL_BYTES = 32 << 20  # the growing segment is sealed once its vectors take this much
 MAX_SEGMENT_BYTES = 2 << 30  # merges stop growing a segment past this (bounds a merge's memory)
+SNAPSHOT_TRIES = 20  # optimistic reads before a read takes the write lock (see at_one_generation)
+
+
+class StaleRead(Exception):
+    """A read saw two generations (a commit landed between its steps); it is run again."""
 
 
 def crash_point(name: str) -> None:
@@ -240,9 +245,10 @@ class Store:
         return [_public_row(r) for r in rows]
 
     def drop(self, name: str) -> None:
-        """Delete a collection's rows and its files."""
+        """Delete a collection's rows and its files (locks in the order store/locks.py writes
+        down: a running merge finishes first, then writers in this process and in others)."""
         coll = self.open(name)
-        with coll._rw.write(), file_lock(self.lock_path(name, "merge")), file_lock(self.lock_path(name)):
+        with file_lock(self.lock_path(name, "merge")), coll.writer_lock(), file_lock(self.lock_path(name)):
             with self.engine.begin() as conn:
                 for table in (payload_values, payload_fields, passages, documents, segments, tombstones, trainings):
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
@@ -290,6 +296,7 @@ class Collection:
         self._rw = RWLock()
         self._writer = threading.RLock()
         self._sync_lock = threading.Lock()
+        self._pinned = threading.local()  # this thread reads under the write lock (at_one_generation)
         self._selections = SelectionCache()  # filter results per (filter, generation)
         self.device: str | None = None
         vector_bytes = 4 * int(row["dim"])
@@ -423,21 +430,28 @@ class Collection:
             self._clean_leftovers(view)
             yield view
 
+    def writer_lock(self):
+        """This process's writer lock for the collection (threads); store/locks.py gives its
+        place in the lock order."""
+        return self._writer
+
     def _clean_leftovers(self, view: SegmentSet) -> None:
         """Remove what interrupted writes left: the log tail past the committed count, and
-        files the segment list does not name (unless a merge, which writes files without the
-        writer lock, is running right now)."""
+        files the segment list does not name. Merges write files without the writer lock, so
+        the scan holds the merge lock throughout (and is skipped while a merge runs): a merge
+        cannot start between reading the segment list and deleting what it does not name."""
         if view.growing is not None:
             truncate_log(view.growing.path, self.dim, view.growing.meta.count)
-        if is_locked(self.store.lock_path(self.name, "merge")):
-            return
-        with self.store.engine.connect() as conn:
-            metas = manifest.read_segments(conn, self.id)
-            keep = {f for m in metas for f in segment_files(m)}
-            keep |= {t.file for t in manifest.read_trainings(conn, self.id)}
-        for p in self.dir.iterdir():
-            if p.is_file() and p.name not in keep:
-                p.unlink(missing_ok=True)
+        with file_lock(self.store.lock_path(self.name, "merge"), blocking=False) as got:
+            if not got:
+                return
+            with self.store.engine.connect() as conn:
+                metas = manifest.read_segments(conn, self.id)
+                keep = {f for m in metas for f in segment_files(m)}
+                keep |= {t.file for t in manifest.read_trainings(conn, self.id)}
+            for p in self.dir.iterdir():
+                if p.is_file() and p.name not in keep:
+                    p.unlink(missing_ok=True)
 
     def _lookup(self, conn, external_ids: list[str]) -> dict[str, tuple[int, str]]:
         found: dict[str, tuple[int, str]] = {}
@@ -548,18 +562,11 @@ class Collection:
             self._view = None  # the in-memory view is rebuilt from the committed state
             raise
         crash_point("after-commit")
-        with self._rw.write():
-            self.row.update(values)
-            if sealed_meta is None and n:  # a new sealed segment is opened (mapped) by view() below
-                view.growing.add(row_ids, new_vectors)
-                view.growing.meta.count += n
-                view.growing.meta.bytes = view.growing.meta.count * record_dtype(self.dim).itemsize
-                view.growing.meta.row_hi = first + n
-            view.growing.meta.row_hi = first + n
-            if len(dead_vectors):
-                view.dead = np.union1d(view.dead, dead_vectors)
-            if sealed_meta is None:
-                view.generation = new_gen
+        # the in-memory state is derived from what the commit recorded, by the one path every
+        # reader takes (view() reads the committed segment list and the log records past what
+        # it holds): a reader that synced between the commit and this line cannot make the
+        # growing segment count the batch twice
+        self.row.update(values)
         view = self.view()
         if view.growing.meta.count >= self.seal_at:
             self._seal(view)
@@ -840,6 +847,23 @@ class Collection:
             self._after_write()
         return len(existing), missing
 
+    def delete_where(self, where: dict | str | None) -> int:
+        """Delete every document matching a filter, in one commit; returns how many. ``{}``
+        (and None) match every document, as in :func:`count` and MongoDB."""
+        spec = parse_filter(where) or {}
+        with self._writing():
+            with self.store.engine.connect() as conn:
+                query = select(documents.c.row_id).where(documents.c.collection_id == self.id)
+                if spec:
+                    scope = payload.PayloadScope(self.id, payload.field_kinds(conn, self.id))
+                    query = query.where(compile_filter(spec, documents.c.meta, self.store.dialect, scope))
+                row_ids = [int(r[0]) for r in conn.execute(query)]
+            if row_ids:
+                self._commit([], None, row_ids)
+        if row_ids:
+            self._after_write()
+        return len(row_ids)
+
     # ---- reads ----------------------------------------------------------------------------
     def count(self) -> int:
         with self.store.engine.connect() as conn:
@@ -911,6 +935,8 @@ class Collection:
         A filtered search returns ``min(k, matching documents)`` hits: the filter selects ids
         in SQL (cached per filter and generation) and each segment's search is restricted to
         them. ``columns`` (of "text", "metadata") are read for the hits; the others are None.
+        The hits are the documents as of the generation whose vectors were searched (see
+        :meth:`at_one_generation`), so the k guarantee holds while others commit.
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
@@ -919,33 +945,75 @@ class Collection:
             raise InvalidArgument("k must be at least 1")
         if not np.isfinite(queries).all():
             raise DimensionMismatch("query vectors contain NaN or infinity")
+        return self.at_one_generation(lambda: self._search_once(queries, k, where, nprobe, ef_search, columns))
+
+    def at_one_generation(self, read: Callable[[], Any]) -> Any:
+        """Run ``read`` until it saw one generation throughout: it raises :class:`StaleRead` when
+        a commit landed between its steps (the vectors it searched and the rows it then read
+        belong to different generations), and is run again. Optimistic: a read costs nothing
+        extra unless a commit interleaves; after ``SNAPSHOT_TRIES`` interleaved runs the read
+        runs once more holding the collection's write lock, when nothing can commit, so a
+        stream of commits cannot starve it."""
+        if getattr(self._pinned, "on", False):  # inside the locked run below: nothing moves
+            return read()
+        for _ in range(SNAPSHOT_TRIES):
+            try:
+                return read()
+            except StaleRead:
+                continue
+        with self._writer, file_lock(self.store.lock_path(self.name)):
+            self._pinned.on = True
+            try:
+                return read()
+            finally:
+                self._pinned.on = False
+
+    def _searcher(self):
+        """The vector searcher: the shard actors on Ray for a sharded collection, else the
+        view in this process. Returns (generation, live vectors, search function returning
+        scores, ids and the generation it searched)."""
         if self.shards > 1 and self.shard is None:  # fans out to the shard actors on Ray
             from embedsearch.cluster.shards import router_for
 
             router = router_for(self)
-            generation, available, searcher = router.generation(), router.live(), router.search
-        else:
-            view = self.view()  # before the filter: rows the filter finds beyond this view are left out
-            generation, available = view.generation, view.live()
+            return router.generation(), router.live(), router.search
+        view = self.view()
+        generation = view.generation
 
-            def searcher(*args, **kwargs):
-                with self._rw.read():
-                    return view.search(*args, **kwargs)
+        def local(*args, **kwargs):
+            with self._rw.read():  # the view another thread syncs is the same object
+                return (*view.search(*args, **kwargs), view.generation)
 
+        return generation, view.live(), local
+
+    def _search_once(self, queries, k, where, nprobe, ef_search, columns) -> list[list[Hit]]:
+        generation, available, search = self._searcher()
         selection = self.selection(where, generation)
+        if selection is not None and selection.generation != generation:
+            raise StaleRead  # the filter saw a later commit than the vectors
         if selection is not None and not selection.count:
             return [[] for _ in range(len(queries))]
+
+        def searcher(*args, **kwargs):
+            scores, ids, searched = search(*args, **kwargs)
+            if searched != generation:
+                raise StaleRead
+            return scores, ids
+
         if self.chunking is not None:
             return self._search_passages(searcher, available, queries, k, selection, nprobe, ef_search, columns)
         scores, ids = searcher(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
-        rows = self.fetch(np.unique(ids[ids >= 0]), columns)
+        wanted = np.unique(ids[ids >= 0])
+        rows = self.fetch(wanted, columns)
+        if len(rows) != len(wanted):
+            raise StaleRead  # a hit's document was replaced or deleted by a later commit
         results = []
         for srow, irow in zip(scores.tolist(), ids.tolist(), strict=True):
             found = []
             for score, rid in zip(srow, irow, strict=True):
-                row = rows.get(rid)  # -1 (no hit) is never a row
-                if row is not None:
-                    found.append(Hit(row[0], score, row[1], row[2], rid))
+                if rid >= 0:  # -1: fewer vectors than k
+                    ext, text, meta = rows[rid]
+                    found.append(Hit(ext, score, text, meta, rid))
             results.append(found)
         return results
 
@@ -957,20 +1025,25 @@ class Collection:
         depth = max(1, min(max(4 * k, 16), available))
         while True:
             scores, ids = searcher(queries, depth, selection=selection, nprobe=nprobe, ef_search=ef_search)
-            where = passage_rows.lookup(self.store.engine, self.store.dialect, self.id, np.unique(ids[ids >= 0]))
+            wanted = np.unique(ids[ids >= 0])
+            where = passage_rows.lookup(self.store.engine, self.store.dialect, self.id, wanted)
+            if len(where) != len(wanted):
+                raise StaleRead
             grouped = passage_rows.best_per_document(scores, ids, where, k)
             if depth >= available or all(len(g) >= k for g in grouped):
                 break
             depth = min(depth * 4, available)
-        rows = self.fetch({d for g in grouped for d, _, _, _ in g}, columns)
+        docs = {d for g in grouped for d, _, _, _ in g}
+        rows = self.fetch(docs, columns)
+        if len(rows) != len(docs):
+            raise StaleRead
         results = []
         for found in grouped:
             hits_ = []
             for doc, score, a, b in found:
-                row = rows.get(doc)
-                if row is not None:
-                    extras = {"passage": None if row[1] is None else row[1][a:b], "start": a, "end": b}
-                    hits_.append(Hit(row[0], score, row[1], row[2], doc, extras))
+                row = rows[doc]
+                extras = {"passage": None if row[1] is None else row[1][a:b], "start": a, "end": b}
+                hits_.append(Hit(row[0], score, row[1], row[2], doc, extras))
             results.append(hits_)
         return results
 

@@ -2,6 +2,21 @@
 
 Lock files live in ``<data dir>/.locks/``, outside the collection directories, so dropping a
 collection (which removes its directory) never removes a lock another process is waiting on.
+
+The lock order. Every path that holds more than one of a collection's locks takes them in this
+order, outermost first, and releases them in reverse:
+
+1. the **merge** lock file (``<name>.merge.lock``): a merge or optimize run, and drop;
+2. the collection's **writer** lock (``Collection.writer_lock()``, threads of one process);
+3. the **write** lock file (``<name>.write.lock``): one writer across processes;
+4. the view's **sync** lock (threads bringing the in-memory view to the committed state);
+5. the view's **read/write** lock (:class:`RWLock`: searches read, a sync writes).
+
+A lock may be *tried* out of order without waiting (``file_lock(..., blocking=False)``): the
+writer's leftover clean-up tries the merge lock while it holds the write lock, and skips its
+scan when a merge runs, so it can never wait in a cycle. A read that gave up being optimistic
+(``Collection.at_one_generation``) takes 2 and 3 in order. tests/test_concurrency.py forces
+the interleavings that deadlocked when drop took 5 before 1 and 3.
 """
 
 from __future__ import annotations
@@ -56,7 +71,7 @@ class RWLock:
 
 
 @contextmanager
-def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:  # see the lock order above
     """An exclusive lock on ``path`` across processes; yields False (without the lock) when
     ``blocking`` is off and someone else holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
