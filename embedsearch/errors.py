@@ -104,6 +104,21 @@ class InconsistentCollection(EmbedsearchError):
     code = "inconsistent_collection"
 
 
+class DatabaseDamaged(EmbedsearchError):
+    """The metadata database itself is damaged (SQLite's page check fails): no repair of a
+    collection can fix it; the message says what to do."""
+
+    http_status = 500
+    code = "database_damaged"
+
+
+class RepairIncomplete(EmbedsearchError):
+    """``index repair`` fixed what it could, and names the problems that remain."""
+
+    http_status = 500
+    code = "repair_incomplete"
+
+
 class CollectionLocked(EmbedsearchError):
     http_status = 409
     code = "collection_locked"

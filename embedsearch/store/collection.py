@@ -45,8 +45,9 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, embed_texts, resolve_chunking
-from embedsearch.store import hits, lexical, manifest, passage_rows, payload
+from embedsearch.store import batch_rows, hits, lexical, manifest, passage_rows, payload
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
+from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
 from embedsearch.store.locks import RWLock, file_lock
@@ -73,12 +74,6 @@ SNAPSHOT_TRIES = 20  # optimistic reads before a read takes the write lock (see 
 
 class StaleRead(Exception):
     """A read saw two generations (a commit landed between its steps); it is run again."""
-
-
-def crash_point(name: str) -> None:
-    """Crash-consistency tests kill the process here (``EMBEDSEARCH_TEST_CRASH_AT=name``)."""
-    if os.environ.get("EMBEDSEARCH_TEST_CRASH_AT") == name:
-        os._exit(17)
 
 
 @dataclass
@@ -200,7 +195,7 @@ class Store:
                             name=name,
                             model=embedder.spec,
                             model_fingerprint=embedder.fingerprint,
-                            embedder_config=_embedder_config(embedder, chunking, shards),
+                            embedder_config=embedder_config(embedder, chunking, shards),
                             dim=embedder.dim,
                             metric=metric,
                             index_spec=spec,
@@ -242,7 +237,7 @@ class Store:
     def list(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(collections).order_by(collections.c.name)).mappings().all()
-        return [_public_row(r) for r in rows]
+        return [public_row(r) for r in rows]
 
     def drop(self, name: str) -> None:
         """Delete a collection's rows and its files (locks in the order store/locks.py writes
@@ -259,7 +254,7 @@ class Store:
             self._open.pop(name, None)
 
 
-def _embedder_config(embedder: Embedder, chunking: Chunking | None, shards: int = 1) -> dict[str, Any]:
+def embedder_config(embedder: Embedder, chunking: Chunking | None, shards: int = 1) -> dict[str, Any]:
     """The collection's record of how it embeds and is searched: the model's settings, the
     chunking, and the number of shards when it has several."""
     config = embedder.config()
@@ -274,7 +269,7 @@ def _growing_meta(seg_id: int, row_lo: int, generation: int) -> SegmentMeta:
     return SegmentMeta(seg_id, "growing", growing_file(seg_id), "Flat", None, 0, row_lo, row_lo, 0, None, generation)
 
 
-def _public_row(row) -> dict[str, Any]:
+def public_row(row) -> dict[str, Any]:
     out = dict(row)
     out.pop("id", None)
     for key in ("created_at", "updated_at"):
@@ -321,7 +316,7 @@ class Collection:
         return str(self.row["metric"])
 
     def info(self) -> dict[str, Any]:
-        from embedsearch.store.repair import describe
+        from embedsearch.store.verify import describe
 
         self.refresh()
         return describe(self)
@@ -343,7 +338,7 @@ class Collection:
             if view is not None and view.generation == self._committed_generation():
                 return view
             with self._rw.write():
-                if self._is_legacy():
+                if self.is_legacy():
                     self._view = load_legacy_view(self)
                     return self._view
                 if view is None or view.legacy:
@@ -361,7 +356,8 @@ class Collection:
         with self.store.engine.connect() as conn:
             return committed_generation(conn, self.id, self.name)
 
-    def _is_legacy(self) -> bool:
+    def is_legacy(self) -> bool:
+        """Whether the collection is still in the pre-segment single-file format."""
         with self.store.engine.connect() as conn:
             return not conn.execute(
                 select(func.count()).select_from(segments).where(segments.c.collection_id == self.id)
@@ -421,7 +417,7 @@ class Collection:
     def _writing(self) -> Iterator[SegmentSet]:
         with self._writer, file_lock(self.store.lock_path(self.name)):
             self.refresh()
-            if self._is_legacy():
+            if self.is_legacy():
                 from embedsearch.store.legacy import migrate_legacy
 
                 migrate_legacy(self)
@@ -429,6 +425,32 @@ class Collection:
             view = self.view()
             self._clean_leftovers(view)
             yield view
+
+    def forget_view(self) -> None:
+        """Drop the in-memory view; the next read opens the committed segments anew."""
+        with self._sync_lock, self._rw.write():
+            self._view = None
+
+    def forget_selections(self) -> None:
+        """Drop cached filter results (after a change to the payload index outside a commit)."""
+        self._selections.clear()
+
+    def remove_leftovers(self) -> None:
+        """Remove files no commit names (callers hold the writer locks)."""
+        self._clean_leftovers(self.view())
+
+    def retrain_now(self) -> str | None:
+        """Train the template the collection's spec needs now, from the stored vectors, when
+        there are enough and none is live (repair dropped a damaged one); returns its spec."""
+        from embedsearch.store.maintenance import retrain_template
+
+        with file_lock(self.store.lock_path(self.name, "merge")):
+            view = self.view()
+            spec = target_spec(self.row["index_spec"], view.live(), self.dim)
+            if view.training is not None or not spec.needs_training or view.live() < spec.min_train_points():
+                return None
+            retrain_template(self, view, spec)
+            return spec.text
 
     def writer_lock(self):
         """This process's writer lock for the collection (threads); store/locks.py gives its
@@ -504,10 +526,7 @@ class Collection:
         gen, first = self.generation, int(self.row["next_row_id"])
         new_gen = gen + 1
         row_ids = np.arange(first, first + n, dtype=np.int64)
-        if chunked:  # a document's row id is its first passage's vector id
-            doc_ids = first + np.concatenate([[0], np.cumsum([len(x) for x in spans])[:-1]]).astype(np.int64)[: len(new_docs)]
-        else:
-            doc_ids = row_ids
+        doc_ids = batch_rows.document_ids(first, n, spans if chunked else None, len(new_docs))
         g = view.growing.meta
         sealed_meta = training = None
         if n >= self.seal_at:
@@ -518,33 +537,23 @@ class Collection:
             append_records(view.growing.path, self.dim, g.count, row_ids, new_vectors)
         crash_point("append")
         removed = np.asarray(sorted(remove_row_ids), dtype=np.int64)
-        dead_vectors = removed if tombstone_removed else np.zeros(0, dtype=np.int64)
         doc_count = int(self.row["doc_count"]) - len(removed) + len(new_docs)
         values = {"generation": new_gen, "next_row_id": first + n, "doc_count": doc_count, "updated_at": _now()}
         try:
             with self.store.engine.begin() as conn:
-                self._check_generation(conn, gen)
-                indexed = payload.indexed_fields(conn, self.id)
-                has_lexical = lexical.enabled(conn, self.id)
-                if has_lexical:
-                    lexical.on_commit(conn, self.id, removed, first, first + n, "before")
-                for part in _chunks(removed):
-                    conn.execute(delete(documents).where(documents.c.collection_id == self.id, documents.c.row_id.in_(part)))
-                if indexed:
-                    payload.delete_entries(conn, self.id, removed)
-                if chunked:  # every passage of a removed document goes
-                    dead_vectors = passage_rows.remove(conn, self.id, removed)
-                    if not tombstone_removed:
-                        dead_vectors = np.intersect1d(dead_vectors, stored if stored is not None else [])
-                if len(dead_vectors):
-                    manifest.add_tombstones(conn, self.id, dead_vectors, new_gen)
-                if new_docs:
-                    conn.execute(insert(documents), _doc_rows(self.id, doc_ids, new_docs))
-                    payload.write_entries(conn, self.id, indexed, doc_ids, [d.metadata for d, _ in new_docs])
-                    if chunked:
-                        passage_rows.write(conn, self.id, doc_ids, spans)
-                    if has_lexical:
-                        lexical.on_commit(conn, self.id, removed, first, first + n, "after")
+                self.check_generation(conn, gen)
+                batch_rows.apply(
+                    conn,
+                    self.id,
+                    removed=removed,
+                    new_docs=new_docs,
+                    doc_ids=doc_ids,
+                    row_range=(first, first + n),
+                    spans=spans if chunked else None,
+                    generation=new_gen,
+                    tombstone_removed=tombstone_removed,
+                    stored=stored,
+                )
                 if sealed_meta is not None:
                     if training is not None:
                         manifest.insert_training(conn, self.id, training)
@@ -571,7 +580,9 @@ class Collection:
         if view.growing.meta.count >= self.seal_at:
             self._seal(view)
 
-    def _check_generation(self, conn, gen: int) -> None:
+    def check_generation(self, conn, gen: int) -> None:
+        """Inside a commit's transaction: lock the collection row and check that ``gen`` is still
+        the committed generation (else another writer committed first)."""
         current = conn.execute(select(collections.c.generation).where(collections.c.id == self.id).with_for_update()).scalar_one()
         if current != gen:
             raise InconsistentCollection(f"collection {self.name!r} changed underneath this writer")
@@ -609,7 +620,7 @@ class Collection:
         values = {"generation": new_gen, "updated_at": _now()}
         try:
             with self.store.engine.begin() as conn:
-                self._check_generation(conn, gen)
+                self.check_generation(conn, gen)
                 if training is not None:
                     manifest.insert_training(conn, self.id, training)
                     values["active_spec"] = training.spec
@@ -753,17 +764,17 @@ class Collection:
                 # id -> (document, hash, its vectors (one per passage), its passage spans or None)
                 pending: dict[str, tuple[Document, str, np.ndarray, list | None]] = {}
 
-                def flush() -> None:
-                    if not pending:
-                        return
-                    with self.store.engine.connect() as conn:
-                        existing = self._lookup(conn, list(pending))
-                    items = list(pending.values())
-                    spans = None if self.chunking is None else [item[3] for item in items]
-                    self._commit_upsert(items, np.vstack([item[2] for item in items]), existing, result, spans)
-                    pending.clear()
-                    if on_commit is not None:
-                        on_commit(result)
+                def flush(full_only: bool) -> None:
+                    """Commit pending documents ``commit_every`` at a time (``full_only``: only
+                    whole commits of that size; the rest waits for more documents)."""
+                    while pending and (len(pending) >= commit_every or not full_only):
+                        items = [pending.pop(ext) for ext in list(pending)[:commit_every]]
+                        with self.store.engine.connect() as conn:
+                            existing = self._lookup(conn, [item[0].id for item in items])
+                        spans = None if self.chunking is None else [item[3] for item in items]
+                        self._commit_upsert(items, np.vstack([item[2] for item in items]), existing, result, spans)
+                        if on_commit is not None:
+                            on_commit(result)
 
                 for chunk in batched(docs, batch_size):
                     latest: dict[str, tuple[Document, str]] = {}
@@ -791,9 +802,8 @@ class Collection:
                     if bar is not None:
                         bar.update(len(chunk))
                         bar.set_postfix(new=result.added + len(pending), unchanged=result.unchanged, refresh=False)
-                    if len(pending) >= commit_every:
-                        flush()
-                flush()
+                    flush(full_only=True)
+                flush(full_only=False)
         finally:
             if bar is not None:
                 bar.close()
@@ -1050,7 +1060,7 @@ class Collection:
     # ---- verify and repair ------------------------------------------------------------------
     def verify(self, check_model: bool = True):
         """Compare SQL and the segments: files, checksums, ids, counts, dimension, model."""
-        from embedsearch.store.repair import verify
+        from embedsearch.store.verify import verify
 
         return verify(self, check_model=check_model)
 
@@ -1075,16 +1085,3 @@ def _check_document(doc: Document) -> None:
     if problem:
         raise InvalidArgument(f"document {doc.id!r}: metadata must be strict JSON: {problem}")
 
-
-def _doc_rows(collection_id: int, row_ids: np.ndarray, new_docs: list[tuple[Document, str]]) -> list[dict]:
-    return [
-        {
-            "collection_id": collection_id,
-            "row_id": int(rid),
-            "external_id": doc.id,
-            "text": doc.text,
-            "meta": doc.metadata,
-            "content_hash": h,
-        }
-        for rid, (doc, h) in zip(row_ids, new_docs, strict=True)
-    ]

@@ -159,7 +159,7 @@ def migrate_legacy(coll) -> None:
     create_log(coll.dir / growing.file)
     crash_point("migrate-files")
     with coll.store.engine.begin() as conn:
-        coll._check_generation(conn, gen)
+        coll.check_generation(conn, gen)
         if training is not None:
             manifest.insert_training(conn, coll.id, training)
         if sealed is not None:

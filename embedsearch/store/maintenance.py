@@ -16,6 +16,7 @@ from sqlalchemy import update
 
 from embedsearch.files import fsync_path
 from embedsearch.store import manifest
+from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.locks import file_lock
 from embedsearch.store.merging import MergePlan, build_merged, plan_merge
 from embedsearch.store.metadata import collections
@@ -93,7 +94,7 @@ def run_merges(coll, *, force: bool = False, retrain: bool = False, progress: bo
     if retrain and spec is None and view.training is not None:
         spec = target_spec(coll.row["index_spec"], view.live(), coll.dim)
     if spec is not None and spec.needs_training:
-        _retrain(coll, view, spec)
+        retrain_template(coll, view, spec)
         done.append({"retrained": spec.text, "on": view.live()})
     while True:
         view = coll.view()
@@ -111,13 +112,15 @@ def run_merges(coll, *, force: bool = False, retrain: bool = False, progress: bo
     return {"merges": done}
 
 
-def _retrain(coll, view: SegmentSet, spec: IndexSpec) -> None:
+def retrain_template(coll, view: SegmentSet, spec: IndexSpec) -> None:
+    """Train ``spec`` on a sample of the stored vectors and commit it as the live template
+    (segments of older trainings become stale: merges rebuild them)."""
     training = train_template(coll, view, spec, view.live(), None)
     with coll._writer, file_lock(coll.store.lock_path(coll.name)):
         coll.refresh()
         gen = coll.generation
         with coll.store.engine.begin() as conn:
-            coll._check_generation(conn, gen)
+            coll.check_generation(conn, gen)
             training.created_gen = gen + 1
             manifest.insert_training(conn, coll.id, training)
             conn.execute(update(collections).where(collections.c.id == coll.id).values(generation=gen + 1))
@@ -125,7 +128,6 @@ def _retrain(coll, view: SegmentSet, spec: IndexSpec) -> None:
 
 
 def _merge_one(coll, view: SegmentSet, plan: MergePlan) -> dict[str, Any]:
-    from embedsearch.store.collection import crash_point
 
     inputs = [view.sealed[s] for s in plan.seg_ids]
     lo, hi = inputs[0].meta.row_lo, inputs[-1].meta.row_hi
@@ -145,7 +147,7 @@ def _merge_one(coll, view: SegmentSet, plan: MergePlan) -> dict[str, Any]:
         coll.refresh()
         gen = coll.generation
         with coll.store.engine.begin() as conn:
-            coll._check_generation(conn, gen)
+            coll.check_generation(conn, gen)
             current = {m.seg_id for m in manifest.read_segments(conn, coll.id)}
             if not set(plan.seg_ids) <= current:  # cannot happen under the merge lock; never commit a lost race
                 raise RuntimeError("merge inputs changed underneath the merge")

@@ -1,8 +1,17 @@
-"""What a collection holds (``index info``), whether SQL and the segments agree (``index
-verify``), and making them agree again (``index repair``).
+"""Making SQL and the segments agree again (``index repair``), crash-atomically.
 
-Leftovers of interrupted writes (files the segment list does not name, a log tail past the
-committed count) are not problems: the next writer removes them. ``verify`` lists them.
+A repair first fixes what lives in SQL alone (metadata that is not strict JSON, payload
+entries, the single-file format of old collections), each in its own transaction. Then, when
+vectors are missing, damaged or (``--rebuild``) to be made anew, it builds every replacement
+file first (re-embedded documents as sealed segments, the kept growing segment sealed so the
+new segments follow it in row-id order), and swaps them in with **one** commit that also
+renumbers the re-embedded documents, tombstones vectors without documents and forgets damaged
+templates. A ``kill -9`` anywhere before that commit leaves the collection as it was (the
+files written are leftovers the next writer removes); after it, the repaired state. The old
+segments stay live until their replacements are committed.
+
+A repair ends by verifying again: what it could not fix is raised as
+:class:`~embedsearch.errors.RepairIncomplete` (exit 1), never reported as done.
 """
 
 from __future__ import annotations
@@ -13,238 +22,297 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, update
 
+from embedsearch.corpus import Document
 from embedsearch.embedders.base import Embedder
-from embedsearch.errors import InconsistentCollection, IndexCorrupted
-from embedsearch.store import manifest
+from embedsearch.errors import DatabaseDamaged, FingerprintMismatch, RepairIncomplete
+from embedsearch.store import batch_rows, manifest
+from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.growing import create_log, read_records
-from embedsearch.store.legacy import LEGACY_FILE_RE, legacy_file, read_legacy
 from embedsearch.store.locks import file_lock
 from embedsearch.store.metadata import collections, documents
-from embedsearch.store.segments import Segment, checksum, segment_files
+from embedsearch.store.segments import Segment, SegmentMeta, build_index, segment_file, write_sealed
 from embedsearch.store.specs import parse_spec
+from embedsearch.store.verify import (
+    document_row_ids,
+    documents_of,
+    documents_without_passages,
+    expected_vectors,
+    verify,
+)
+
+_EMBED_BATCH = 1024  # documents embedded (and read back in the commit) at a time
+_DOC_COLUMNS = (documents.c.row_id, documents.c.external_id, documents.c.text, documents.c.meta, documents.c.content_hash)
 
 
 @dataclass
-class VerifyReport:
-    name: str
-    ok: bool
-    generation: int
-    sql_count: int
-    faiss_count: int | None
-    problems: list[str] = field(default_factory=list)
-    needs_rebuild: bool = False
-    leftovers: list[str] = field(default_factory=list)
-    bad_segments: list[int] = field(default_factory=list)
-    bad_metadata: list[int] = field(default_factory=list)  # row ids whose metadata is not strict JSON
-    bad_payload: dict[str, int] = field(default_factory=dict)  # indexed field -> entries that disagree
-    model_changed: bool = False  # fixed only by `index repair NAME --rebuild`
+class _Plan:
+    """What the one repair commit changes."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    drop: list[SegmentMeta]
+    add: list[SegmentMeta] = field(default_factory=list)
+    growing: SegmentMeta | None = None  # a new growing segment (the old one was dropped or sealed)
+    drop_tombstones: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    orphans: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    drop_trainings: list[int] = field(default_factory=list)
+    moved: list[tuple[np.ndarray, np.ndarray, list | None]] = field(default_factory=list)  # (old ids, new ids, spans)
+    next_row_id: int = 0
+    kept_growing: SegmentMeta | None = None  # the growing segment, when it is readable
+    kept_live: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # live vectors that stay
 
 
-def describe(coll) -> dict[str, Any]:
-    """``index info``: the collection row, its segments, tombstones, training and bytes on disk."""
-    from embedsearch.store.collection import _public_row
+def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Fix every problem :func:`verify` reports, or raise saying what is left (see the module
+    docstring). Returns what was done."""
+    from embedsearch.store.legacy import migrate_legacy
 
-    out = _public_row(coll.row)
-    out["path"] = str(coll.dir)
-    try:
-        view = coll.view()
-    except (IndexCorrupted, InconsistentCollection) as exc:
-        out["error"] = str(exc)
-        return out
-    out["format"] = "single file (pre-segment; migrated on the first write)" if view.legacy else "segments"
-    out["faiss_count"] = view.live()
-    out["tombstones"] = len(view.dead)
-    out["segments"] = [
-        {
-            "id": s.meta.seg_id,
-            "state": s.meta.state,
-            "spec": s.meta.spec,
-            "vectors": s.meta.count,
-            "tombstones": len(view.dead_in(s)),
-            "rows": [s.meta.row_lo, s.meta.row_hi],
-            "bytes": s.meta.bytes,
-        }
-        for s in view.segments()
-    ]
-    t = view.training
-    extra = (coll.dir / t.file).stat().st_size if t is not None and (coll.dir / t.file).exists() else 0
-    out["index_bytes"] = sum(s.meta.bytes for s in view.segments()) + extra
-    out["training"] = None if t is None else {"spec": t.spec, "trained_on": t.trained_on, "sample": t.sample}
-    requested = coll.row["index_spec"]
-    if t is None and requested != "auto" and parse_spec(requested, coll.dim).needs_training:
-        need = parse_spec(requested, coll.dim).min_train_points()
-        out["pending"] = f"{requested} is trained once the collection holds {need} vectors; exact Flat until then"
-    out["seal_at"] = coll.seal_at
-    out["index_fields"] = coll.index_fields()
-    out["lexical"] = _lexical_info(coll)
-    out["passages"] = _passage_count(coll)
-    return out
-
-
-def _passage_count(coll) -> int | None:
-    """Passages (vectors) of a chunked collection; None without chunking."""
-    if coll.chunking is None:
-        return None
-    from embedsearch.store import passage_rows
-
-    with coll.store.engine.connect() as conn:
-        return passage_rows.count(conn, coll.id)
-
-
-def _lexical_info(coll) -> dict[str, Any] | None:
-    from embedsearch.store import lexical
-
-    with coll.store.engine.connect() as conn:
-        if not lexical.enabled(conn, coll.id):
-            return None
-        return {"documents": lexical.row_count(conn, coll.id), "bytes": lexical.size_bytes(conn, coll.id)}
-
-
-def _sql_ids(coll) -> np.ndarray:
-    with coll.store.engine.connect() as conn:
-        rows = conn.execute(select(documents.c.row_id).where(documents.c.collection_id == coll.id))
-        return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
-
-
-def _expected_vectors(coll, sql_ids: np.ndarray) -> np.ndarray:
-    """The vector ids the segments must hold: one per document, or one per passage."""
-    if coll.chunking is None:
-        return sql_ids
-    from embedsearch.store import passage_rows
-
-    with coll.store.engine.connect() as conn:
-        return passage_rows.vector_ids(conn, coll.id)
-
-
-def _documents_without_passages(coll, sql_ids: np.ndarray) -> np.ndarray:
-    if coll.chunking is None:
-        return np.zeros(0, dtype=np.int64)
-    from embedsearch.store import passage_rows
-
-    with coll.store.engine.connect() as conn:
-        return np.setdiff1d(sql_ids, passage_rows.document_ids(conn, coll.id))
-
-
-def _documents_of(coll, vector_ids: np.ndarray) -> np.ndarray:
-    """The documents the given expected vectors belong to (themselves without chunking)."""
-    if coll.chunking is None or not len(vector_ids):
-        return vector_ids
-    from embedsearch.store import passage_rows
-
-    where = passage_rows.lookup(coll.store.engine, coll.store.dialect, coll.id, vector_ids)
-    return np.unique(np.asarray([d for d, _, _ in where.values()], dtype=np.int64))
-
-
-def verify(coll, check_model: bool = True) -> VerifyReport:
-    coll.refresh()
-    sql_ids = _sql_ids(coll)
-    expected = _expected_vectors(coll, sql_ids)
-    unit = "documents" if coll.chunking is None else "passages"
-    report = VerifyReport(coll.name, True, coll.generation, len(sql_ids), None)
-    if coll._is_legacy():
-        stored, dead = _verify_legacy(coll, report)
-    else:
-        stored, dead = _verify_segments(coll, report)
-    if stored is not None:
-        live = np.setdiff1d(stored, dead)
-        report.faiss_count = len(live)
-        only_sql = np.setdiff1d(expected, live)
-        only_faiss = np.setdiff1d(live, expected)
-        if len(only_sql):
-            report.problems.append(f"{len(only_sql)} {unit} have no vector (row ids {_preview(only_sql)})")
-        if len(only_faiss):
-            report.problems.append(f"{len(only_faiss)} vectors have no {unit[:-1]} (row ids {_preview(only_faiss)})")
-        dup = stored[1:][stored[1:] == stored[:-1]]
-        if len(dup):
-            report.problems.append(f"{len(dup)} row ids are stored twice (row ids {_preview(dup)})")
-        dead_live = np.intersect1d(dead, expected)
-        if len(dead_live):
-            report.problems.append(f"{len(dead_live)} live {unit} are marked deleted (row ids {_preview(dead_live)})")
-    bare = _documents_without_passages(coll, sql_ids)
-    if len(bare):
-        report.problems.append(f"{len(bare)} documents have no passages (row ids {_preview(bare)})")
-    _check_database(coll, report)
-    if not report.bad_metadata:  # SQLite's JSON functions cannot read such rows
-        _check_payload(coll, report)
-    _check_lexical(coll, report)
-    if coll.row["doc_count"] != len(sql_ids):
-        report.problems.append(f"collection row says {coll.row['doc_count']} documents, SQL holds {len(sql_ids)}")
-    if check_model:
-        from embedsearch.embedders import model_fingerprint
-
-        try:
-            fp = model_fingerprint(coll.row["model"], coll.embedder_options)
-            if fp != coll.row["model_fingerprint"]:
-                report.model_changed = True
-                report.problems.append(
-                    f"model {coll.row['model']} changed on disk (fingerprint {fp[:12]} != {coll.row['model_fingerprint'][:12]}): "
-                    f"`embedsearch index repair {coll.name} --rebuild` re-embeds every document with it"
-                )
-        except Exception as exc:  # the model may be gone; that is a finding, not a crash
-            report.problems.append(f"model {coll.row['model']} cannot be checked: {exc}")
-    report.ok = not report.problems
-    return report
-
-
-def _check_lexical(coll, report: VerifyReport) -> None:
-    """The lexical index holds one row per document (both are written in one transaction)."""
-    from embedsearch.store import lexical
-
-    with coll.store.engine.connect() as conn:
-        if not lexical.enabled(conn, coll.id):
-            return
-        rows = lexical.row_count(conn, coll.id)
-    if rows != report.sql_count:
-        report.problems.append(
-            f"the lexical index holds {rows} documents, SQL {report.sql_count}: "
-            f"`embedsearch index repair {coll.name} --lexical` rebuilds it"
-        )
-
-
-def _check_database(coll, report: VerifyReport) -> None:
-    """SQLite's own page check, and metadata that is not strict JSON (NaN / Infinity written by
-    earlier versions: SQLite's JSON functions fail on such rows, so every filter would)."""
-    engine = coll.store.engine
-    if engine.dialect.name != "sqlite":
-        return  # PostgreSQL checks its pages itself and jsonb refuses NaN
-    from sqlalchemy import func, text
-
-    with engine.connect() as conn:
-        problems = [r[0] for r in conn.execute(text("PRAGMA quick_check(5)"))]
-        if problems != ["ok"]:
-            report.problems.append(
-                f"the SQLite database fails its integrity check ({'; '.join(problems)}): restore "
-                f"{engine.url.database} from a backup, or recover what is readable with "
-                "`sqlite3 embedsearch.db .recover | sqlite3 recovered.db`, point --db at the result and run "
-                f"`embedsearch index repair {coll.name} --rebuild`"
+    actions: list[str] = []
+    retrain_after = False
+    with coll.writer_lock(), file_lock(coll.store.lock_path(coll.name)):
+        coll.refresh()
+        report = verify(coll, check_model=not rebuild and embedder is None)
+        if report.database_damaged:
+            raise DatabaseDamaged(next(p for p in report.problems if "integrity check" in p))
+        if report.model_changed and not rebuild:
+            raise FingerprintMismatch(
+                f"model {coll.row['model']} changed on disk since collection {coll.name!r} was built; "
+                f"`embedsearch index repair {coll.name} --rebuild` re-embeds every document with it"
             )
-            return
-        rows = conn.execute(
-            select(documents.c.row_id).where(documents.c.collection_id == coll.id, func.json_valid(documents.c.meta) == 0)
+        if report.bad_metadata:
+            fixed = _fix_metadata(coll, report.bad_metadata)
+            actions.append(f"replaced NaN/Infinity with null in the metadata of {fixed} documents")
+            report = verify(coll, check_model=False)
+        if report.bad_payload:
+            from embedsearch.store import payload
+
+            with coll.store.engine.begin() as conn:
+                written = payload.rebuild(conn, coll.id, sorted(report.bad_payload), coll.generation)
+            coll.forget_selections()
+            actions.append(f"rebuilt the payload index on {', '.join(sorted(report.bad_payload))} ({written} entries)")
+            report = verify(coll, check_model=False)
+        legacy = coll.is_legacy()
+        if legacy and not report.needs_rebuild and not rebuild:
+            migrate_legacy(coll)
+            coll.refresh()
+            legacy = False
+            actions.append("converted the single vector file into segments")
+            report = verify(coll, check_model=False)
+        if not rebuild and report.ok:
+            coll.remove_leftovers()
+            return {"repaired": bool(actions), "actions": actions or ["nothing to repair"], "generation": coll.generation}
+        if embedder is None:
+            from embedsearch.embedders import load_embedder
+
+            # not the per-process cache: a model that changed on disk must be read as it is now
+            embedder = load_embedder(coll.row["model"], options=coll.embedder_options, cache=False)
+        if not rebuild:
+            coll.check_embedder(embedder)  # partial repairs mix old and new vectors: the same model only
+        everything = rebuild or report.needs_rebuild or legacy
+        plan, todo = _plan(coll, report, everything, legacy)
+        plan.drop_trainings = sorted(set(plan.drop_trainings) | set(report.bad_trainings))
+        retrain_after = bool(report.bad_trainings) and not everything
+        if len(todo):
+            _reembed(coll, embedder, todo, plan, everything, progress)
+        crash_point("repair-files")
+        values = _commit(coll, embedder, plan, everything)
+        coll.forget_view()  # segments may have changed under open files: reopen from the commit
+        for m in plan.drop:
+            if m.state == "sealed":
+                actions.append(f"dropped segment {m.file} ({m.count} vectors)")
+        if plan.drop_trainings:
+            actions.append(f"dropped {len(plan.drop_trainings)} damaged or replaced trained templates")
+        if len(plan.orphans):
+            actions.append(f"marked {len(plan.orphans)} vectors without documents as deleted")
+        if len(todo):
+            actions.append(f"re-embedded {len(todo)} documents" + (" with " + embedder.name if everything else ""))
+        coll.remove_leftovers()
+    if retrain_after:
+        done = coll.retrain_now()
+        if done:
+            actions.append(f"retrained the {done} template from the stored vectors")
+    after = verify(coll, check_model=False)
+    if not after.ok:
+        raise RepairIncomplete(
+            f"collection {coll.name!r}: repair did {'; '.join(actions) or 'nothing'}, but these problems remain: "
+            + "; ".join(after.problems)
         )
-        report.bad_metadata = [int(r[0]) for r in rows]
-    if report.bad_metadata:
-        ids = np.asarray(report.bad_metadata)
-        report.problems.append(
-            f"{len(ids)} documents have metadata that is not strict JSON (NaN or Infinity; row ids {_preview(ids)}): "
-            f"`embedsearch index repair {coll.name}` replaces those values with null"
-        )
+    return {"repaired": True, "actions": actions or ["nothing to repair"], "generation": values["generation"]}
 
 
-def _check_payload(coll, report: VerifyReport) -> None:
-    """Payload index entries against what the documents hold (store/payload.py)."""
-    from embedsearch.store import payload
-
+def _plan(coll, report, everything: bool, legacy: bool) -> tuple[_Plan, np.ndarray]:
+    """Which segments go, which vectors are orphans, which documents are re-embedded."""
     with coll.store.engine.connect() as conn:
-        report.bad_payload = payload.disagreements(conn, coll.id)
-    for f, n in report.bad_payload.items():
-        report.problems.append(
-            f"the payload index on {f!r} disagrees with the documents ({n} entries missing or extra): "
-            f"`embedsearch index repair {coll.name}` rebuilds it"
+        metas = [] if legacy else manifest.read_segments(conn, coll.id)
+        dead = manifest.read_tombstones(conn, coll.id)
+        trainings = manifest.read_trainings(conn, coll.id)
+    drop = [m for m in metas if everything or m.seg_id in report.bad_segments]
+    keep = [m for m in metas if m not in drop]
+    stored = []
+    for m in keep:  # every kept segment is readable (verify checked them)
+        if m.state == "growing":
+            stored.append(np.asarray(read_records(coll.dir / m.file, coll.dim, 0, m.count)["id"], dtype=np.int64))
+        else:
+            stored.append(Segment.open(coll.dir, m, coll.dim).ids())
+    stored = np.sort(np.concatenate(stored)) if stored else np.zeros(0, dtype=np.int64)
+    live = np.setdiff1d(stored, dead)
+    sql_ids = document_row_ids(coll)
+    expected = expected_vectors(coll, sql_ids)
+    plan = _Plan(drop=drop, next_row_id=int(coll.row["next_row_id"]))
+    plan.orphans = np.setdiff1d(live, expected)  # vectors without documents (passages): tombstone them
+    plan.kept_live = np.setdiff1d(live, plan.orphans)
+    # documents with a missing vector (a missing passage) or no passages: re-embed them
+    todo = np.union1d(documents_of(coll, np.setdiff1d(expected, live)), documents_without_passages(coll, sql_ids))
+    if everything:
+        plan.drop_tombstones = dead
+        plan.drop_trainings = [t.train_id for t in trainings]
+    plan.kept_growing = next((m for m in keep if m.state == "growing"), None)
+    return plan, todo
+
+
+def _segment_spec(coll, dim: int, everything: bool) -> str:
+    """The spec re-embedded vectors are sealed as: the collection's, unless it needs a trained
+    template (then exact Flat segments, which merges rebuild once a template is trained)."""
+    requested = coll.row["index_spec"]
+    if requested == "auto" or parse_spec(requested, dim).needs_training:
+        if not everything and coll.row["active_spec"] and not parse_spec(coll.row["active_spec"], dim).needs_training:
+            return coll.row["active_spec"]
+        return "Flat"
+    return requested
+
+
+def _write(coll, dim: int, spec: str, ids: np.ndarray, vectors: np.ndarray) -> SegmentMeta:
+    """A sealed segment file for ``ids`` (uncommitted: a leftover until the commit names it)."""
+    sid = manifest.new_id()
+    meta = SegmentMeta(sid, "sealed", segment_file(sid), spec, None, 0, int(ids[0]), int(ids[-1]) + 1, 0, None, 0)
+    parsed = parse_spec(spec, dim)
+    index = build_index(parsed, dim, coll.metric, None, vectors, ids)
+    meta.count = int(index.ntotal)
+    write_sealed(coll.dir, meta, index, (ids, vectors) if parsed.refine else None)
+    return meta
+
+
+def _reembed(coll, embedder: Embedder, todo: np.ndarray, plan: _Plan, everything: bool, progress: bool) -> None:
+    """Embed the documents ``todo`` into new sealed segment files under fresh row ids, after
+    sealing the kept growing segment (segments cover row-id ranges in order, the growing one
+    last). Nothing is committed here."""
+    dim = embedder.dim
+    spec = _segment_spec(coll, dim, everything)
+    g = plan.kept_growing
+    if g is not None and g.count:
+        with coll.store.engine.connect() as conn:
+            dead = manifest.read_tombstones(conn, coll.id)
+        rec = read_records(coll.dir / g.file, coll.dim, 0, g.count)
+        ids = np.asarray(rec["id"], dtype=np.int64)
+        gone = np.isin(ids, dead)
+        if (~gone).any():
+            meta = _write(coll, coll.dim, spec, ids[~gone], np.asarray(rec["v"], dtype=np.float32)[~gone])
+            meta.row_lo, meta.row_hi = g.row_lo, g.row_hi
+            plan.add.append(meta)
+        plan.drop_tombstones = np.union1d(plan.drop_tombstones, ids[gone])
+    if g is not None:
+        plan.drop.append(g)
+    first = plan.next_row_id
+    buf_ids: list[np.ndarray] = []
+    buf_vecs: list[np.ndarray] = []
+    lo = first
+
+    def seal() -> None:
+        nonlocal lo
+        if buf_ids:
+            ids, vecs = np.concatenate(buf_ids), np.vstack(buf_vecs)
+            meta = _write(coll, dim, spec, ids, vecs)
+            meta.row_lo, meta.row_hi = lo, int(ids[-1]) + 1
+            lo = meta.row_hi
+            plan.add.append(meta)
+            buf_ids.clear()
+            buf_vecs.clear()
+
+    at = first
+    for start in range(0, len(todo), _EMBED_BATCH):
+        part = todo[start : start + _EMBED_BATCH]
+        rows = coll.fetch(part)
+        texts = [rows[int(i)][1] for i in part]
+        vectors, spans, _ = coll.embed_documents(embedder, texts, progress=progress)
+        n = len(vectors)
+        doc_ids = batch_rows.document_ids(at, n, spans, len(part))
+        plan.moved.append((np.asarray(part, dtype=np.int64), doc_ids, spans))
+        buf_ids.append(np.arange(at, at + n, dtype=np.int64))
+        buf_vecs.append(np.asarray(vectors, dtype=np.float32))
+        at += n
+        if sum(len(b) for b in buf_ids) >= coll.seal_at:
+            seal()
+    seal()
+    plan.next_row_id = at
+    plan.growing = SegmentMeta(manifest.new_id(), "growing", "", "Flat", None, 0, at, at, 0, None, 0)
+
+
+def _commit(coll, embedder: Embedder, plan: _Plan, everything: bool) -> dict[str, Any]:
+    """The one transaction that swaps the repaired state in."""
+    from embedsearch.store.collection import embedder_config
+    from embedsearch.store.growing import growing_file
+
+    if plan.growing is None and plan.kept_growing is None:  # the growing segment was dropped (or never was)
+        at = plan.next_row_id
+        plan.growing = SegmentMeta(manifest.new_id(), "growing", "", "Flat", None, 0, at, at, 0, None, 0)
+    gen = coll.generation
+    new_gen = gen + 1
+    if plan.growing is not None:
+        plan.growing.file = growing_file(plan.growing.seg_id)
+        plan.growing.created_gen = new_gen
+        create_log(coll.dir / plan.growing.file)
+    for m in plan.add:
+        m.created_gen = new_gen
+    values: dict[str, Any] = {"generation": new_gen, "next_row_id": plan.next_row_id}
+    if everything:
+        values.update(
+            model=embedder.spec,
+            model_fingerprint=embedder.fingerprint,
+            embedder_config=embedder_config(embedder, coll.chunking, coll.shards),
+            dim=embedder.dim,
+            active_spec="Flat",
         )
+    with coll.store.engine.begin() as conn:
+        coll.check_generation(conn, gen)
+        manifest.delete_segments(conn, coll.id, [m.seg_id for m in plan.drop])
+        for m in plan.add:
+            manifest.insert_segment(conn, coll.id, m)
+        if plan.growing is not None:
+            manifest.insert_segment(conn, coll.id, plan.growing)
+        for tid in plan.drop_trainings:
+            manifest.delete_training(conn, coll.id, tid)
+        manifest.drop_tombstones(conn, coll.id, plan.drop_tombstones)
+        manifest.add_tombstones(conn, coll.id, plan.orphans, new_gen)
+        for old, new, spans in plan.moved:
+            docs = _documents(conn, coll.id, old)
+            batch_rows.apply(
+                conn,
+                coll.id,
+                removed=old,
+                new_docs=docs,
+                doc_ids=new,
+                row_range=(int(new[0]), int(new[-1]) + (len(spans[-1]) if spans is not None else 1)),
+                spans=spans,
+                generation=new_gen,
+                tombstone_removed=False,
+                stored=plan.kept_live,
+            )
+        conn.execute(update(collections).where(collections.c.id == coll.id).values(**values))
+        crash_point("repair-before-commit")
+    crash_point("repair-after-commit")
+    coll.refresh()
+    return values
+
+
+def _documents(conn, collection_id: int, row_ids: np.ndarray) -> list[tuple[Document, str]]:
+    """(document, content hash) of ``row_ids``, in that order."""
+    rows = {
+        int(r[0]): (Document(r[1], r[2], r[3]), r[4])
+        for r in conn.execute(
+            select(*_DOC_COLUMNS).where(
+                documents.c.collection_id == collection_id, documents.c.row_id.in_([int(i) for i in row_ids])
+            )
+        )
+    }
+    return [rows[int(i)] for i in row_ids]
 
 
 def _fix_metadata(coll, row_ids: list[int]) -> int:
@@ -276,207 +344,3 @@ def _fix_metadata(coll, row_ids: list[int]) -> int:
                 .values(meta=meta, content_hash=Document(ext, text_, meta).content_hash)
             )
     return len(rows)
-
-
-def _verify_legacy(coll, report: VerifyReport):
-    path = coll.dir / legacy_file(coll.generation)
-    report.leftovers = sorted(p.name for p in coll.dir.glob("vectors-*.faiss") if p.name != path.name)
-    if not path.exists():
-        report.problems.append(f"vector file for generation {coll.generation} is missing")
-        report.needs_rebuild = True
-        return None, None
-    try:
-        index, tomb, header = read_legacy(path)
-    except IndexCorrupted as exc:
-        report.problems.append(str(exc))
-        report.needs_rebuild = True
-        return None, None
-    if header["generation"] != coll.generation:
-        report.problems.append(f"vector file says generation {header['generation']}, SQL says {coll.generation}")
-    seg = Segment(_legacy_meta(index), index, coll.dim)
-    return seg.ids(), tomb
-
-
-def _legacy_meta(index):
-    from embedsearch.store.segments import SegmentMeta
-    from embedsearch.store.specs import describe as describe_index
-
-    return SegmentMeta(0, "sealed", "", describe_index(index), None, int(index.ntotal), 0, 0, 0, None, 0)
-
-
-def _verify_segments(coll, report: VerifyReport):
-    with coll.store.engine.connect() as conn:
-        metas = manifest.read_segments(conn, coll.id)
-        trainings = manifest.read_trainings(conn, coll.id)
-        dead = manifest.read_tombstones(conn, coll.id)
-    named = {f for m in metas for f in segment_files(m)} | {t.file for t in trainings}
-    report.leftovers = sorted(p.name for p in coll.dir.iterdir() if p.is_file() and p.name not in named)
-    for t in trainings:
-        try:
-            if checksum(coll.dir, [t.file])[1] != t.sha256:
-                report.problems.append(f"trained index {t.file}: checksum mismatch")
-        except FileNotFoundError:
-            report.problems.append(f"trained index {t.file} is missing")
-    parts = []
-    for m in metas:
-        try:
-            if m.state == "growing":
-                rec = read_records(coll.dir / m.file, coll.dim, 0, m.count)
-                parts.append(np.asarray(rec["id"], dtype=np.int64))
-                continue
-            size, sha = checksum(coll.dir, segment_files(m))
-            if sha != m.sha256:
-                raise IndexCorrupted(f"segment {m.file}: checksum mismatch ({size} bytes; the file is corrupted)")
-            seg = Segment.open(coll.dir, m, coll.dim)
-            parts.append(seg.ids())
-        except FileNotFoundError as exc:
-            report.problems.append(f"segment file {exc.filename and exc.filename.split('/')[-1]} is missing")
-            report.bad_segments.append(m.seg_id)
-        except IndexCorrupted as exc:
-            report.problems.append(str(exc))
-            report.bad_segments.append(m.seg_id)
-        else:
-            ids = parts[-1]
-            if len(ids) and (ids.min() < m.row_lo or ids.max() >= m.row_hi):
-                report.problems.append(f"segment {m.file} holds row ids outside its range [{m.row_lo}, {m.row_hi})")
-                report.bad_segments.append(m.seg_id)
-                parts.pop()
-    if not any(m.state == "growing" for m in metas):
-        report.problems.append("the segment list has no growing segment")
-        report.needs_rebuild = True
-    stored = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-    return stored, dead
-
-
-def repair(coll, embedder: Embedder | None, *, rebuild: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Drop what is broken, tombstone vectors without documents, and re-embed the stored text
-    of documents without vectors (they get new row ids in the growing segment)."""
-    from embedsearch.store.collection import _embedder_config, _growing_meta
-    from embedsearch.store.legacy import migrate_legacy
-
-    actions: list[str] = []
-    with coll._writer, file_lock(coll.store.lock_path(coll.name)):
-        coll.refresh()
-        report = verify(coll, check_model=not rebuild and embedder is None)
-        if report.model_changed and not rebuild:
-            from embedsearch.errors import FingerprintMismatch
-
-            raise FingerprintMismatch(
-                f"model {coll.row['model']} changed on disk since collection {coll.name!r} was built; "
-                f"`embedsearch index repair {coll.name} --rebuild` re-embeds every document with it"
-            )
-        if report.bad_metadata:
-            fixed = _fix_metadata(coll, report.bad_metadata)
-            actions.append(f"replaced NaN/Infinity with null in the metadata of {fixed} documents")
-            report = verify(coll, check_model=False)
-        if report.bad_payload:
-            from embedsearch.store import payload
-
-            with coll.store.engine.begin() as conn:
-                written = payload.rebuild(conn, coll.id, sorted(report.bad_payload), coll.generation)
-            coll._selections.clear()
-            actions.append(f"rebuilt the payload index on {', '.join(sorted(report.bad_payload))} ({written} entries)")
-            report = verify(coll, check_model=False)
-        if coll._is_legacy() and not report.needs_rebuild and not rebuild:
-            migrate_legacy(coll)
-            coll.refresh()
-            actions.append("converted the single vector file into segments")
-            report = verify(coll, check_model=False)
-        if not rebuild and report.ok:
-            coll._clean_leftovers(coll.view())
-            return {"repaired": bool(actions), "actions": actions or ["nothing to repair"], "generation": coll.generation}
-        if embedder is None:
-            from embedsearch.embedders import load_embedder
-
-            # not the per-process cache: a model that changed on disk must be read as it is now
-            embedder = load_embedder(coll.row["model"], options=coll.embedder_options, cache=False)
-        if not rebuild:
-            coll.check_embedder(embedder)  # partial repairs mix old and new vectors: the same model only
-        with coll.store.engine.connect() as conn:
-            metas = [] if coll._is_legacy() else manifest.read_segments(conn, coll.id)
-            dead = manifest.read_tombstones(conn, coll.id)
-        everything = rebuild or report.needs_rebuild or coll._is_legacy()
-        drop = [m for m in metas if everything or m.seg_id in report.bad_segments]
-        keep = [m for m in metas if m not in drop]
-        # the state after dropping: every kept segment is readable
-        stored = []
-        for m in keep:
-            if m.state == "growing":
-                stored.append(np.asarray(read_records(coll.dir / m.file, coll.dim, 0, m.count)["id"], dtype=np.int64))
-            else:
-                stored.append(Segment.open(coll.dir, m, coll.dim).ids())
-        stored = np.sort(np.concatenate(stored)) if stored else np.zeros(0, dtype=np.int64)
-        live = np.setdiff1d(stored, dead)
-        sql_ids = _sql_ids(coll)
-        expected = _expected_vectors(coll, sql_ids)
-        orphans = np.setdiff1d(live, expected)  # vectors without documents (passages): tombstone them
-        # documents with a missing vector (a missing passage) or no passages: re-embed them
-        todo = np.union1d(_documents_of(coll, np.setdiff1d(expected, live)), _documents_without_passages(coll, sql_ids))
-        gen = coll.generation
-        new_gen = gen + 1
-        growing_dropped = not any(m.state == "growing" for m in keep)
-        new_growing = _growing_meta(manifest.new_id(), int(coll.row["next_row_id"]), new_gen) if growing_dropped else None
-        if new_growing is not None:
-            create_log(coll.dir / new_growing.file)
-        values: dict[str, Any] = {"generation": new_gen}
-        if everything:
-            values.update(
-                model=embedder.spec,
-                model_fingerprint=embedder.fingerprint,
-                embedder_config=_embedder_config(embedder, coll.chunking, coll.shards),
-                dim=embedder.dim,
-                active_spec="Flat",
-            )
-        with coll.store.engine.begin() as conn:
-            coll._check_generation(conn, gen)
-            manifest.delete_segments(conn, coll.id, [m.seg_id for m in drop])
-            if new_growing is not None:
-                manifest.insert_segment(conn, coll.id, new_growing)
-            if everything:
-                for t in manifest.read_trainings(conn, coll.id):
-                    manifest.delete_training(conn, coll.id, t.train_id)
-                manifest.drop_tombstones(conn, coll.id, dead)
-            manifest.add_tombstones(conn, coll.id, np.setdiff1d(orphans, dead), new_gen)
-            conn.execute(update(collections).where(collections.c.id == coll.id).values(**values))
-        coll.row.update(values)
-        coll._view = None
-        for m in drop:
-            actions.append(f"dropped segment {m.file} ({m.count} vectors)")
-        if everything and coll._is_legacy() is False:
-            for p in coll.dir.iterdir():
-                if LEGACY_FILE_RE.match(p.name):
-                    p.unlink()
-        if len(orphans):
-            actions.append(f"marked {len(orphans)} vectors without documents as deleted")
-        if len(todo):
-            _reembed(coll, embedder, todo, progress, np.setdiff1d(live, orphans))
-            actions.append(f"re-embedded {len(todo)} documents" + (" with " + embedder.name if everything else ""))
-        coll._clean_leftovers(coll.view())
-    return {"repaired": True, "actions": actions or ["rewrote the segment list"], "generation": coll.generation}
-
-
-def _reembed(coll, embedder: Embedder, row_ids: np.ndarray, progress: bool, stored: np.ndarray) -> None:
-    """Give documents fresh vectors (and fresh row ids) through the normal commit path."""
-    from embedsearch.corpus import Document
-
-    coll.view()
-    for start in range(0, len(row_ids), 1024):
-        part = row_ids[start : start + 1024]
-        rows = coll.fetch(part)
-        with coll.store.engine.connect() as conn:
-            hashes = dict(
-                conn.execute(
-                    select(documents.c.row_id, documents.c.content_hash).where(
-                        documents.c.collection_id == coll.id, documents.c.row_id.in_([int(i) for i in part])
-                    )
-                ).all()
-            )
-        docs = [(Document(rows[int(i)][0], rows[int(i)][1], rows[int(i)][2]), hashes[int(i)]) for i in part]
-        vectors, spans, _ = coll.embed_documents(embedder, [d.text for d, _ in docs], progress=progress)
-        # a chunked collection's commit also tombstones the documents' old passages that are left
-        coll._commit(docs, vectors, [int(i) for i in part], tombstone_removed=False, spans=spans, stored=stored)
-
-
-def _preview(ids: np.ndarray, n: int = 5) -> str:
-    head = ", ".join(str(int(i)) for i in ids[:n])
-    return head + (", ..." if len(ids) > n else "")
