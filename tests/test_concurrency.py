@@ -8,16 +8,35 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
 
+from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.store import manifest
+from embedsearch.store.collection import Store
+from tests.conftest import pg_url
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not pg_url(), reason="no EMBEDSEARCH_TEST_PG_URL"))]
 
 
-def _collection(store, hashing, name="c", spec="Flat"):
-    # hashing is 256-d; a plain vector collection of the same model keeps add_vectors honest
+@pytest.fixture(params=BACKENDS)
+def db(request, data_dir):
+    """(store, collection name) on SQLite or PostgreSQL (a fresh name: the server is shared)."""
+    url = pg_url() if request.param == "postgresql" else None
+    store = Store(Settings.from_env(data_dir, url))
+    name = f"c{uuid.uuid4().hex[:10]}"
+    yield store, name
+    try:
+        store.drop(name)
+    except Exception:  # noqa: BLE001 - a test may have dropped it
+        pass
+
+
+def _collection(db, hashing, spec="Flat"):
+    store, name = db
     return store.create(name, hashing, spec)
 
 
@@ -52,10 +71,10 @@ def _run_for(seconds: float, *workers) -> list[BaseException]:
     return errors
 
 
-def test_searches_beside_a_writer_never_make_the_growing_log_count_a_batch_twice(store, hashing):
+def test_searches_beside_a_writer_never_make_the_growing_log_count_a_batch_twice(db, hashing):
     """Finding 1: a thread adding 3 documents at a time and three threads searching; the log
     used to gain all-zero records counted as committed (verify: row ids stored twice)."""
-    coll = _collection(store, hashing)
+    coll = _collection(db, hashing)
     rng = np.random.default_rng(0)
     seed = _vectors(rng, 20, coll.dim)
     coll.add_vectors([Document(f"s{i}", f"seed {i}", {}) for i in range(20)], seed)
@@ -85,10 +104,10 @@ def test_searches_beside_a_writer_never_make_the_growing_log_count_a_batch_twice
     assert len(ids) == len(np.unique(ids))
 
 
-def test_a_search_beside_upserting_threads_returns_k_hits_of_one_generation(store, hashing):
+def test_a_search_beside_upserting_threads_returns_k_hits_of_one_generation(db, hashing):
     """Finding 2 (threads): 50 documents re-upserted in a loop; every k=10 search returns 10
     hits, and each hit's text is one a commit wrote for it."""
-    coll = _collection(store, hashing)
+    coll = _collection(db, hashing)
     rng = np.random.default_rng(0)
     coll.add_vectors([Document(f"d{i}", f"d{i} v0", {"i": i}) for i in range(50)], _vectors(rng, 50, coll.dim))
     versions = [0]
@@ -124,7 +143,7 @@ import numpy as np
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.store.collection import Store
-coll = Store(Settings.from_env(sys.argv[1])).open("c")
+coll = Store(Settings.from_env(sys.argv[1], sys.argv[4] or None)).open(sys.argv[3])
 rng = np.random.default_rng(5)
 end = time.time() + float(sys.argv[2])
 v = 0
@@ -138,13 +157,25 @@ print(v)
 
 
 @pytest.mark.slow
-def test_a_search_beside_an_upserting_process_returns_k_hits(store, hashing, data_dir):
+def test_a_search_beside_an_upserting_process_returns_k_hits(db, hashing, data_dir):
     """Finding 2 (processes): another process re-upserts 50 documents in a loop; searches here
     used to return short (mostly 0 hits) about 1 time in 15."""
-    coll = _collection(store, hashing)
+    coll = _collection(db, hashing)
     rng = np.random.default_rng(0)
     coll.add_vectors([Document(f"d{i}", f"d{i} v0", {}) for i in range(50)], _vectors(rng, 50, coll.dim))
-    proc = subprocess.Popen([sys.executable, "-c", UPSERTER, str(data_dir), "6"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            UPSERTER,
+            str(data_dir),
+            "6",
+            db[1],
+            db[0].settings.db_url if db[0].dialect == "postgresql" else "",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     short = searches = 0
     try:
         time.sleep(1.5)  # the other process imports and starts writing
@@ -160,18 +191,19 @@ def test_a_search_beside_an_upserting_process_returns_k_hits(store, hashing, dat
     assert coll.verify(check_model=False).ok
 
 
-def test_drop_and_add_of_one_collection_in_one_process_do_not_deadlock(store, hashing):
+def test_drop_and_add_of_one_collection_in_one_process_do_not_deadlock(db, hashing):
     """Finding 3: writers took the write lock file then the view's lock, drop the other way."""
     from embedsearch.errors import CollectionExists, CollectionNotFound, InconsistentCollection
 
+    store, name = db
     rng = np.random.default_rng(0)
-    store.create("c", hashing, "Flat")
+    store.create(name, hashing, "Flat")
     done = {"adds": 0, "drops": 0}
 
     def adder(stop):
         while not stop.is_set():
             try:
-                coll = store.open("c")
+                coll = store.open(name)
                 coll.add_vectors([Document(f"d{done['adds']}", "x", {})], _vectors(rng, 1, coll.dim))
                 coll.search_vectors(_vectors(rng, 1, coll.dim), k=3)
                 done["adds"] += 1
@@ -181,12 +213,12 @@ def test_drop_and_add_of_one_collection_in_one_process_do_not_deadlock(store, ha
     def dropper(stop):
         while not stop.is_set():
             try:
-                store.drop("c")
+                store.drop(name)
                 done["drops"] += 1
             except CollectionNotFound:
                 pass
             try:
-                store.create("c", hashing, "Flat")
+                store.create(name, hashing, "Flat")
             except CollectionExists:
                 pass
 
@@ -195,11 +227,11 @@ def test_drop_and_add_of_one_collection_in_one_process_do_not_deadlock(store, ha
     assert done["adds"] > 3 and done["drops"] > 3
 
 
-def test_a_writers_leftover_clean_up_never_deletes_a_merges_new_segment(store, hashing, monkeypatch):
+def test_a_writers_leftover_clean_up_never_deletes_a_merges_new_segment(db, hashing, monkeypatch):
     """Finding 4: the clean-up checked the merge lock, then listed the live files and deleted
     the rest; a merge that started in between wrote a segment the clean-up deleted, then
     committed a segment list naming the missing file. The test starts the merge in that gap."""
-    coll = _collection(store, hashing)
+    coll = _collection(db, hashing)
     coll.seal_at = 20
     coll.auto_merge = False
     rng = np.random.default_rng(0)
@@ -234,10 +266,10 @@ def test_a_writers_leftover_clean_up_never_deletes_a_merges_new_segment(store, h
     assert len(coll.search_vectors(_vectors(rng, 1, coll.dim), k=100)[0]) == 81
 
 
-def test_delete_where_empty_filter_deletes_every_document(store, hashing):
+def test_delete_where_empty_filter_deletes_every_document(db, hashing):
     """Finding 6: `{}` matches every document (count says so, as MongoDB does); delete by it
     deleted nothing and said nothing."""
-    coll = _collection(store, hashing)
+    coll = _collection(db, hashing)
     rng = np.random.default_rng(0)
     coll.add_vectors([Document(f"d{i}", "x", {"a": i % 2}) for i in range(10)], _vectors(rng, 10, coll.dim))
     assert coll.delete_where({"a": 1}) == 5
