@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 
 from embedsearch.config import Settings, validate_collection_name
 from embedsearch.corpus import Document, batched
@@ -45,8 +45,9 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, embed_texts, resolve_chunking
-from embedsearch.store import batch_rows, hits, lexical, manifest, passage_rows, payload
+from embedsearch.store import batch_rows, deleter, hits, lexical, manifest, passage_rows, payload
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
+from embedsearch.store.commit import check_generation, commit
 from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.filters import compile_filter, parse_filter
 from embedsearch.store.growing import append_records, create_log, growing_file, record_dtype, truncate_log
@@ -207,7 +208,7 @@ class Store:
                             updated_at=now,
                         )
                     ).inserted_primary_key[0]
-                    manifest.insert_segment(conn, cid, _growing_meta(seg_id, 0, 1))
+                    manifest.insert_segment(conn, cid, growing_meta(seg_id, 0, 1))
                     payload.add_fields(conn, cid, index_fields, 1)
                     if lexical:
                         _lexical_index.create(conn, cid, 1)
@@ -265,7 +266,7 @@ def embedder_config(embedder: Embedder, chunking: Chunking | None, shards: int =
     return config
 
 
-def _growing_meta(seg_id: int, row_lo: int, generation: int) -> SegmentMeta:
+def growing_meta(seg_id: int, row_lo: int, generation: int) -> SegmentMeta:
     return SegmentMeta(seg_id, "growing", growing_file(seg_id), "Flat", None, 0, row_lo, row_lo, 0, None, generation)
 
 
@@ -471,9 +472,7 @@ class Collection:
                 metas = manifest.read_segments(conn, self.id)
                 keep = {f for m in metas for f in segment_files(m)}
                 keep |= {t.file for t in manifest.read_trainings(conn, self.id)}
-            for p in self.dir.iterdir():
-                if p.is_file() and p.name not in keep:
-                    p.unlink(missing_ok=True)
+            deleter.remove_unnamed(self.dir, keep)
 
     def _lookup(self, conn, external_ids: list[str]) -> dict[str, tuple[int, str]]:
         found: dict[str, tuple[int, str]] = {}
@@ -487,7 +486,7 @@ class Collection:
                 found[ext] = (int(row_id), h)
         return found
 
-    def _segment_spec(self, training: manifest.Training | None) -> str:
+    def segment_spec(self, training: manifest.Training | None) -> str:
         """The spec a segment sealed now is built as."""
         if training is not None:
             return training.spec
@@ -538,44 +537,31 @@ class Collection:
         crash_point("append")
         removed = np.asarray(sorted(remove_row_ids), dtype=np.int64)
         doc_count = int(self.row["doc_count"]) - len(removed) + len(new_docs)
-        values = {"generation": new_gen, "next_row_id": first + n, "doc_count": doc_count, "updated_at": _now()}
-        try:
-            with self.store.engine.begin() as conn:
-                self.check_generation(conn, gen)
-                batch_rows.apply(
-                    conn,
-                    self.id,
-                    removed=removed,
-                    new_docs=new_docs,
-                    doc_ids=doc_ids,
-                    row_range=(first, first + n),
-                    spans=spans if chunked else None,
-                    generation=new_gen,
-                    tombstone_removed=tombstone_removed,
-                    stored=stored,
-                )
-                if sealed_meta is not None:
-                    if training is not None:
-                        manifest.insert_training(conn, self.id, training)
-                        values["active_spec"] = training.spec
-                    manifest.insert_segment(conn, self.id, sealed_meta)
-                    manifest.update_segment(conn, self.id, g.seg_id, row_lo=first + n, row_hi=first + n)
-                else:
-                    rec = record_dtype(self.dim).itemsize
-                    manifest.update_segment(
-                        conn, self.id, g.seg_id, count=g.count + n, row_hi=first + n, bytes=(g.count + n) * rec
-                    )
-                conn.execute(update(collections).where(collections.c.id == self.id).values(**values))
-                crash_point("before-commit")
-        except BaseException:
-            self._view = None  # the in-memory view is rebuilt from the committed state
-            raise
-        crash_point("after-commit")
-        # the in-memory state is derived from what the commit recorded, by the one path every
-        # reader takes (view() reads the committed segment list and the log records past what
-        # it holds): a reader that synced between the commit and this line cannot make the
-        # growing segment count the batch twice
-        self.row.update(values)
+        # the in-memory state after the commit is derived from what it recorded (store/commit.py):
+        # a reader that synced in between cannot make the growing segment count the batch twice
+        with commit(self) as c:
+            c.values.update(next_row_id=first + n, doc_count=doc_count)
+            batch_rows.apply(
+                c.conn,
+                self.id,
+                removed=removed,
+                new_docs=new_docs,
+                doc_ids=doc_ids,
+                row_range=(first, first + n),
+                spans=spans if chunked else None,
+                generation=new_gen,
+                tombstone_removed=tombstone_removed,
+                stored=stored,
+            )
+            if sealed_meta is not None:
+                if training is not None:
+                    manifest.insert_training(c.conn, self.id, training)
+                    c.values["active_spec"] = training.spec
+                manifest.insert_segment(c.conn, self.id, sealed_meta)
+                manifest.update_segment(c.conn, self.id, g.seg_id, row_lo=first + n, row_hi=first + n)
+            else:
+                rec = record_dtype(self.dim).itemsize
+                manifest.update_segment(c.conn, self.id, g.seg_id, count=g.count + n, row_hi=first + n, bytes=(g.count + n) * rec)
         view = self.view()
         if view.growing.meta.count >= self.seal_at:
             self._seal(view)
@@ -583,15 +569,13 @@ class Collection:
     def check_generation(self, conn, gen: int) -> None:
         """Inside a commit's transaction: lock the collection row and check that ``gen`` is still
         the committed generation (else another writer committed first)."""
-        current = conn.execute(select(collections.c.generation).where(collections.c.id == self.id).with_for_update()).scalar_one()
-        if current != gen:
-            raise InconsistentCollection(f"collection {self.name!r} changed underneath this writer")
+        check_generation(conn, self.id, gen, self.name)
 
     def _write_segment(self, meta: SegmentMeta, training, ids: np.ndarray, vectors: np.ndarray):
         """Build and write a sealed segment of the collection's current spec."""
         from embedsearch.store.segments import build_index
 
-        meta.spec = self._segment_spec(training)
+        meta.spec = self.segment_spec(training)
         meta.file = segment_file(meta.seg_id)
         spec = parse_spec(meta.spec, self.dim)
         meta.train_id = training.train_id if spec.needs_training else None
@@ -615,29 +599,18 @@ class Collection:
             meta = SegmentMeta(manifest.new_id(), "sealed", "", "", None, 0, g.meta.row_lo, g.meta.row_hi, 0, None, new_gen)
             sealed_meta, _ = self._write_segment(meta, training or view.training, ids, vecs)
         crash_point("seal-file")
-        new_growing = _growing_meta(manifest.new_id(), g.meta.row_hi, new_gen)
+        new_growing = growing_meta(manifest.new_id(), g.meta.row_hi, new_gen)
         create_log(self.dir / new_growing.file)
-        values = {"generation": new_gen, "updated_at": _now()}
-        try:
-            with self.store.engine.begin() as conn:
-                self.check_generation(conn, gen)
-                if training is not None:
-                    manifest.insert_training(conn, self.id, training)
-                    values["active_spec"] = training.spec
-                if sealed_meta is not None:
-                    manifest.insert_segment(conn, self.id, sealed_meta)
-                manifest.delete_segments(conn, self.id, [g.meta.seg_id])
-                manifest.insert_segment(conn, self.id, new_growing)
-                manifest.drop_tombstones(conn, self.id, dead)
-                conn.execute(update(collections).where(collections.c.id == self.id).values(**values))
-                crash_point("seal-before-commit")
-        except BaseException:
-            self._view = None
-            raise
-        crash_point("seal-after-commit")
-        self.row.update(values)
-        (self.dir / g.meta.file).unlink(missing_ok=True)
-        self.view()  # opens the sealed file memory-mapped and the new log
+        with commit(self, crash="seal-") as c:  # the view then opens the sealed file memory-mapped and the new log
+            if training is not None:
+                manifest.insert_training(c.conn, self.id, training)
+                c.values["active_spec"] = training.spec
+            if sealed_meta is not None:
+                manifest.insert_segment(c.conn, self.id, sealed_meta)
+            manifest.delete_segments(c.conn, self.id, [g.meta.seg_id])
+            manifest.insert_segment(c.conn, self.id, new_growing)
+            manifest.drop_tombstones(c.conn, self.id, dead)
+            c.obsolete.append(g.meta.file)
 
     def _maybe_train(self, view: SegmentSet, extra: np.ndarray | None) -> manifest.Training | None:
         """Train the collection's template when its spec needs one and there is now enough

@@ -114,13 +114,13 @@ def migrate_legacy(coll) -> None:
     """Turn a pre-segment collection into segments (the caller holds the writer lock): the index
     in the old container becomes a plain sealed segment file, HNSW tombstones become tombstone
     rows, and an IVF/SQ index yields the trained template. One commit; the old file goes after."""
-    from sqlalchemy import update
 
     from embedsearch.files import fsync_path
     from embedsearch.store import manifest
-    from embedsearch.store.collection import _growing_meta, crash_point
+    from embedsearch.store.collection import growing_meta
+    from embedsearch.store.commit import commit
+    from embedsearch.store.crashpoints import crash_point
     from embedsearch.store.growing import create_log
-    from embedsearch.store.metadata import collections
     from embedsearch.store.segments import SegmentMeta, checksum, segment_file, write_index_file, write_sealed
     from embedsearch.store.specs import describe
 
@@ -155,18 +155,16 @@ def migrate_legacy(coll) -> None:
             new_gen,
         )
         write_sealed(coll.dir, sealed, index, None)
-    growing = _growing_meta(manifest.new_id(), int(coll.row["next_row_id"]), new_gen)
+    growing = growing_meta(manifest.new_id(), int(coll.row["next_row_id"]), new_gen)
     create_log(coll.dir / growing.file)
     crash_point("migrate-files")
-    with coll.store.engine.begin() as conn:
-        coll.check_generation(conn, gen)
+    with commit(coll, crash="migrate-", sync=False) as c:  # the view is reopened from segments next
         if training is not None:
-            manifest.insert_training(conn, coll.id, training)
+            manifest.insert_training(c.conn, coll.id, training)
         if sealed is not None:
-            manifest.insert_segment(conn, coll.id, sealed)
-        manifest.insert_segment(conn, coll.id, growing)
-        manifest.add_tombstones(conn, coll.id, view.dead, new_gen)
-        conn.execute(update(collections).where(collections.c.id == coll.id).values(generation=new_gen))
-    coll.row["generation"] = new_gen
-    coll._view = None
-    (coll.dir / legacy_file(gen)).unlink(missing_ok=True)
+            manifest.insert_segment(c.conn, coll.id, sealed)
+        manifest.insert_segment(c.conn, coll.id, growing)
+        manifest.add_tombstones(c.conn, coll.id, view.dead, new_gen)
+        c.obsolete.append(legacy_file(gen))
+    coll.forget_view()
+

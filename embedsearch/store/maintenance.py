@@ -12,14 +12,13 @@ import sys
 from typing import Any
 
 import numpy as np
-from sqlalchemy import update
 
 from embedsearch.files import fsync_path
 from embedsearch.store import manifest
+from embedsearch.store.commit import commit
 from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.locks import file_lock
 from embedsearch.store.merging import MergePlan, build_merged, plan_merge
-from embedsearch.store.metadata import collections
 from embedsearch.store.segments import (
     SegmentMeta,
     checksum,
@@ -116,15 +115,11 @@ def retrain_template(coll, view: SegmentSet, spec: IndexSpec) -> None:
     """Train ``spec`` on a sample of the stored vectors and commit it as the live template
     (segments of older trainings become stale: merges rebuild them)."""
     training = train_template(coll, view, spec, view.live(), None)
-    with coll._writer, file_lock(coll.store.lock_path(coll.name)):
+    with coll.writer_lock(), file_lock(coll.store.lock_path(coll.name)):
         coll.refresh()
-        gen = coll.generation
-        with coll.store.engine.begin() as conn:
-            coll.check_generation(conn, gen)
-            training.created_gen = gen + 1
-            manifest.insert_training(conn, coll.id, training)
-            conn.execute(update(collections).where(collections.c.id == coll.id).values(generation=gen + 1))
-        coll.row["generation"] = gen + 1
+        with commit(coll, crash="retrain-") as c:
+            training.created_gen = c.generation
+            manifest.insert_training(c.conn, coll.id, training)
 
 
 def _merge_one(coll, view: SegmentSet, plan: MergePlan) -> dict[str, Any]:
@@ -133,7 +128,7 @@ def _merge_one(coll, view: SegmentSet, plan: MergePlan) -> dict[str, Any]:
     lo, hi = inputs[0].meta.row_lo, inputs[-1].meta.row_hi
     a, b = np.searchsorted(view.dead, [lo, hi])
     dead = view.dead[a:b]
-    spec_text = coll._segment_spec(view.training)
+    spec_text = coll.segment_spec(view.training)
     spec = parse_spec(spec_text, coll.dim)
     train_id = view.training.train_id if spec.needs_training else None
     template = coll.dir / view.training.file if spec.needs_training else None
@@ -143,15 +138,14 @@ def _merge_one(coll, view: SegmentSet, plan: MergePlan) -> dict[str, Any]:
     if meta.count:
         write_sealed(coll.dir, meta, index, full)
     crash_point("merge-file")
-    with coll._writer, file_lock(coll.store.lock_path(coll.name)):
+    with coll.writer_lock(), file_lock(coll.store.lock_path(coll.name)):
         coll.refresh()
-        gen = coll.generation
-        with coll.store.engine.begin() as conn:
-            coll.check_generation(conn, gen)
+        with commit(coll, crash="merge-") as c:  # then the inputs go, and the view opens the new segment
+            conn = c.conn
             current = {m.seg_id for m in manifest.read_segments(conn, coll.id)}
             if not set(plan.seg_ids) <= current:  # cannot happen under the merge lock; never commit a lost race
                 raise RuntimeError("merge inputs changed underneath the merge")
-            meta.created_gen = gen + 1
+            meta.created_gen = c.generation
             manifest.delete_segments(conn, coll.id, plan.seg_ids)
             if meta.count:
                 manifest.insert_segment(conn, coll.id, meta)
@@ -162,14 +156,8 @@ def _merge_one(coll, view: SegmentSet, plan: MergePlan) -> dict[str, Any]:
             for t in manifest.read_trainings(conn, coll.id):
                 if t.train_id not in keep:
                     manifest.delete_training(conn, coll.id, t.train_id)
-            conn.execute(update(collections).where(collections.c.id == coll.id).values(generation=gen + 1))
-            crash_point("merge-before-commit")
-        coll.row["generation"] = gen + 1
-    crash_point("merge-after-commit")
-    for seg in inputs:
-        for name in segment_files(seg.meta):
-            (coll.dir / name).unlink(missing_ok=True)
-    coll.view()
+                    c.obsolete.append(t.file)
+            c.obsolete += [name for seg in inputs for name in segment_files(seg.meta)]
     return {
         "segments": plan.seg_ids,
         "into": sid if meta.count else None,

@@ -26,11 +26,12 @@ from embedsearch.corpus import Document
 from embedsearch.embedders.base import Embedder
 from embedsearch.errors import DatabaseDamaged, FingerprintMismatch, RepairIncomplete
 from embedsearch.store import batch_rows, manifest
+from embedsearch.store.commit import commit
 from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.growing import create_log, read_records
 from embedsearch.store.locks import file_lock
-from embedsearch.store.metadata import collections, documents
-from embedsearch.store.segments import Segment, SegmentMeta, build_index, segment_file, write_sealed
+from embedsearch.store.metadata import documents
+from embedsearch.store.segments import Segment, SegmentMeta, build_index, segment_file, segment_files, write_sealed
 from embedsearch.store.specs import parse_spec
 from embedsearch.store.verify import (
     document_row_ids,
@@ -270,8 +271,9 @@ def _commit(coll, embedder: Embedder, plan: _Plan, everything: bool) -> dict[str
             dim=embedder.dim,
             active_spec="Flat",
         )
-    with coll.store.engine.begin() as conn:
-        coll.check_generation(conn, gen)
+    with commit(coll, crash="repair-", sync=False) as c:  # the caller reopens the view (the dimension may change)
+        conn = c.conn
+        c.values.update(values)
         manifest.delete_segments(conn, coll.id, [m.seg_id for m in plan.drop])
         for m in plan.add:
             manifest.insert_segment(conn, coll.id, m)
@@ -295,9 +297,7 @@ def _commit(coll, embedder: Embedder, plan: _Plan, everything: bool) -> dict[str
                 tombstone_removed=False,
                 stored=plan.kept_live,
             )
-        conn.execute(update(collections).where(collections.c.id == coll.id).values(**values))
-        crash_point("repair-before-commit")
-    crash_point("repair-after-commit")
+        c.obsolete += [f for m in plan.drop for f in segment_files(m)]
     coll.refresh()
     return values
 
