@@ -71,7 +71,7 @@ def build(n: int, spec: str, tmp: str, index_fields=(), model: str = "hashing"):
     from embedsearch.config import Settings
     from embedsearch.corpus import Document
     from embedsearch.embedders import load_embedder
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     texts = _paragraphs(n + 2000)
     docs_t, query_t = texts[:n], texts[n:]

@@ -110,8 +110,7 @@ def run_set(set_name, docs, queries, qpath, embedder, args) -> dict:
     from embedsearch.config import Settings
     from embedsearch.passages import resolve_chunking
     from embedsearch.search import search
-    from embedsearch.store import lexical, passage_rows
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store, lexical, passage_rows
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-hybrid-"))
     store = Store(Settings.from_env(tmp / "with", args.db) if args.db else Settings.from_env(tmp / "with"))

@@ -56,7 +56,7 @@ def cmd_ingest(args) -> dict:
     from embedsearch.config import Settings
     from embedsearch.corpus import Document
     from embedsearch.embedders import load_embedder
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     started = _start_ray()
     out = {"benchmark": "bench_ray ingest", "machine": _machine(), "ray_start_s": round(started, 2), "workers": args.workers,
@@ -99,7 +99,7 @@ def cmd_search(args) -> dict:
     from bench_scale import Fixed, chunks, clustered
 
     from embedsearch.config import Settings
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     faiss.omp_set_num_threads(os.cpu_count())
     data = Path(tempfile.mkdtemp(prefix="bench-ray-search-", dir=args.tmp))
@@ -118,13 +118,16 @@ def cmd_search(args) -> dict:
     segments = len([s for s in coll.info()["segments"] if s["state"] == "sealed"])
     started = _start_ray()
     # the same collection, searched through shards: a second handle whose row says so
-    sharded = Store(settings).open("big")
+    from embedsearch.cluster.shards import ShardSearchers
+
+    sharded_store = Store(settings, searchers=ShardSearchers())
+    sharded = sharded_store.open("big")
     sharded.row = {**sharded.row, "embedder_config": {**(sharded.row["embedder_config"] or {}), "shards": args.shards}}
     queries = clustered(args.queries, args.dim, seed=7)
     a = coll.search_vectors(queries[:20], 10, columns=())
     b = sharded.search_vectors(queries[:20], 10, columns=())
     assert [[(h.row_id, round(h.score, 5)) for h in x] for x in a] == [[(h.row_id, round(h.score, 5)) for h in x] for x in b]
-    rss = [d.get("rss_mb") for d in sharded.router.describe()]
+    rss = [d.get("rss_mb") for d in sharded_store.searcher_for(sharded).describe()]
     single: dict[str, list[float]] = {"unsharded": [], "sharded": []}
     batch: dict[str, list[float]] = {"unsharded": [], "sharded": []}
     order = []

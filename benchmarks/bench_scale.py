@@ -67,7 +67,7 @@ class Fixed:
 
 def _store(path: str):
     from embedsearch.config import Settings
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     return Store(Settings.from_env(path))
 
@@ -76,7 +76,7 @@ OPEN_SCRIPT = r"""
 import json, sys, time
 t = time.perf_counter()
 from embedsearch.config import Settings
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 import numpy as np
 t_import = time.perf_counter() - t
 t = time.perf_counter()
@@ -287,7 +287,7 @@ def exact_truth(q: np.ndarray, k: int, n: int, dim: int, chunk: int, first: int)
     sit in memory all at once)."""
     import faiss
 
-    from embedsearch.store.segments import sort_topk
+    from embedsearch.store.topk import sort_topk
 
     best_s = np.full((len(q), k), -np.inf, dtype=np.float32)
     best_i = np.full((len(q), k), -1, dtype=np.int64)
@@ -303,7 +303,7 @@ SERVE_SCRIPT = r"""
 import json, sys, time
 import numpy as np
 from embedsearch.config import Settings
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 nq = int(sys.argv[3])
 t = time.perf_counter()
 coll = Store(Settings.from_env(sys.argv[1])).open(sys.argv[2])

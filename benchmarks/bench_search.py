@@ -42,7 +42,7 @@ def bench_specs(n: int, nq: int, specs: list[str], k: int = 10) -> None:
     from embedsearch.config import Settings
     from embedsearch.corpus import Document
     from embedsearch.embedders.base import Embedder
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     class Synthetic(Embedder):  # only its name, dim and fingerprint are used: vectors are given
         name = spec = "synthetic"

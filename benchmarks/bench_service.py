@@ -30,7 +30,7 @@ from embedsearch.config import Settings
 from embedsearch.demo import lee_documents
 from embedsearch.embedders import load_embedder
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 
 QUERIES = [
     "interest rates and inflation", "bushfires near Sydney", "cricket test match", "Middle East peace talks",

@@ -17,7 +17,7 @@ import bench_scale as b
 
 import embedsearch.store.segments as segmod
 from embedsearch.config import Settings
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from embedsearch.store.specs import parse_spec
 
 n, dim, nq, k = 1_000_000, 384, 300, 10

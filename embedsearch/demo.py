@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embedsearch.datasets import lee_documents
-from embedsearch.store.collection import AddResult, Collection, Hit, Store
+from embedsearch.store import AddResult, Collection, Hit, Store
 
 DEMO_COLLECTION = "lee-demo"
 DEMO_QUERIES: list[tuple[str, dict | None]] = [

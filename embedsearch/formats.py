@@ -23,14 +23,14 @@ TEXT_FORMATS = ("glove", "word2vec", "fasttext-vec")
 FORMATS = ("glove", "word2vec", "word2vec-bin", "fasttext-bin", "fasttext-vec")
 
 
-def _check_format(fmt: str) -> None:
+def check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ModelFormatError(f"unknown vectors format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 def read_text_vectors(path: Path, fmt: str, *, encoding: str = "utf-8") -> tuple[list[str], np.ndarray]:
     """Read a GloVe (no header) or word2vec/fastText ``.vec`` (header) text file."""
-    _check_format(fmt)
+    check_format(fmt)
     path = Path(path)
     header = fmt != "glove"
     words: list[str] = []
@@ -94,8 +94,8 @@ def _check_unique(path: Path, words: list[str]) -> None:
 
 def write_text_vectors(path: Path, words: list[str], vectors: np.ndarray, fmt: str) -> None:
     """Write GloVe text (no header) or word2vec/fastText ``.vec`` text (with header)."""
-    _check_format(fmt)
-    _check_writable_words(words)
+    check_format(fmt)
+    check_writable_words(words)
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         if fmt != "glove":
             fh.write(f"{len(words)} {vectors.shape[1]}\n")
@@ -105,7 +105,7 @@ def write_text_vectors(path: Path, words: list[str], vectors: np.ndarray, fmt: s
             fh.write(word + " " + row % tuple(vec.tolist()) + "\n")
 
 
-def _check_writable_words(words: list[str]) -> None:
+def check_writable_words(words: list[str]) -> None:
     for w in words:
         if not w or any(c in w for c in " \n\r\t"):
             raise ModelFormatError(f"the word {w!r} cannot be written in a space-separated vectors format")
@@ -153,7 +153,7 @@ def read_word2vec_binary(path: Path, *, encoding: str = "utf-8") -> tuple[list[s
 
 
 def write_word2vec_binary(path: Path, words: list[str], vectors: np.ndarray) -> None:
-    _check_writable_words(words)
+    check_writable_words(words)
     vectors = np.asarray(vectors, dtype="<f4")
     buf = io.BytesIO()
     buf.write(f"{len(words)} {vectors.shape[1]}\n".encode())
@@ -164,7 +164,7 @@ def write_word2vec_binary(path: Path, words: list[str], vectors: np.ndarray) -> 
 
 def read_vectors(path: Path, fmt: str) -> tuple[list[str], np.ndarray]:
     """Words and vectors from any format but ``fasttext-bin``."""
-    _check_format(fmt)
+    check_format(fmt)
     if not Path(path).is_file():
         raise ModelFormatError(f"{path}: no such file")
     if fmt == "word2vec-bin":
@@ -175,7 +175,7 @@ def read_vectors(path: Path, fmt: str) -> tuple[list[str], np.ndarray]:
 
 
 def write_vectors(path: Path, words: list[str], vectors: np.ndarray, fmt: str) -> None:
-    _check_format(fmt)
+    check_format(fmt)
     if fmt == "word2vec-bin":
         write_word2vec_binary(path, words, vectors)
     elif fmt == "fasttext-bin":

@@ -156,17 +156,17 @@ def sweep_leftovers(out: Path) -> list[str]:
 
 def save_word_vectors(model_dir: Path, words: list[str], vectors: np.ndarray, counts: np.ndarray | None) -> None:
     """Write ``vectors.npy``, ``vocab.txt`` and (when known) ``counts.npy``."""
-    from embedsearch.formats import _check_writable_words
+    from embedsearch.formats import check_writable_words
 
     model_dir = Path(model_dir)
-    _check_writable_words(words)
+    check_writable_words(words)
     np.save(model_dir / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
     (model_dir / "vocab.txt").write_text("".join(w + "\n" for w in words), encoding="utf-8")
     if counts is not None:
         np.save(model_dir / "counts.npy", np.asarray(counts, dtype=np.int64), allow_pickle=False)
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -190,14 +190,14 @@ def load_word_vectors(path: Path, manifest: dict[str, Any] | None = None) -> Wor
             raise ModelFormatError(f"{bin_path}: not a fastText model ({exc})") from None
     if kind != "word-vectors":
         raise UnknownModel(f"{path} is a {kind} model, not a word-vector model; word queries need word vectors")
-    vectors = _load_npy(path / "vectors.npy")
+    vectors = load_npy(path / "vectors.npy")
     try:
         words = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
     except FileNotFoundError:
         raise ModelFormatError(f"{path / 'vocab.txt'} is missing") from None
     if vectors.ndim != 2 or vectors.shape[0] != len(words) or vectors.dtype != np.float32:
         raise ModelFormatError(f"{path}: vectors.npy is {vectors.dtype} {vectors.shape} but vocab.txt lists {len(words)} words")
-    counts = _load_npy(path / "counts.npy") if (path / "counts.npy").exists() else None
+    counts = load_npy(path / "counts.npy") if (path / "counts.npy").exists() else None
     if counts is not None and counts.shape != (len(words),):
         raise ModelFormatError(f"{path}: counts.npy has shape {counts.shape}, expected ({len(words)},)")
     return WordVectors(words, vectors, counts)
@@ -253,10 +253,10 @@ def write_sif_component(model_dir: Path, kind: str, sample_docs: list[list[str]]
 
 def import_vectors(src: Path, fmt: str, out_dir: Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Turn a vectors file in a standard format into a model directory."""
-    from embedsearch.formats import _check_format, read_vectors
+    from embedsearch.formats import check_format, read_vectors
     from embedsearch.trainers.base import check_output_dir
 
-    _check_format(fmt)
+    check_format(fmt)
     src = Path(src)
     out_dir = Path(out_dir).expanduser().absolute()
     check_output_dir(out_dir, overwrite)
@@ -296,9 +296,9 @@ def import_vectors(src: Path, fmt: str, out_dir: Path, *, overwrite: bool = Fals
 
 def export_model(model_dir: Path, fmt: str, out_path: Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Write a word model's vectors in a standard format (atomically: temp file, then rename)."""
-    from embedsearch.formats import _check_format, write_vectors
+    from embedsearch.formats import check_format, write_vectors
 
-    _check_format(fmt)
+    check_format(fmt)
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     out_path = Path(out_path)

@@ -24,8 +24,7 @@ from embedsearch.embedders.base import Embedder
 from embedsearch.errors import InvalidArgument
 from embedsearch.highlights import highlights
 from embedsearch.search_fusion import FUSIONS, check, fuse
-from embedsearch.store import lexical, passage_rows
-from embedsearch.store.collection import Collection, Hit, StaleRead
+from embedsearch.store import Collection, Hit, StaleRead, lexical, passage_rows
 from embedsearch.store.filters import parse_filter
 
 MAX_K = 10_000

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.embedders import load_embedder
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

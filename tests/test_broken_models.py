@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from embedsearch.config import Settings
 from embedsearch.embedders.sentence import bundled_minilm_path
 from embedsearch.service.app import create_app
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 
 SMALL_FILES = ["config.json", "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json",
                "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"]  # fmt: skip

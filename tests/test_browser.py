@@ -18,7 +18,7 @@ import time
 import pytest
 
 from embedsearch.config import Settings
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import topic_docs
 
 

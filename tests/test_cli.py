@@ -262,7 +262,7 @@ def test_add_reports_ids_repeated_in_the_input(cli, tmp_path):
     assert "added 3" in r.output
     assert "3 records repeated the id of an earlier record (2 ids: a1, a2); the last record of each id was kept" in r.output
     from embedsearch.config import Settings
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     coll = Store(Settings.from_env(cli.data_dir)).open("d")
     assert coll.get("a1").text == "third" and coll.get("a2").text == "two again"

@@ -18,7 +18,7 @@ from embedsearch.errors import (
     InvalidName,
 )
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from embedsearch.store.metadata import collections, documents
 from tests.conftest import topic_docs
 
@@ -148,7 +148,7 @@ def test_damaged_segment_is_reported_and_rebuilt_from_text(coll, store, hashing)
 
 def test_failed_commit_leaves_the_previous_generation(coll, hashing, monkeypatch):
     gen, count = coll.generation, coll.row["doc_count"]
-    from embedsearch.store import collection as cmod
+    from embedsearch.store import sealing as cmod
 
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -196,7 +196,7 @@ def test_concurrent_creates_of_one_name_leave_one_working_collection(data_dir, h
     import sys
 
     code = (
-        "import sys; from embedsearch.config import Settings; from embedsearch.store.collection import Store;"
+        "import sys; from embedsearch.config import Settings; from embedsearch.store import Store;"
         "from embedsearch.embedders import load_embedder; from embedsearch.errors import CollectionExists\n"
         "try:\n    Store(Settings.from_env(sys.argv[1])).create('race', load_embedder('hashing')); print('created')\n"
         "except CollectionExists: print('exists')\n"

@@ -15,8 +15,7 @@ import pytest
 
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
-from embedsearch.store import manifest
-from embedsearch.store.collection import Store
+from embedsearch.store import Store, manifest
 from tests.conftest import pg_url
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not pg_url(), reason="no EMBEDSEARCH_TEST_PG_URL"))]
@@ -142,7 +141,7 @@ import sys, time
 import numpy as np
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 coll = Store(Settings.from_env(sys.argv[1], sys.argv[4] or None)).open(sys.argv[3])
 rng = np.random.default_rng(5)
 end = time.time() + float(sys.argv[2])
@@ -277,3 +276,39 @@ def test_delete_where_empty_filter_deletes_every_document(db, hashing):
     assert coll.delete_where({}) == 5
     assert coll.count() == 0
     assert coll.verify(check_model=False).ok
+
+
+def test_partitioned_search_over_segment_sets_equals_the_local_search(store, hashing):
+    """The shard layer's partition-and-merge rule, without Ray: N views that each open the
+    segments owner_of deals them, searched and merged exactly, equal one view over all."""
+    from embedsearch.store.searcher import partitioned_search
+    from embedsearch.store.selection import Selection
+    from embedsearch.store.view import SegmentSet
+
+    coll = store.create("p", hashing, "Flat")
+    coll.seal_at = 40
+    coll.auto_merge = False
+    rng = np.random.default_rng(3)
+    x = _vectors(rng, 330, coll.dim)
+    x[100:110] = x[5]  # ties: equal scores must come in row-id order on both sides
+    coll.add_vectors([Document(f"d{i}", "t", {"n": i}) for i in range(330)], x, commit_every=40)
+    coll.delete([f"d{i}" for i in range(0, 330, 7)])
+    whole = coll.view()
+    assert len(whole.sealed) >= 6
+    queries = _vectors(rng, 5, coll.dim)
+    queries[0] = x[5]
+    ids = np.asarray([i for i in range(330) if i % 7 and i % 2], dtype=np.int64)
+    for shards in (1, 2, 3, 5):
+        parts = []
+        for s in range(shards):
+            view = SegmentSet(coll.dir, coll.dim, coll.metric)
+            view.shard = (s, shards)
+            view.sync(store.engine, coll.id)
+            parts.append(lambda q, k, view=view, **kw: (*view.search(q, k, **kw), view.generation))
+        for k in (1, 10, 200):
+            for selection in (None, Selection(ids, whole.generation)):
+                want_s, want_i = whole.search(queries, k, selection=selection)
+                got_s, got_i, gen = partitioned_search(parts, queries, k, selection=selection)
+                assert gen == whole.generation
+                assert np.array_equal(got_i, want_i), (shards, k)
+                assert np.allclose(got_s, want_s)

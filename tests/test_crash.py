@@ -18,7 +18,7 @@ import pytest
 
 from embedsearch.config import Settings
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from embedsearch.store.metadata import dispose_engines
 
 COMMIT = 200

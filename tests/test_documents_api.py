@@ -20,7 +20,7 @@ from embedsearch.errors import (
     InvalidFilter,
     InvalidIndexSpec,
 )
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from embedsearch.store.documents_api import (
     count_documents,
     create_collection,

@@ -30,7 +30,7 @@ def data():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     from embedsearch.config import Settings
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     return Store(Settings.from_env(tmp_path_factory.mktemp("filtered")))
 

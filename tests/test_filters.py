@@ -9,7 +9,7 @@ import pytest
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.errors import InvalidFilter
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from embedsearch.store.filters import parse_filter
 from tests.conftest import pg_url
 

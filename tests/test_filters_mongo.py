@@ -19,7 +19,7 @@ from sqlalchemy import text, update
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from embedsearch.store.metadata import documents
 from tests.conftest import pg_url
 

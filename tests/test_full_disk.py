@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from embedsearch.config import Settings
 from embedsearch.errors import disk_full_reason
 from embedsearch.service.app import create_app
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import topic_docs
 
 

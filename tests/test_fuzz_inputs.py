@@ -16,7 +16,7 @@ from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.errors import EmbedsearchError
 from embedsearch.service.app import create_app
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import topic_docs
 
 OPS = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$all", "$size", "$elemMatch"]

@@ -17,7 +17,7 @@ from embedsearch.config import Settings, validate_collection_name
 from embedsearch.corpus import Document, ReadOptions, iter_documents, resolve_sources, scan
 from embedsearch.errors import CorpusError, InvalidArgument, InvalidName
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import topic_docs
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from embedsearch.cli import main
 from embedsearch.config import Settings
 from embedsearch.service.app import create_app
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import pg_url, topic_docs
 from tests.test_lexical import BAD_QUERIES, DBS
 

@@ -12,7 +12,7 @@ import pytest
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 
 FIXTURE = Path(__file__).parent / "data" / "legacy-v1"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())

@@ -17,8 +17,7 @@ from embedsearch.errors import InvalidArgument
 from embedsearch.highlights import highlights, mark
 from embedsearch.search import search
 from embedsearch.search_fusion import fuse
-from embedsearch.store import lexical
-from embedsearch.store.collection import Store
+from embedsearch.store import Store, lexical
 from tests.conftest import pg_url, topic_docs
 
 DBS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not pg_url(), reason="no PostgreSQL configured"))]
@@ -112,7 +111,7 @@ def test_a_failed_commit_leaves_the_index_as_it_was(store, new_name, hashing, mo
     coll = store.create(new_name(), hashing, lexical=True)
     coll.add_documents([Document("a", "bushfire smoke", {})], hashing)
     monkeypatch.setenv("EMBEDSEARCH_TEST_CRASH_AT", "never")
-    from embedsearch.store import collection as collection_module
+    from embedsearch.store import commit as collection_module  # the commit protocol owns the crash points
 
     def boom(name):
         if name == "before-commit":

@@ -21,7 +21,7 @@ from schemathesis.config import SchemathesisConfig
 from embedsearch.config import Settings
 from embedsearch.embedders import load_embedder
 from embedsearch.service.app import create_app
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import topic_docs
 
 EXAMPLES = 60

@@ -210,7 +210,7 @@ def test_filters_select_documents_and_every_mode_keeps_the_k_guarantee(store, mi
 
 def test_chunking_is_part_of_the_collection_and_survives_reopening(store, minilm, data_dir):
     from embedsearch.config import Settings
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     store.create("c", minilm, chunking=Chunking(100, 20))
     again = Store(Settings.from_env(data_dir)).open("c")
@@ -228,7 +228,7 @@ def test_repair_re_embeds_the_passages_of_a_lost_segment(store, minilm, long_doc
     before = [(h.id, round(h.score, 5)) for h in search(coll, query, k=4, embedder=minilm, mode="dense")[0]]
     sealed = [s for s in coll.info()["segments"] if s["state"] == "sealed"]
     assert sealed
-    from embedsearch.store.segments import segment_file
+    from embedsearch.store.segment_files import segment_file
 
     (coll.dir / segment_file(sealed[0]["id"])).unlink()
     report = coll.verify()
@@ -269,7 +269,7 @@ def test_rebuild_keeps_the_chunking(store, minilm, long_docs):
 @pytest.mark.skipif(not pg_url(), reason="no EMBEDSEARCH_TEST_PG_URL")
 def test_passages_on_postgresql(minilm, tmp_path, long_docs):
     from embedsearch.config import Settings
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     pg = Store(Settings.from_env(tmp_path / "d", db_url=pg_url()))
     name = f"passages_{np.random.default_rng().integers(1 << 30)}"

@@ -8,7 +8,7 @@ import pytest
 
 from embedsearch.config import Settings
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import pg_url, topic_docs
 
 pytestmark = pytest.mark.skipif(not pg_url(), reason="set EMBEDSEARCH_TEST_PG_URL to a PostgreSQL database")

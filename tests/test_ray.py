@@ -35,6 +35,19 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture
+def store(data_dir):
+    """A store wired to the Ray cluster, as the CLI and the service wire theirs: sharded
+    collections are searched through shard actors."""
+    from embedsearch.cluster.shards import ShardSearchers
+    from embedsearch.config import Settings
+    from embedsearch.store import Store
+
+    searchers = ShardSearchers()
+    yield Store(Settings.from_env(data_dir), searchers=searchers)
+    searchers.close()
+
+
 def docs(n: int, offset: int = 0) -> list[Document]:
     topics = ["bushfire smoke firefighters", "interest rates bank", "cricket wickets batsman", "election votes minister"]
     return [
@@ -69,7 +82,7 @@ def test_sharded_search_equals_unsharded_with_filters_deletes_and_new_commits(pa
         for k in (1, 10, 57):
             expect = hits_of(search(plain, QUERIES, k=k, embedder=hashing, where=where))
             assert hits_of(search(sharded, QUERIES, k=k, embedder=hashing, where=where)) == expect, (where, k)
-    described = sharded.router.describe()
+    described = sharded.store.searcher_for(sharded).describe()
     assert len(described) == 3 and all(d["segments"] for d in described)
     owned = [s for d in described for s in d["segments"]]
     assert sorted(owned) == sorted(s["id"] for s in sharded.info()["segments"])  # each segment once
@@ -104,10 +117,10 @@ def test_a_killed_shard_is_restarted_and_the_search_waits_for_it(pair, hashing):
     plain, sharded = pair
     expect = hits_of(search(plain, QUERIES, k=10, embedder=hashing))
     assert hits_of(search(sharded, QUERIES, k=10, embedder=hashing)) == expect
-    before = sharded.router.describe()
-    ray.kill(sharded.router.actors[1], no_restart=False)  # Ray restarts it from its segments
+    before = sharded.store.searcher_for(sharded).describe()
+    ray.kill(sharded.store.searcher_for(sharded).actors[1], no_restart=False)  # Ray restarts it from its segments
     assert hits_of(search(sharded, QUERIES, k=10, embedder=hashing)) == expect
-    after = sharded.router.describe()
+    after = sharded.store.searcher_for(sharded).describe()
     assert after[1]["pid"] != before[1]["pid"] and after[1]["segments"] == before[1]["segments"]
     assert after[0]["pid"] == before[0]["pid"]
 
@@ -115,11 +128,11 @@ def test_a_killed_shard_is_restarted_and_the_search_waits_for_it(pair, hashing):
 def test_a_shard_that_stays_dead_fails_the_search_instead_of_answering_in_part(pair, hashing, monkeypatch):
     _, sharded = pair
     search(sharded, QUERIES[:1], k=5, embedder=hashing)
-    ray.kill(sharded.router.actors[2], no_restart=True)
+    ray.kill(sharded.store.searcher_for(sharded).actors[2], no_restart=True)
     monkeypatch.setenv("EMBEDSEARCH_SHARD_TIMEOUT", "20")
     with pytest.raises(ClusterUnavailable, match="shard"):
         search(sharded, QUERIES, k=10, embedder=hashing)
-    sharded.router = None  # a new router starts new actors
+    sharded.store.searchers.forget(sharded)  # a new router starts new actors
     assert len(search(sharded, QUERIES, k=10, embedder=hashing)[0]) == 10
 
 

@@ -15,7 +15,7 @@ import json, sys
 from embedsearch.config import Settings
 from embedsearch.embedders import load_embedder
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 coll = Store(Settings.from_env(sys.argv[1])).open("news")
 hashing = load_embedder("hashing")
 for line in sys.stdin:

@@ -71,10 +71,16 @@ def test_readme_document_commands_run_as_written(cli, tmp_path):
     assert json.loads(outputs[0])["documents"][0]["id"] == "doc-17"
     assert [d["id"] for d in json.loads(outputs[1])["documents"]] == ["doc-17"]
     assert outputs[2].strip() == "1"
+    stripped = (x.split("  #")[0].strip() for x in tour.splitlines())
+    deletes = [line for line in stripped if line.startswith("embedsearch index delete ")]
+    assert len(deletes) == 2  # by id, and by filter
+    for line in deletes:
+        r = cli(*shlex.split(line)[1:])
+        assert r.exit_code == 0, f"{line}\n{r.output}"
 
 
 def test_readme_library_example_runs_as_written(tmp_path, monkeypatch):
-    block = next(b for b in _blocks("python") if "from embedsearch.store.collection import Store" in b)
+    block = next(b for b in _blocks("python") if "from embedsearch.store import Store" in b)
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)  # noqa: S102  (the README's own code)

@@ -22,7 +22,7 @@ import pytest
 from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.models import import_vectors
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PLACEHOLDER_BODY = "[0.1, ...]"

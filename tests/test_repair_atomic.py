@@ -15,7 +15,7 @@ import pytest
 from embedsearch.config import Settings
 from embedsearch.errors import DatabaseDamaged
 from embedsearch.search import search
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from embedsearch.store.metadata import dispose_engines
 from tests.conftest import clustered, topic_docs
 

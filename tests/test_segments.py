@@ -73,7 +73,7 @@ def build(store, spec: str, x: np.ndarray, name: str = "seg"):
 @pytest.fixture(scope="module")
 def module_store(tmp_path_factory):
     from embedsearch.config import Settings
-    from embedsearch.store.collection import Store
+    from embedsearch.store import Store
 
     return Store(Settings.from_env(tmp_path_factory.mktemp("segments")))
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from embedsearch.config import Settings
 from embedsearch.service.app import MAX_BODY_BYTES, create_app
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 from tests.conftest import topic_docs
 
 KEY = "s3cret-key"

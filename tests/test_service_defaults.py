@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from embedsearch.cli.serve import is_loopback
 from embedsearch.config import Settings
 from embedsearch.service.app import create_app
-from embedsearch.store.collection import Store
+from embedsearch.store import Store
 
 DOC = {"documents": [{"id": "a", "text": "lava flows"}]}
 

@@ -278,8 +278,8 @@ def reference_glove_epoch(params, gradsq, entries, eta, x_max=10.0, alpha=0.75, 
 def test_glove_update_is_the_reference_update(lr):
     # issue 18: the bias step was scaled by lr, which the reference does not do; at lr 0.1 that
     # cost 0.03 WordSim-353. One thread, so the compiled epoch runs the entries in order.
-    from embedsearch.trainers import _glove_kernels as K
     from embedsearch.trainers import glove_core as G
+    from embedsearch.trainers import glove_kernels as K
 
     rng = np.random.default_rng(3)
     vocab, dim, n = 30, 8, 400

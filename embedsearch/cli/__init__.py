@@ -23,14 +23,17 @@ class AppContext:
 
     settings: Settings
     _store: Any = field(default=None, repr=False)
+    ray_address: str | None = "auto"  # the Ray cluster sharded collections are searched on (--ray)
 
     @property
     def store(self):
         if self._store is None:
-            from embedsearch.store.collection import Store
+            from embedsearch.store import Store
 
             self._check_data_exists()
-            self._store = Store(self.settings)
+            from embedsearch.cluster.shards import ShardSearchers
+
+            self._store = Store(self.settings, searchers=ShardSearchers(self.ray_address))
         return self._store
 
     def db_display(self) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from embedsearch.cli.index import _with_examples, build_read_options, device_option, read_options, word_model_options
+from embedsearch.cli.index import build_read_options, device_option, read_options, with_examples, word_model_options
 from embedsearch.cli.output import table
 
 
@@ -108,7 +108,7 @@ def _check_outputs(outputs: dict[str, str | None]) -> None:
     help="Metadata field that colours the 2-D map (default: the label field, or the query a document answers).",
 )
 @device_option
-@_with_examples(
+@with_examples(
     "  embedsearch compare minilm models/w2v models/ft models/glove \\\n"
     "      --corpus lee --queries corpora/lee-queries.jsonl -o reports/cmp.html\n"
     "  embedsearch compare minilm minilm+lexical minilm+hybrid bm25 \\\n"

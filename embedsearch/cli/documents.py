@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from embedsearch.cli.index import _with_examples, index, json_option
+from embedsearch.cli.index import index, json_option, with_examples
 from embedsearch.cli.output import echo_json, shorten, table
 from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -26,7 +26,7 @@ def _documents_table(docs: list[dict[str, Any]]) -> str:
 @click.argument("name")
 @click.option("--id", "ids", multiple=True, required=True, help="Document id (repeatable).")
 @json_option
-@_with_examples("  embedsearch index get news --id doc-17\n  embedsearch index get news --id a1 --id a2 --json")
+@with_examples("  embedsearch index get news --id doc-17\n  embedsearch index get news --id a1 --id a2 --json")
 @click.pass_obj
 def get(app, name, ids, as_json):
     """Show documents of NAME by id: text and metadata.
@@ -50,7 +50,7 @@ def get(app, name, ids, as_json):
 @click.option("--limit", default=DEFAULT_LIMIT, show_default=True, type=click.IntRange(1, MAX_LIMIT), help="Documents per page.")
 @click.option("--cursor", default=None, help="Continue a listing: the next_cursor a previous page printed.")
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index docs news --limit 20\n"
     '  embedsearch index docs news --where \'{"source": "lee"}\' --limit 100 --json\n'
     "  embedsearch index docs news --limit 100 --cursor eyJ2IjoxLCJjIjoxLCJmIjoi... --json"
@@ -82,7 +82,7 @@ def docs(app, name, where, limit, cursor, as_json):
 @click.argument("name")
 @click.option("--where", default=None, help="Count only documents matching this metadata filter (JSON).")
 @json_option
-@_with_examples('  embedsearch index count news\n  embedsearch index count news --where \'{"year": {"$gte": 2001}}\' --json')
+@with_examples('  embedsearch index count news\n  embedsearch index count news --where \'{"year": {"$gte": 2001}}\' --json')
 @click.pass_obj
 def count(app, name, where, as_json):
     """Count the documents of NAME (those matching --where)."""

@@ -109,7 +109,7 @@ class Warnings:
             click.echo(f"skipped {self.count} records in all ({self.count - MAX_WARNINGS} not shown)", err=True)
 
 
-def _with_examples(text: str):
+def with_examples(text: str):
     """Append an examples block to a command's help (kept verbatim by click)."""
 
     def deco(f):
@@ -194,7 +194,7 @@ def index() -> None:
 @word_model_options
 @device_option
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index create news --model minilm\n"
     "  embedsearch index create manuals --model minilm --chunk-tokens 200 --chunk-overlap 40\n"
     "  embedsearch --db postgresql+psycopg2://... index create web --model minilm --shards 4\n"
@@ -278,7 +278,7 @@ def create(
 )
 @device_option
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index add news docs/*.txt\n"
     "  embedsearch index add web corpus/ --ray              # embed in a Ray actor pool\n"
     "  embedsearch index add news notes.txt --per-line --meta source=notes\n"
@@ -382,7 +382,7 @@ def add(
 @click.option("--where", default=None, help="Delete every document matching this metadata filter (JSON; '{}' matches all).")
 @click.option("--yes", is_flag=True, help="Confirm --where '{}', which deletes every document.")
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index delete news --id doc-17\n"
     "  embedsearch index delete news --ids-file stale.txt\n"
     '  embedsearch index delete news --where \'{"source": "old-feed"}\'\n'
@@ -414,7 +414,7 @@ def delete(app, name, ids, ids_file, where, yes, as_json):
 
 @index.command("list")
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index list\n  embedsearch --db postgresql+psycopg2://user:pw@127.0.0.1/embedsearch index list --json"
 )
 @click.pass_obj
@@ -449,7 +449,7 @@ def list_(app, as_json):
 @index.command("info")
 @click.argument("name")
 @json_option
-@_with_examples("  embedsearch index info news\n  embedsearch index info news --json")
+@with_examples("  embedsearch index info news\n  embedsearch index info news --json")
 @click.pass_obj
 def info(app, name, as_json):
     """Show a collection's model, index, counts and files."""
@@ -514,7 +514,7 @@ def info(app, name, as_json):
 @click.argument("name")
 @click.option("--no-model-check", is_flag=True, help="Skip hashing the model files.")
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index verify news\n  embedsearch index verify news --no-model-check --json || embedsearch index repair news"
 )
 @click.pass_obj
@@ -547,7 +547,7 @@ def verify(app, name, no_model_check, as_json):
 @click.option("--lexical", is_flag=True, help="Rebuild (or build) the lexical index from the stored text, in one transaction.")
 @device_option
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index repair news\n"
     "  embedsearch index repair news --lexical              # rebuild (or build) the lexical index\n"
     "  embedsearch index repair news --rebuild              # re-embed every document from its stored text\n"
@@ -588,7 +588,7 @@ def repair(app, name, rebuild, model, lexical, device, as_json):
     "once the collection holds 4x what it was trained on).",
 )
 @json_option
-@_with_examples("  embedsearch index optimize news\n  embedsearch index optimize big --retrain --json")
+@with_examples("  embedsearch index optimize news\n  embedsearch index optimize big --retrain --json")
 @click.pass_obj
 def optimize(app, name, retrain, as_json):
     """Seal the growing segment, merge segments as far as the size limit allows, purge every
@@ -614,7 +614,7 @@ def optimize(app, name, retrain, as_json):
 @index.command("drop")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@_with_examples("  embedsearch index drop news\n  embedsearch index drop scratch --yes")
+@with_examples("  embedsearch index drop news\n  embedsearch index drop scratch --yes")
 @click.pass_obj
 def drop(app, name, yes):
     """Delete collection NAME: its documents and its vector file."""

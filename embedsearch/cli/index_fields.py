@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from embedsearch.cli.index import _with_examples, index, json_option
+from embedsearch.cli.index import index, json_option, with_examples
 from embedsearch.cli.output import echo_json
 
 
@@ -22,7 +22,7 @@ from embedsearch.cli.output import echo_json
     help="Build the lexical (full-text) index from every stored document, or drop it (one transaction each).",
 )
 @json_option
-@_with_examples(
+@with_examples(
     "  embedsearch index alter news --lexical\n"
     "  embedsearch index alter news --index-field year\n"
     "  embedsearch index alter news --index-field authors.name --drop-index-field source --json"

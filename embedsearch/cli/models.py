@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from embedsearch.cli.index import _with_examples, json_option
+from embedsearch.cli.index import json_option, with_examples
 from embedsearch.cli.output import echo_json, table
 from embedsearch.embedders import BUILTIN_MODELS
 from embedsearch.formats import FORMATS
@@ -26,7 +26,7 @@ def models() -> None:
 @models.command("list")
 @click.argument("directory", default="models", type=click.Path(file_okay=False))
 @json_option
-@_with_examples("  embedsearch models list\n  embedsearch models list ./models --json")
+@with_examples("  embedsearch models list\n  embedsearch models list ./models --json")
 def list_cmd(directory, as_json):
     """Built-in models and the model directories under DIRECTORY (default ./models)."""
     from embedsearch.models import list_models
@@ -44,7 +44,7 @@ def list_cmd(directory, as_json):
 @models.command("show")
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
 @json_option
-@_with_examples("  embedsearch models show models/glove\n  embedsearch models show models/w2v --json")
+@with_examples("  embedsearch models show models/glove\n  embedsearch models show models/w2v --json")
 def show(model, as_json):
     """Print a model directory's manifest (parameters, corpus, versions, loss curve)."""
     from embedsearch.models import read_manifest

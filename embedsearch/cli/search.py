@@ -167,9 +167,7 @@ def search(
     if alpha is not None and fusion != "weighted":
         raise click.UsageError("--alpha applies to --fusion weighted only")
     if ray_address is not None:
-        from embedsearch.cluster import shards
-
-        shards.address = ray_address
+        app.ray_address = ray_address  # before the store is opened
     coll = app.store.open(name)
     coll.device = device
     mode = resolve_mode(coll, mode)

@@ -57,9 +57,8 @@ def serve(
         if not key:
             raise InvalidArgument(f"{api_key_file} is empty; an API key must not be empty")
     if ray_address is not None:
-        from embedsearch.cluster import connect, shards
+        from embedsearch.cluster import connect
 
-        shards.address = ray_address
         connect(ray_address)
     loopback = is_loopback(host)
     hosts = list(allowed_hosts) or (["127.0.0.1", "localhost", "::1"] if loopback else None)
@@ -72,6 +71,7 @@ def serve(
         models_dir=Path(models_dir),
         allowed_hosts=hosts,
         open_writes=loopback or allow_open_writes,
+        ray_address=ray_address or "auto",
     )
     click.echo(f"serving {app.settings.data_dir} on http://{host}:{port}/ (API docs at /docs)", err=True)
     if not loopback and key is None and not read_only and not allow_open_writes:

@@ -62,13 +62,13 @@ def _keep_stdout_clean(ray) -> None:
     the driver's stdout, which is where ``--json`` output goes: send them to stderr."""
     worker = getattr(getattr(ray, "_private", None), "worker", None)
     original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "_embedsearch", False):
+    if original is None or getattr(original, "embedsearch_to_stderr", False):
         return
 
     def to_stderr(data, *args, **kwargs):
         return original({**data, "is_err": True}, *args, **kwargs)
 
-    to_stderr._embedsearch = True
+    to_stderr.embedsearch_to_stderr = True
     worker.print_to_stdstream = to_stderr
 
 

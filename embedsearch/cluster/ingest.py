@@ -79,34 +79,11 @@ def add_documents_on_ray(
     """Embed ``docs`` on a Ray cluster and add them to ``coll`` in one commit; returns the
     :class:`~embedsearch.store.collection.AddResult` a local add would."""
     from embedsearch.errors import InvalidArgument
-    from embedsearch.store.collection import AddResult, _check_document
 
     if not 1 <= workers <= 1024:
         raise InvalidArgument("workers must be between 1 and 1024")
-    latest: dict[str, Document] = {}
-    for doc in docs:  # the last version of an id wins, as in a local add
-        _check_document(doc)
-        latest[doc.id] = doc
     ray = connect(address)
-    result = AddResult()
-    with coll._writing():
-        with coll.store.engine.connect() as conn:
-            existing = coll._lookup(conn, list(latest))
-        todo = []
-        for doc in latest.values():
-            h = doc.content_hash
-            if doc.id in existing and existing[doc.id][1] == h:
-                result.unchanged += 1
-            else:
-                todo.append((doc, h))
-        if todo:
-            vectors, spans, truncated = _embed_on_ray(ray, coll, [d.text for d, _ in todo], workers, batch_size, progress)
-            result.truncated = truncated
-            coll._commit_upsert(todo, vectors, existing, result, spans)
-    result.generation = coll.generation
-    if result.commits:
-        coll._after_write()
-    return result
+    return coll.add_embedded(docs, lambda texts: _embed_on_ray(ray, coll, texts, workers, batch_size, progress))
 
 
 def _embed_on_ray(ray, coll, texts: list[str], workers: int, batch_size: int, progress: bool):

@@ -30,12 +30,11 @@ import numpy as np
 
 from embedsearch.cluster import connect
 from embedsearch.errors import ClusterUnavailable
+from embedsearch.store.searcher import MAX_SHARDS, check_shards, partitioned_search
 
-MAX_SHARDS = 256
+__all__ = ["MAX_SHARDS", "Shard", "ShardRouter", "ShardSearchers", "check_shards"]
+
 _ATTEMPTS = 5
-
-#: the Ray address sharded searches use (``index add --ray``, ``serve --ray`` and ``search --ray`` set it)
-address: str | None = "auto"
 
 
 def _timeout() -> float:
@@ -43,7 +42,7 @@ def _timeout() -> float:
 
 
 class Shard:
-    """The actor body: one shard's view of one collection."""
+    """The actor body: one shard's view of one collection (only the segments it owns)."""
 
     def __init__(self, data_dir: str, db_url: str, name: str, collection_id: int, shard: int, shards: int) -> None:
         from pathlib import Path
@@ -51,25 +50,30 @@ class Shard:
         import faiss
 
         from embedsearch.config import Settings
-        from embedsearch.store.collection import Store
+        from embedsearch.store import Store
+        from embedsearch.store.view import SegmentSet
 
         faiss.omp_set_num_threads(1)  # shards search side by side; one thread each
         self.coll = Store(Settings.from_env(Path(data_dir), db_url)).open(name)
         if self.coll.id != collection_id:
             raise ClusterUnavailable(f"collection {name!r} was dropped and created again")
-        self.coll.shard = (shard, shards)
-        self.coll.view()  # open the segments now, not on the first search
+        self.view = SegmentSet(self.coll.dir, self.coll.dim, self.coll.metric)
+        self.view.shard = (shard, shards)
+        self._sync()  # open the segments now, not on the first search
+
+    def _sync(self):
+        return self.view.sync(self.coll.store.engine, self.coll.id)  # reads only what changed
 
     def search(self, queries, k, sel_ids, sel_generation, nprobe, ef_search):
         from embedsearch.store.selection import Selection
 
-        view = self.coll.view()
+        view = self._sync()
         selection = None if sel_ids is None else Selection(sel_ids, sel_generation)
         scores, ids = view.search(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
         return scores, ids, view.generation
 
     def describe(self) -> dict[str, Any]:
-        view = self.coll.view()
+        view = self._sync()
         return {
             "generation": view.generation,
             "segments": [s.meta.seg_id for s in view.segments()],
@@ -93,7 +97,7 @@ def _rss_mb() -> float | None:
 class ShardRouter:
     """The actors of one sharded collection, and the exact merged search over them."""
 
-    def __init__(self, coll) -> None:
+    def __init__(self, coll, address: str | None = "auto") -> None:
         self.ray = connect(address)
         self.coll = coll
         self.shards = coll.shards
@@ -108,7 +112,7 @@ class ShardRouter:
         return self.ray.is_initialized()
 
     def generation(self) -> int:
-        return self.coll._committed_generation()
+        return self.coll.committed_generation()
 
     def live(self) -> int:
         """Live vectors of the collection, from the metadata database."""
@@ -140,19 +144,18 @@ class ShardRouter:
         return self._gather([a.describe.remote() for a in self.actors])
 
     def search(self, queries: np.ndarray, k: int, *, selection=None, nprobe=None, ef_search=None):
-        """Top k of the whole collection: every shard's top k, merged exactly; returns scores,
-        ids and the generation every shard searched."""
-        from embedsearch.store.segments import sort_topk
-
+        """Top k of the whole collection: every shard's top k, merged exactly (the store's
+        partition rule, store/searcher.py); returns scores, ids and the generation every shard
+        searched."""
         sel_ids = None if selection is None else self.ray.put(selection.ids)
         sel_gen = None if selection is None else selection.generation
         q = self.ray.put(np.ascontiguousarray(queries, dtype=np.float32))
         for _ in range(_ATTEMPTS):
             answers = self._gather([a.search.remote(q, k, sel_ids, sel_gen, nprobe, ef_search) for a in self.actors])
-            if len({gen for _, _, gen in answers}) == 1:
-                scores = np.hstack([s for s, _, _ in answers])
-                ids = np.hstack([i for _, i, _ in answers])
-                return (*sort_topk(scores, ids, k), answers[0][2])
+            try:
+                return partitioned_search([lambda *_a, answer=answer, **_k: answer for answer in answers], queries, k)
+            except ValueError:
+                continue  # a commit landed between two shards' reads: ask again
         raise ClusterUnavailable(f"collection {self.coll.name!r} changed during each of {_ATTEMPTS} searches of its shards")
 
     def close(self) -> None:
@@ -164,19 +167,28 @@ class ShardRouter:
         self.actors = []
 
 
-def router_for(coll) -> ShardRouter:
-    """The collection's router, created (actors started) on first use."""
-    router = coll.router
-    if router is None or not router.alive() or router.shards != coll.shards:
-        if router is not None and router.alive():
-            router.close()  # the shard count changed: the old actors go
-        router = coll.router = ShardRouter(coll)
-    return router
+class ShardSearchers:
+    """The searcher factory of a store wired to Ray (``Store(settings, searchers=ShardSearchers())``):
+    one router, and so one set of shard actors, per sharded collection, started on first use.
+    ``address``: the Ray cluster (``--ray ADDRESS``; "auto" finds a running one or starts one)."""
 
+    def __init__(self, address: str | None = "auto") -> None:
+        self.address = address
+        self.routers: dict[int, ShardRouter] = {}
 
-def check_shards(shards: int) -> int:
-    from embedsearch.errors import InvalidArgument
+    def __call__(self, coll) -> ShardRouter:
+        router = self.routers.get(coll.id)
+        if router is None or not router.alive() or router.shards != coll.shards:
+            if router is not None and router.alive():
+                router.close()  # the shard count changed: the old actors go
+            router = self.routers[coll.id] = ShardRouter(coll, self.address)
+        return router
 
-    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
-        raise InvalidArgument(f"shards must be between 1 and {MAX_SHARDS}")
-    return shards
+    def forget(self, coll) -> None:
+        """Drop a collection's router (the next search starts new actors)."""
+        self.routers.pop(coll.id, None)
+
+    def close(self) -> None:
+        for router in self.routers.values():
+            router.close()
+        self.routers.clear()

@@ -63,7 +63,7 @@ class Embedder(ABC):
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=None, leave=False, file=_stderr())
+            bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=None, leave=False, file=stderr_stream())
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         try:
             for start in range(0, len(texts), self.chunk_size):
@@ -112,7 +112,7 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _stderr():
+def stderr_stream():
     import sys
 
     return sys.stderr

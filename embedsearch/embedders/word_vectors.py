@@ -50,7 +50,7 @@ class WordVectorEmbedder(Embedder):
 
     def __init__(self, path: Path, manifest: dict[str, Any], pooling: str | None = None, oov: str | None = None) -> None:
         from embedsearch.embedders.sentence import directory_fingerprint
-        from embedsearch.models import _load_npy, load_word_vectors, sif_weights
+        from embedsearch.models import load_npy, load_word_vectors, sif_weights
 
         path = Path(path).absolute()
         self.options = resolve_options(manifest["kind"], pooling, oov)
@@ -62,7 +62,7 @@ class WordVectorEmbedder(Embedder):
         self._weights = sif_weights(self.wv) if self.options["pooling"] == "sif" else None
         self._pc = None
         if self.options["pooling"] == "sif":
-            pc = _load_npy(path / "sif_pc.npy").astype(np.float32)
+            pc = load_npy(path / "sif_pc.npy").astype(np.float32)
             self._pc = pc / max(float(np.linalg.norm(pc)), 1e-12)
         self._subword_cache: dict[str, np.ndarray] = {}
 

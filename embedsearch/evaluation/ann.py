@@ -89,7 +89,7 @@ def ann_benchmark(
     """Embed ``documents`` with ``model`` and measure every index spec (the ``ann`` report)."""
     import faiss
 
-    from embedsearch.evaluation.compare import SCHEMA, ModelSpec, _versions, fingerprint_documents, load_run
+    from embedsearch.evaluation.compare import SCHEMA, ModelSpec, fingerprint_documents, library_versions, load_run
     from embedsearch.store.specs import HNSW_EF_SEARCH, default_nprobe, new_faiss_index, parse_spec
 
     docs = list(documents)
@@ -124,9 +124,9 @@ def ann_benchmark(
     if progress:
         from tqdm import tqdm
 
-        from embedsearch.embedders.base import _stderr
+        from embedsearch.embedders.base import stderr_stream
 
-        bar = tqdm(total=len(parsed), desc="index specs", unit="spec", disable=None, file=_stderr())
+        bar = tqdm(total=len(parsed), desc="index specs", unit="spec", disable=None, file=stderr_stream())
     results = []
     ids = np.arange(len(docs), dtype=np.int64)
     try:
@@ -195,7 +195,7 @@ def ann_benchmark(
             "corpus": {"name": corpus_name, "documents": len(docs), "fingerprint": fingerprint_documents(docs)},
             "queries": {"source": query_source, "count": int(len(queries))},
         },
-        "versions": _versions(),
+        "versions": library_versions(),
         "model": {
             "label": run.label,
             "spec": run.spec,

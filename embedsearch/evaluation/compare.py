@@ -235,7 +235,7 @@ def _skeleton(docs, queries, corpus_name, queries_name, label_field, k, resample
             "corpus": {"name": corpus_name, "documents": len(docs), "fingerprint": fingerprint_documents(docs)},
             "queries": None,
         },
-        "versions": _versions(),
+        "versions": library_versions(),
         "models": [],
         "metrics": {},
         "analogy_sections": {},
@@ -252,7 +252,7 @@ def _skeleton(docs, queries, corpus_name, queries_name, label_field, k, resample
     return report
 
 
-def _versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
     from embedsearch.versions import library_versions
 
     return library_versions("faiss", "torch", "sentence-transformers", "gensim", "fasttext", "scipy")
@@ -370,9 +370,9 @@ class _Steps:
         if enabled:
             from tqdm import tqdm
 
-            from embedsearch.embedders.base import _stderr
+            from embedsearch.embedders.base import stderr_stream
 
-            self.bar = tqdm(total=contenders, desc="compare", unit="contender", disable=None, file=_stderr())
+            self.bar = tqdm(total=contenders, desc="compare", unit="contender", disable=None, file=stderr_stream())
 
     def step(self, label: str, what: str) -> None:
         if self.bar is not None:

@@ -92,7 +92,7 @@ class SearchCollections:
     def _store(self):
         if self.store is None:
             from embedsearch.config import Settings
-            from embedsearch.store.collection import Store
+            from embedsearch.store import Store
 
             self.tmp = Path(tempfile.mkdtemp(prefix="embedsearch-compare-"))
             # an explicit URL: EMBEDSEARCH_DB must not send these collections to the user's database

@@ -157,6 +157,7 @@ class ServiceState:
     batch_queries: bool = True
     models_dir: Path = field(default_factory=lambda: Path("models").absolute())
     open_writes: bool = True  # writes without a key: only when the service listens on loopback alone
+    ray_address: str | None = "auto"  # the Ray cluster sharded collections are searched on
     metrics: ServiceMetrics = field(init=False)
     _word_models: dict[str, Any] = field(default_factory=dict)
     _batchers: dict[str, Any] = field(default_factory=dict)
@@ -170,10 +171,19 @@ class ServiceState:
     def store(self):
         with self._lock:
             if self._store is None:
-                from embedsearch.store.collection import Store
+                from embedsearch.cluster.shards import ShardSearchers
+                from embedsearch.store import Store
 
-                self._store = Store(self.settings)
+                self._store = Store(self.settings, searchers=ShardSearchers(self.ray_address))
             return self._store
+
+    def close(self) -> None:
+        """Release the store's connections (the service is stopping)."""
+        with self._lock:
+            store, self._store = self._store, None
+        searchers = getattr(store, "searchers", None)
+        if searchers is not None:
+            searchers.close()  # the shard actors of sharded collections
 
     def embed_queries(self, embedder, texts: list[str]):
         """Embed query texts, batched with concurrent requests unless batching is off."""
@@ -406,6 +416,7 @@ def create_app(
     read_only: bool = False,
     device: str | None = None,
     batch_queries: bool = True,
+    ray_address: str | None = "auto",
     models_dir: Path | None = None,
     allowed_hosts: list[str] | None = None,
     open_writes: bool = True,
@@ -417,14 +428,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = ServiceState(settings, api_key, read_only, device, batch_queries)
+        app.state.service = ServiceState(settings, api_key, read_only, device, batch_queries, ray_address=ray_address)
         app.state.service.open_writes = open_writes
         if models_dir is not None:
             app.state.service.models_dir = Path(models_dir).absolute()
         yield
-        store = app.state.service._store
-        if store is not None and hasattr(store, "close"):
-            store.close()
+        app.state.service.close()
 
     app = FastAPI(
         title="embedsearch",

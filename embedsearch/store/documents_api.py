@@ -218,7 +218,7 @@ def create_collection(
     from embedsearch.passages import resolve_chunking
 
     if shards != 1:
-        from embedsearch.cluster.shards import check_shards
+        from embedsearch.store.searcher import check_shards
 
         check_shards(shards)
     for value in (chunk_tokens, chunk_overlap):

@@ -19,8 +19,6 @@ Nothing is ever formatted into SQL text: values, keys and JSON paths are bound p
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,71 +27,25 @@ from sqlalchemy import and_, false, func, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from embedsearch.errors import InvalidFilter
+from embedsearch.store.filter_syntax import (
+    FIELD_OPS,
+    INT64,
+    LOGICAL,
+    MAX_BRANCHES,
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    MAX_IN,
+    MAX_SEGMENTS,
+    Expr,
+    check_value,
+    parse_filter,
+    path_index,
+    show,
+)
 from embedsearch.store.json_access import JsonAccess, Node, access_for, exists_in, kind_of, negate
 from embedsearch.store.payload import PayloadScope
 
-FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$all", "$size", "$elemMatch")
-LOGICAL = ("$and", "$or", "$nor", "$not")
-MAX_DEPTH = 16
-MAX_IN = 10_000
-MAX_SEGMENTS = 8
-MAX_BRANCHES = 512  # SQL copies of a condition that one dotted path may need (x2 per segment)
-# conditions (field operators and logical branches) in one filter: SQLite refuses expression trees
-# deeper than 1000 (a 1,001-branch $or), and thousands of branches cost seconds of CPU per query;
-# many values of one field belong in one $in, which has its own limit (MAX_IN)
-MAX_CONDITIONS = 256
-INT64 = 2**63
-
-Expr = ColumnElement[bool]
-
-
-def parse_filter(text: str | dict | None) -> dict | None:
-    """Parse a ``--where`` value (JSON text or an already-decoded dict)."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, dict):
-        value = text
-    elif not isinstance(text, (str, bytes)):
-        raise InvalidFilter(f"filter must be a JSON object, got {type(text).__name__}")
-    else:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidFilter(f"filter is not valid JSON: {exc.msg} at column {exc.colno}") from None
-        except (RecursionError, UnicodeDecodeError, ValueError) as exc:
-            raise InvalidFilter(f"filter is not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(value, dict):
-        raise InvalidFilter(f"filter must be a JSON object, got {type(value).__name__}")
-    problem = _json_problem(value)
-    if problem:
-        raise InvalidFilter(f"filter is not strict JSON: {problem}")
-    return value
-
-
-def _json_problem(value: Any, depth: int = 0) -> str | None:
-    """What SQL could not bind faithfully: NaN/Infinity, lone surrogates, integers outside 64
-    bits (checked iteratively deep enough for MAX_DEPTH; deeper filters are refused anyway)."""
-    from embedsearch.corpus import metadata_problem
-
-    if depth > 4 * MAX_DEPTH:
-        return f"nested deeper than {MAX_DEPTH} levels"
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return None if -(2**63) <= value < 2**63 else f"integer {value} does not fit in 64 bits"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{value} is not a finite number"
-    if isinstance(value, dict):
-        for k, v in value.items():
-            problem = metadata_problem(k, "a key") if isinstance(k, str) else f"key {k!r} is not a string"
-            problem = problem or _json_problem(v, depth + 1)
-            if problem:
-                return problem
-        return None
-    if isinstance(value, list):
-        return next((p for p in (_json_problem(v, depth + 1) for v in value) if p), None)
-    return metadata_problem(value)
-
+__all__ = ["FilterCompiler", "compile_filter", "parse_filter"]
 
 @dataclass(frozen=True)
 class Leaf:
@@ -146,7 +98,7 @@ class FilterCompiler:
         if depth > MAX_DEPTH:
             raise InvalidFilter(f"filter nests deeper than {MAX_DEPTH} levels")
         if not isinstance(spec, dict):
-            raise InvalidFilter(f"{where}: expected an object, got {_show(spec)}")
+            raise InvalidFilter(f"{where}: expected an object, got {show(spec)}")
         if not spec:
             return true()
         clauses = []
@@ -196,8 +148,7 @@ class FilterCompiler:
         names = list(ops)
         if not all(isinstance(o, str) and o.startswith("$") for o in names):
             raise InvalidFilter(
-                f"{key}: sub-documents are matched field by field with dotted names (e.g. '{key}.{names[0]}'), "
-                "not by value"
+                f"{key}: sub-documents are matched field by field with dotted names (e.g. '{key}.{names[0]}'), not by value"
             )
         parts = [self._op(key, path, op, arg, node, depth) for op, arg in ops.items()]  # validates each
         if self.payload is not None and node is self._root and len(parts) > 1:
@@ -211,7 +162,7 @@ class FilterCompiler:
         self._count()
         j = self.json
         if op in ("$eq", "$ne"):
-            _check_value(key, op, arg, arrays=True)
+            check_value(key, op, arg, arrays=True)
             hit = self._indexed(key, op, arg, node)
             if hit is None:
                 hit = self._match(node, path, self._equals(arg))
@@ -219,7 +170,7 @@ class FilterCompiler:
         if op in ("$gt", "$gte", "$lt", "$lte"):
             if isinstance(arg, list):
                 raise InvalidFilter(f"{key}: {op} takes a string, number, boolean or null, not an array")
-            _check_value(key, op, arg, arrays=False)
+            check_value(key, op, arg, arrays=False)
             if arg is None:  # MongoDB: null sorts equal only to null/missing
                 return self._match(node, path, self._equals(None)) if op in ("$gte", "$lte") else false()
             kind = kind_of(arg)
@@ -233,7 +184,7 @@ class FilterCompiler:
             if len(arg) > MAX_IN:
                 raise InvalidFilter(f"{key}: {op} list longer than {MAX_IN}")
             for v in arg:
-                _check_value(key, op, v, arrays=True)
+                check_value(key, op, v, arrays=True)
             hit = self._indexed(key, op, arg, node) if arg else false()
             if hit is None:
                 hit = self._match(node, path, self._one_of(arg))
@@ -259,7 +210,7 @@ class FilterCompiler:
                 if isinstance(v, dict) and list(v) == ["$elemMatch"]:
                     parts.append(self._op(key, path, "$elemMatch", v["$elemMatch"], node, depth))
                 else:
-                    _check_value(key, op, v, arrays=True)
+                    check_value(key, op, v, arrays=True)
                     parts.append(self._match(node, path, self._equals(v)))
             return and_(*parts)
         if op == "$size":
@@ -346,7 +297,7 @@ class FilterCompiler:
             yield from self._member(node, seg, rest, trail, leaf)
             return
         yield from self._member(node, seg, rest, trail.having(j.not_array(node)), leaf)
-        i = _index(seg)
+        i = path_index(seg)
         if i is None:
             frm, elem, guard = j.elements(node)
             via = trail.having(j.is_kind(node, "array")).joining(frm).having(guard, j.is_kind(elem, "object"))
@@ -422,41 +373,6 @@ class _Trail:
         if not conds:
             return true()
         return and_(*conds) if len(conds) > 1 else conds[0]
-
-
-def _index(seg: str) -> int | None:
-    """The array index a path segment names ("0", "12"; not "01" or "-1"), or None."""
-    if seg.isdigit() and seg.isascii() and (seg == "0" or not seg.startswith("0")) and len(seg) < 10:
-        return int(seg)
-    return None
-
-
-def _show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)[:60]
-
-
-def _check_value(key: str, op: str, value: Any, arrays: bool) -> None:
-    """A value a filter may compare with: JSON scalars, arrays of them when ``arrays``."""
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if isinstance(value, int):
-        if not -INT64 <= value < INT64:
-            raise InvalidFilter(f"{key}: {op}: integers must fit in 64 bits, got {value}")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidFilter(f"{key}: {op}: numbers must be finite")
-        return
-    if isinstance(value, list) and arrays:
-        for v in value:
-            _check_value(key, op, v, arrays=True)
-        return
-    if isinstance(value, dict):
-        raise InvalidFilter(
-            f"{key}: {op} cannot compare with an object; match fields of sub-documents with dotted names "
-            f"(e.g. '{key}.field')"
-        )
-    raise InvalidFilter(f"{key}: {op} takes a string, number, boolean or null, got {_show(value)}")
 
 
 def compile_filter(spec: dict | str | None, column, dialect: str, payload: PayloadScope | None = None) -> ColumnElement[bool]:

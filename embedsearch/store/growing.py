@@ -20,11 +20,17 @@ import numpy as np
 
 from embedsearch.errors import IndexCorrupted
 from embedsearch.files import fsync_path
-from embedsearch.store.segments import Segment, SegmentMeta
+from embedsearch.store.segment_files import SegmentMeta
+from embedsearch.store.segments import Segment
 
 
 def growing_file(seg_id: int) -> str:
     return f"growing-{seg_id:012d}.log"
+
+
+def growing_meta(seg_id: int, row_lo: int, generation: int) -> SegmentMeta:
+    """The segment-list entry of a new, empty growing segment starting at ``row_lo``."""
+    return SegmentMeta(seg_id, "growing", growing_file(seg_id), "Flat", None, 0, row_lo, row_lo, 0, None, generation)
 
 
 def record_dtype(dim: int) -> np.dtype:

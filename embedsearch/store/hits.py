@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from sqlalchemy import BigInteger, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from embedsearch.store.metadata import collections, documents
+from embedsearch.store.metadata import documents
 
 COLUMNS = ("text", "metadata")
 _IDS = "row_ids"
@@ -55,11 +55,3 @@ def fetch_rows(engine, dialect: str, collection_id: int, row_ids: Iterable[int],
             meta = rest[-1] if "metadata" in columns else None
             out[rid] = (ext, text, meta)
     return out
-
-
-_generation = select(collections.c.generation).where(collections.c.id == bindparam("cid"))
-
-
-def generation_of(conn, collection_id: int) -> int | None:
-    """The committed generation of a collection (None when it is gone), from a prebuilt statement."""
-    return conn.execute(_generation, {"cid": collection_id}).scalar()

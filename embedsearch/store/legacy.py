@@ -80,7 +80,8 @@ def template_of(index):
 def load_legacy_view(coll):
     """Serve a pre-segment collection as it is: its one file, loaded into memory, as one segment."""
     from embedsearch.errors import InconsistentCollection
-    from embedsearch.store.segments import Segment, SegmentMeta
+    from embedsearch.store.segment_files import SegmentMeta
+    from embedsearch.store.segments import Segment
     from embedsearch.store.specs import describe
     from embedsearch.store.view import SegmentSet
 
@@ -117,11 +118,10 @@ def migrate_legacy(coll) -> None:
 
     from embedsearch.files import fsync_path
     from embedsearch.store import manifest
-    from embedsearch.store.collection import growing_meta
     from embedsearch.store.commit import commit
     from embedsearch.store.crashpoints import crash_point
-    from embedsearch.store.growing import create_log
-    from embedsearch.store.segments import SegmentMeta, checksum, segment_file, write_index_file, write_sealed
+    from embedsearch.store.growing import create_log, growing_meta
+    from embedsearch.store.segment_files import SegmentMeta, checksum, segment_file, write_index_file, write_sealed
     from embedsearch.store.specs import describe
 
     view = load_legacy_view(coll)
@@ -167,4 +167,3 @@ def migrate_legacy(coll) -> None:
         manifest.add_tombstones(c.conn, coll.id, view.dead, new_gen)
         c.obsolete.append(legacy_file(gen))
     coll.forget_view()
-

@@ -19,7 +19,7 @@ from embedsearch.store.commit import commit
 from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.locks import file_lock
 from embedsearch.store.merging import MergePlan, build_merged, plan_merge
-from embedsearch.store.segments import (
+from embedsearch.store.segment_files import (
     SegmentMeta,
     checksum,
     segment_file,

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
-from embedsearch.store.metadata import segments, tombstones, trainings
-from embedsearch.store.segments import SegmentMeta
+from embedsearch.store.metadata import collections, segments, tombstones, trainings
+from embedsearch.store.segment_files import SegmentMeta
 
 _CHUNK = 500  # ids per IN (...) / executemany chunk
 
@@ -113,3 +113,11 @@ def drop_tombstones(conn, collection_id: int, row_ids) -> None:
                 tombstones.c.collection_id == collection_id, tombstones.c.row_id.in_(ids[start : start + _CHUNK])
             )
         )
+
+
+_GENERATION = select(collections.c.generation).where(collections.c.id == bindparam("cid"))
+
+
+def generation_of(conn, collection_id: int) -> int | None:
+    """The committed generation of a collection (None when it is gone), from a prebuilt statement."""
+    return conn.execute(_GENERATION, {"cid": collection_id}).scalar()

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embedsearch.store.segments import Segment, SegmentMeta, build_index
+from embedsearch.store.segment_files import SegmentMeta
+from embedsearch.store.segments import Segment, build_index
 from embedsearch.store.specs import IndexSpec
 
 FACTOR = 8

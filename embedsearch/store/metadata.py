@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -260,3 +261,28 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+if TYPE_CHECKING:
+    from embedsearch.embedders.base import Embedder
+    from embedsearch.passages import Chunking
+
+
+def embedder_config(embedder: Embedder, chunking: Chunking | None, shards: int = 1) -> dict[str, Any]:
+    """The collection's record of how it embeds and is searched: the model's settings, the
+    chunking, and the number of shards when it has several."""
+    config = embedder.config()
+    if chunking is not None:
+        config["chunking"] = chunking.to_dict()
+    if shards > 1:
+        config["shards"] = shards
+    return config
+
+
+def public_row(row) -> dict[str, Any]:
+    out = dict(row)
+    out.pop("id", None)
+    for key in ("created_at", "updated_at"):
+        if out.get(key) is not None:
+            out[key] = out[key].isoformat()
+    return out

@@ -74,8 +74,10 @@ def selection_query(collection_id: int, condition):
     joined = passages.join(
         documents, and_(documents.c.collection_id == passages.c.collection_id, documents.c.row_id == passages.c.doc_row_id)
     )
-    return select(passages.c.row_id, passages.c.doc_row_id).select_from(joined).where(
-        passages.c.collection_id == collection_id, condition
+    return (
+        select(passages.c.row_id, passages.c.doc_row_id)
+        .select_from(joined)
+        .where(passages.c.collection_id == collection_id, condition)
     )
 
 

@@ -31,7 +31,8 @@ from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.growing import create_log, read_records
 from embedsearch.store.locks import file_lock
 from embedsearch.store.metadata import documents
-from embedsearch.store.segments import Segment, SegmentMeta, build_index, segment_file, segment_files, write_sealed
+from embedsearch.store.segment_files import SegmentMeta, segment_file, segment_files, write_sealed
+from embedsearch.store.segments import Segment, build_index
 from embedsearch.store.specs import parse_spec
 from embedsearch.store.verify import (
     document_row_ids,
@@ -248,8 +249,8 @@ def _reembed(coll, embedder: Embedder, todo: np.ndarray, plan: _Plan, everything
 
 def _commit(coll, embedder: Embedder, plan: _Plan, everything: bool) -> dict[str, Any]:
     """The one transaction that swaps the repaired state in."""
-    from embedsearch.store.collection import embedder_config
     from embedsearch.store.growing import growing_file
+    from embedsearch.store.metadata import embedder_config
 
     if plan.growing is None and plan.kept_growing is None:  # the growing segment was dropped (or never was)
         at = plan.next_row_id

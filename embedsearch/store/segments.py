@@ -17,17 +17,12 @@ excluding selector, and a filtered search only ever passes ids that SQL says are
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from embedsearch.errors import IndexCorrupted
-from embedsearch.files import fsync_path
+from embedsearch.store.segment_files import SegmentMeta, refine_files
 from embedsearch.store.specs import (
     HNSW_EF_SEARCH,
     REFINE_FACTOR,
@@ -35,6 +30,7 @@ from embedsearch.store.specs import (
     default_nprobe,
     parse_spec,
 )
+from embedsearch.store.topk import empty_topk, exact_topk
 
 EXACT_FILTER_MAX = 20_000  # filtered sets this small are searched exactly (graphs) or over every list (IVF)
 HNSW_EF_FILTER_MAX = 4096  # a filter would need a wider graph walk than this: searched exactly
@@ -48,117 +44,12 @@ HNSW_EF_FILTER_MAX = 4096  # a filter would need a wider graph walk than this: s
 EXACT_IVF_MAX = 20_000
 IVF_WIDEN_MAX = 8.0
 EXACT_SCAN_QUERIES = 32  # up to this many queries, an exact filtered search of a graph scans its storage
-SEGMENT_FILE_RE = re.compile(r"^seg-(\d+)\.(faiss|ids\.npy|vectors\.npy)$")
 
 
 def _faiss():
     import faiss
 
     return faiss
-
-
-@dataclass
-class SegmentMeta:
-    """One entry of a collection's segment list (a row of the ``segments`` table)."""
-
-    seg_id: int
-    state: str  # "sealed" or "growing"
-    file: str
-    spec: str  # the index this segment is built as ("Flat" for the growing one)
-    train_id: int | None
-    count: int  # vectors stored, tombstones included
-    row_lo: int  # covers row ids in [row_lo, row_hi)
-    row_hi: int
-    bytes: int
-    sha256: str | None
-    created_gen: int
-
-    @classmethod
-    def from_row(cls, row) -> SegmentMeta:
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
-
-    def to_row(self) -> dict:
-        return dict(self.__dict__)
-
-
-def segment_file(seg_id: int) -> str:
-    return f"seg-{seg_id:012d}.faiss"
-
-
-def refine_files(seg_id: int) -> tuple[str, str]:
-    return f"seg-{seg_id:012d}.ids.npy", f"seg-{seg_id:012d}.vectors.npy"
-
-
-def segment_files(meta: SegmentMeta) -> list[str]:
-    """Every file a segment owns."""
-    if meta.state == "growing":
-        return [meta.file]
-    files = [meta.file]
-    if parse_spec(meta.spec).refine:
-        files += list(refine_files(meta.seg_id))
-    return files
-
-
-def temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def write_index_file(index, path: Path) -> None:
-    """Write a FAISS index atomically: temp file, fsync, rename (the directory is fsynced by
-    the caller once all of a segment's files are in place)."""
-    faiss = _faiss()
-    tmp = temp_name(path)
-    try:
-        try:
-            faiss.write_index(index, str(tmp))
-        except RuntimeError as exc:  # FAISS words a failed write as "... write error in PATH: ... (strerror)"
-            for code in (errno.ENOSPC, errno.EDQUOT):
-                if f"({os.strerror(code)})" in str(exc):
-                    raise OSError(code, os.strerror(code), str(path)) from None
-            raise
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_npy(array: np.ndarray, path: Path) -> None:
-    tmp = temp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def checksum(directory: Path, files: list[str]) -> tuple[int, str]:
-    """(total bytes, sha256) over a segment's files, in order."""
-    h = hashlib.sha256()
-    total = 0
-    for name in files:
-        with open(directory / name, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-                total += len(chunk)
-    return total, h.hexdigest()
-
-
-def write_sealed(directory: Path, meta: SegmentMeta, index, full: tuple[np.ndarray, np.ndarray] | None) -> SegmentMeta:
-    """Write a sealed segment's files (``full`` = (sorted ids, vectors) for Refine specs) and
-    fill in its size and checksum."""
-    write_index_file(index, directory / meta.file)
-    if full is not None:
-        ids_name, vec_name = refine_files(meta.seg_id)
-        _write_npy(np.ascontiguousarray(full[0], dtype=np.int64), directory / ids_name)
-        _write_npy(np.ascontiguousarray(full[1], dtype=np.float32), directory / vec_name)
-    fsync_path(directory)
-    meta.bytes, meta.sha256 = checksum(directory, segment_files(meta))
-    return meta
 
 
 def build_index(spec: IndexSpec, dim: int, metric: str, template_path: Path | None, vectors: np.ndarray, ids: np.ndarray):
@@ -342,7 +233,7 @@ class Segment:
         if selection is not None:
             here = selection.between(self.meta.row_lo, self.meta.row_hi)
             if not len(here):
-                return _empty(nq, k)
+                return empty_topk(nq, k)
             want = min(k, len(here))
             how, effort = self.filtered_plan(kk, len(here), nprobe, ef_search)
             sel = selector if selector is not None else selection.selector()
@@ -364,7 +255,7 @@ class Segment:
             dead = dead if dead is not None else np.zeros(0, dtype=np.int64)
             live = self.meta.count - len(dead)
             if live <= 0:
-                return _empty(nq, k)
+                return empty_topk(nq, k)
             want = min(k, live)
             sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead)) if len(dead) else None
             index = self._search_index() if sel is None else self.index
@@ -442,7 +333,7 @@ class Segment:
         nq, kk = cand.shape
         valid = cand >= 0
         if not valid.any():
-            return _empty(nq, k)
+            return empty_topk(nq, k)
         safe = np.where(valid, cand, cand[valid][0])  # any stored id stands in for the padding
         vecs = self.vectors(safe.ravel()).reshape(nq, kk, self.dim)
         scores = np.einsum("qd,qkd->qk", queries, vecs).astype(np.float32)
@@ -465,37 +356,3 @@ class Segment:
                 self.use_gpu = False
                 return self.index
         return self._gpu
-
-
-def _empty(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
-
-
-def exact_topk(queries: np.ndarray, k: int, ids: np.ndarray, fetch, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force over ``ids`` (vectors from ``fetch``), in chunks so memory stays bounded."""
-    nq = len(queries)
-    best_s, best_i = _empty(nq, k)
-    for start in range(0, len(ids), chunk):
-        part = ids[start : start + chunk]
-        sims = queries @ fetch(part).T
-        all_s = np.hstack([best_s, sims])
-        all_i = np.hstack([best_i, np.broadcast_to(part, (nq, len(part)))])
-        kk = min(k, all_s.shape[1])
-        top = np.argpartition(-all_s, kk - 1, axis=1)[:, :kk]
-        best_s = np.take_along_axis(all_s, top, axis=1)
-        best_i = np.take_along_axis(all_i, top, axis=1)
-    return sort_topk(best_s, best_i, k)
-
-
-def sort_topk(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of each row, best first; pads with (-inf, -1)."""
-    nq, n = scores.shape
-    # a full sort (the inputs are k per part): ties are broken by row id, so the k kept do not
-    # depend on the order the parts come in (a sharded search merges the same parts in any order)
-    order = np.lexsort((ids, -scores), axis=1)[:, :k] if scores.size else np.zeros_like(ids)
-    scores = np.take_along_axis(scores, order, axis=1)
-    ids = np.take_along_axis(ids, order, axis=1)
-    if scores.shape[1] < k:
-        pad_s, pad_i = _empty(nq, k - scores.shape[1])
-        scores, ids = np.hstack([scores, pad_s]), np.hstack([ids, pad_i])
-    return scores, ids

@@ -18,7 +18,8 @@ from embedsearch.store import manifest
 from embedsearch.store.growing import read_records
 from embedsearch.store.legacy import legacy_file, read_legacy
 from embedsearch.store.metadata import documents
-from embedsearch.store.segments import Segment, checksum, segment_files
+from embedsearch.store.segment_files import checksum, segment_files
+from embedsearch.store.segments import Segment
 from embedsearch.store.specs import parse_spec
 
 
@@ -45,7 +46,7 @@ class VerifyReport:
 
 def describe(coll) -> dict[str, Any]:
     """``index info``: the collection row, its segments, tombstones, training and bytes on disk."""
-    from embedsearch.store.collection import public_row
+    from embedsearch.store.metadata import public_row
 
     out = public_row(coll.row)
     out["path"] = str(coll.dir)
@@ -268,7 +269,7 @@ def _verify_legacy(coll, report: VerifyReport):
 
 
 def _legacy_meta(index):
-    from embedsearch.store.segments import SegmentMeta
+    from embedsearch.store.segment_files import SegmentMeta
     from embedsearch.store.specs import describe as describe_index
 
     return SegmentMeta(0, "sealed", "", describe_index(index), None, int(index.ntotal), 0, 0, 0, None, 0)

@@ -15,9 +15,10 @@ import numpy as np
 from embedsearch.errors import InconsistentCollection
 from embedsearch.store import manifest
 from embedsearch.store.growing import GrowingSegment
-from embedsearch.store.hits import generation_of
-from embedsearch.store.segments import Segment, SegmentMeta, sort_topk
+from embedsearch.store.segment_files import SegmentMeta
+from embedsearch.store.segments import Segment
 from embedsearch.store.selection import Selection
+from embedsearch.store.topk import sort_topk
 
 _RETRIES = 5
 
@@ -173,7 +174,7 @@ def owner_of(metas: list[SegmentMeta], shards: int) -> dict[int, int]:
 
 def committed_generation(conn, collection_id: int, name: str | None = None) -> int:
     """The generation SQL holds for a collection (every commit bumps it)."""
-    gen = generation_of(conn, collection_id)
+    gen = manifest.generation_of(conn, collection_id)
     if gen is None:
         from embedsearch.errors import CollectionNotFound
 

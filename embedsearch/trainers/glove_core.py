@@ -79,7 +79,7 @@ def cooccurrence(
     written in place from the structures (the upper triangle, then its mirror). ``dense_words``
     and ``table_slots`` override the sizing (tests use them to force draining).
     """
-    from embedsearch.trainers import _glove_kernels as K
+    from embedsearch.trainers import glove_kernels as K
 
     if window < 1:
         raise InvalidArgument("window must be at least 1")
@@ -229,7 +229,7 @@ def prepare_entries(
     The entries stay in memory when they take at most a quarter of ``memory_mb``; otherwise (and
     when ``spill_dir`` is given) they are written to ``spill_dir`` and streamed each epoch.
     """
-    from embedsearch.trainers import _glove_kernels as K
+    from embedsearch.trainers import glove_kernels as K
 
     rows, cols, values = cooc.rows, cooc.cols, cooc.values
     cooc.rows = cooc.cols = cooc.values = np.zeros(0, dtype=np.int32)
@@ -248,7 +248,7 @@ def epoch_cpu(model: GloveModel, entries: Entries, lr: float, threads: int, *, x
               grad_clip: float = 100.0) -> float:  # fmt: skip
     """One compiled Hogwild epoch: thread t trains the t-th contiguous slice of the shuffled
     entries, as the reference's threads do; returns the mean cost per entry."""
-    from embedsearch.trainers import _glove_kernels as K
+    from embedsearch.trainers import glove_kernels as K
 
     n = entries.n
     chunk = (n + threads - 1) // threads

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from embedsearch.corpus import ReadOptions, iter_documents, resolve_sources, tokenize
-from embedsearch.embedders.base import _stderr
+from embedsearch.embedders.base import stderr_stream
 from embedsearch.errors import CorpusError
 
 #: identifies the tokenizer in manifests; bump when :func:`tokenize` changes behaviour
@@ -128,7 +128,7 @@ def prepare_corpus(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(desc="reading corpus", unit=" docs", disable=None, leave=False, file=_stderr())
+        bar = tqdm(desc="reading corpus", unit=" docs", disable=None, leave=False, file=stderr_stream())
     setdefault = index.setdefault
     try:
         with open(tokens_path, "w", encoding="utf-8", newline="\n") as out:
