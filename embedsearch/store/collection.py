@@ -263,10 +263,19 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
 
     # ---- verify and repair ------------------------------------------------------------------
     def verify(self, check_model: bool = True):
-        """Compare SQL and the segments: files, checksums, ids, counts, dimension, model."""
+        """Compare SQL and the segments: files, checksums, ids, counts, dimension, model. The
+        report is of one generation: a check that a concurrent commit overlapped runs again
+        (:meth:`at_one_generation`), so writers elsewhere never make it report a problem."""
         from embedsearch.store.verify import verify
 
-        return verify(self, check_model=check_model)
+        def once():
+            generation = self.committed_generation()
+            report = verify(self, check_model=check_model)
+            if self.committed_generation() != generation:
+                raise StaleRead
+            return report
+
+        return self.at_one_generation(once)
 
     def repair(self, embedder: Embedder | None = None, *, rebuild: bool = False, progress: bool = False) -> dict[str, Any]:
         """Make the segments agree with SQL, re-embedding stored text where vectors are missing.
