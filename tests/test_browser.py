@@ -21,6 +21,8 @@ from embedsearch.config import Settings
 from embedsearch.store import Store
 from tests.conftest import topic_docs
 
+pytestmark = pytest.mark.slow  # drives Chromium
+
 
 def _chromium() -> str | None:
     for name in ("chromium", "chromium-browser"):

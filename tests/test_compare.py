@@ -27,6 +27,9 @@ LEE_QUERIES = ROOT / "corpora" / "lee-queries.jsonl"
 SCHEMA = ROOT / "embedsearch" / "evaluation" / "report_schema.json"
 
 
+pytestmark = pytest.mark.slow  # embeds corpora with several models
+
+
 # --------------------------------------------------------------------------- metrics by hand
 
 

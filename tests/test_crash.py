@@ -25,6 +25,9 @@ COMMIT = 200
 FIXTURE = Path(__file__).parent / "data" / "legacy-v1"
 
 
+pytestmark = pytest.mark.slow  # kills real subprocesses at every crash point
+
+
 def _cli(data_dir, *args, env=None, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "embedsearch", "--data-dir", str(data_dir), *args],

@@ -23,6 +23,8 @@ from embedsearch.service.app import create_app
 from embedsearch.store import Store
 from tests.conftest import topic_docs
 
+pytestmark = pytest.mark.slow  # fills small loop-mounted volumes
+
 
 def _docs(start: int, n: int, words: int = 20) -> dict:
     return {"documents": [{"id": f"d{i}", "text": f"story {i} " + "lorem ipsum " * words, "metadata": {"i": i}}

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from embedsearch.demo import lee_documents
 from embedsearch.search import search
+
+pytestmark = pytest.mark.slow  # loads the real MiniLM model
 
 
 def test_embeddings_are_normalised_float32_and_match_sentence_transformers(minilm):

@@ -27,6 +27,9 @@ from tests.conftest import topic_docs
 EXAMPLES = 60
 
 
+pytestmark = pytest.mark.slow  # schemathesis sends hundreds of generated requests
+
+
 @pytest.fixture(scope="module")
 def api_app(tmp_path_factory):
     root = tmp_path_factory.mktemp("openapi")

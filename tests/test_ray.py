@@ -19,6 +19,9 @@ from embedsearch.search import search  # noqa: E402
 BOOM = "\N{COLLISION SYMBOL}"
 
 
+pytestmark = pytest.mark.slow  # starts a local Ray cluster
+
+
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
     if not ray.is_initialized():

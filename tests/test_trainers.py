@@ -27,6 +27,9 @@ FAST = {
 }
 
 
+pytestmark = pytest.mark.slow  # trains word2vec, fastText and GloVe
+
+
 def _trainer(key: str):
     return get_trainer(key.split("-")[0])
 

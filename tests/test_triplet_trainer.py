@@ -14,6 +14,8 @@ from embedsearch.errors import CorpusError, InvalidArgument, OutputExists, Unkno
 from embedsearch.models import import_vectors, read_manifest
 from embedsearch.trainers.triplet import TripletParams, train_triplet
 
+pytestmark = pytest.mark.slow  # fine-tunes a sentence model
+
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):

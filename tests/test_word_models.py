@@ -21,6 +21,9 @@ LEE = str(gensim_data("lee_background.cor"))
 TEXT_AND_W2V = ["glove", "word2vec", "word2vec-bin", "fasttext-vec"]
 
 
+pytestmark = pytest.mark.slow  # trains word models
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """A GloVe and a FastText model trained once on the Lee corpus for this module."""
