@@ -9,9 +9,10 @@ it was computed at, so a commit invalidates it and the next search computes it a
 
 Consistency without a snapshot transaction: the generation is read before and after the row
 query, and an unchanged generation proves that no commit happened in between (the same rule as
-the segment list, :meth:`SegmentSet._read_state`). A selection newer than the view it is used
-with is safe: rows it adds beyond the view are cut at the view's ``row_hi``, rows deleted after
-the view are simply not selected.
+the segment list, :meth:`SegmentSet._read_state`). A search uses a selection only with a view
+of the same generation (store/reading.py): a newer selection would leave out the old row of a
+document updated after the view, whose new row the view does not hold yet, and the search would
+come back short.
 """
 
 from __future__ import annotations
