@@ -45,8 +45,8 @@ def demo(app, model, name, k, device, as_json):
         return
     a = result.added
     click.echo(
-        f"collection {name!r}: {result.collection.row['doc_count']} documents "
-        f"(added {a.added}, unchanged {a.unchanged}), model {model}, index {result.collection.row['active_spec']}"
+        f"collection {name!r}: {result.collection.doc_count} documents "
+        f"(added {a.added}, unchanged {a.unchanged}), model {model}, index {result.collection.active_spec}"
     )
     click.echo(app.where())
     for query, where, hits in result.queries:

@@ -233,7 +233,7 @@ def create(
     if as_json:
         echo_json({**coll.info(), "data_dir": str(app.settings.data_dir), "db": app.db_display()})
     else:
-        config = coll.row["embedder_config"] or {}
+        config = coll.embedder_config
         opts = "".join(f", {k} {v}" for k, v in (config.get("options") or {}).items())
         fields = f", payload indexes on {', '.join(index_fields)}" if index_fields else ""
         fields += ", lexical index" if lexical else ", no lexical index"
@@ -242,7 +242,7 @@ def create(
         if coll.shards > 1:
             fields += f", {coll.shards} shards on Ray"
         click.echo(
-            f"created collection {name!r}: model {config.get('name', coll.row['model'])} ({coll.dim}-d{opts}), "
+            f"created collection {name!r}: model {config.get('name', coll.model)} ({coll.dim}-d{opts}), "
             f"index {index_spec}, metric {metric}{fields}"
         )
         click.echo(app.where())
@@ -348,12 +348,12 @@ def add(
         **result.to_dict(),
         "skipped": warn.count,
         "duplicates": dups.to_dict(),
-        "documents": coll.row["doc_count"],
+        "documents": coll.doc_count,
     }
     if result.truncated:  # once per command, with the count (stderr, so --json output stays clean)
         window = f" of {embedder.token_window()} tokens" if embedder is not None else ""
         click.echo(
-            f"warning: {result.truncated} documents are longer than model {coll.row['model']}'s window{window} "
+            f"warning: {result.truncated} documents are longer than model {coll.model}'s window{window} "
             f"and were embedded cut short: text past it cannot be found by dense search. A collection "
             f"created without --no-chunking splits them into passages.",
             err=True,
@@ -405,9 +405,9 @@ def delete(app, name, ids, ids_file, where, yes, as_json):
     if where is not None:
         deleted += coll.delete_where(where)
     if as_json:
-        echo_json({"collection": name, "deleted": deleted, "not_found": missing, "documents": coll.row["doc_count"]})
+        echo_json({"collection": name, "deleted": deleted, "not_found": missing, "documents": coll.doc_count})
         return
-    click.echo(f"{name}: deleted {deleted}; {coll.row['doc_count']} documents left")
+    click.echo(f"{name}: deleted {deleted}; {coll.doc_count} documents left")
     if missing:
         click.echo(f"not found: {', '.join(missing[:20])}" + (" …" if len(missing) > 20 else ""), err=True)
 
@@ -620,6 +620,6 @@ def drop(app, name, yes):
     """Delete collection NAME: its documents and its vector file."""
     coll = app.store.open(name)
     if not yes:
-        click.confirm(f"drop collection {name!r} with {coll.row['doc_count']} documents?", abort=True)
+        click.confirm(f"drop collection {name!r} with {coll.doc_count} documents?", abort=True)
     app.store.drop(name)
     click.echo(f"dropped {name}")

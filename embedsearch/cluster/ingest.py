@@ -102,9 +102,9 @@ def _embed_on_ray(ray, coll, texts: list[str], workers: int, batch_size: int, pr
     out = ds.map_batches(
         EmbedWorker,
         fn_constructor_kwargs={
-            "spec": coll.row["model"],
+            "spec": coll.model,
             "options": coll.embedder_options,
-            "fingerprint": coll.row["model_fingerprint"],
+            "fingerprint": coll.model_fingerprint,
             "chunking": None if chunking is None else chunking.to_dict(),
             "batch_size": 32,
         },

@@ -572,7 +572,7 @@ def create_app(
             if not (np.abs(raw) <= np.finfo(np.float32).max).all():  # NaN fails this too
                 raise InvalidArgument("vector values must be finite numbers within float32's range")
             vec = raw.astype(np.float32)
-            if coll.row["metric"] == "cosine":
+            if coll.metric == "cosine":
                 from embedsearch.embedders.base import normalize_rows
 
                 normalize_rows(vec)

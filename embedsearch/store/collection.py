@@ -78,6 +78,31 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
     def metric(self) -> str:
         return str(self.row["metric"])
 
+    @property
+    def doc_count(self) -> int:
+        """Documents as of the last commit this object saw (``count()`` asks SQL)."""
+        return int(self.row["doc_count"])
+
+    @property
+    def model(self) -> str:
+        """The model spec the collection was built with."""
+        return str(self.row["model"])
+
+    @property
+    def model_fingerprint(self) -> str:
+        """The fingerprint of the model's weights and config the collection is pinned to."""
+        return str(self.row["model_fingerprint"])
+
+    @property
+    def active_spec(self) -> str:
+        """The index spec new segments are built as now (``auto`` resolves over time)."""
+        return str(self.row["active_spec"])
+
+    @property
+    def embedder_config(self) -> dict[str, Any]:
+        """How the collection embeds: the model's settings, chunking, shards."""
+        return dict(self.row["embedder_config"] or {})
+
     def info(self) -> dict[str, Any]:
         from embedsearch.store.verify import describe
 
