@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, resolve_chunking
-from embedsearch.store import lexical, manifest, payload
+from embedsearch.store import deleter, lexical, manifest, payload
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
 from embedsearch.store.collection import Collection
 from embedsearch.store.growing import create_log, growing_file, growing_meta
@@ -117,7 +116,7 @@ class Store:
             if self.fetch_row(name) is not None:
                 raise CollectionExists(f"collection {name!r} already exists")
             if directory.exists():  # left by a drop or create that was interrupted
-                shutil.rmtree(directory)
+                deleter.remove_directory(directory)
             directory.mkdir(parents=True)
             seg_id = manifest.new_id()
             create_log(directory / growing_file(seg_id))
@@ -146,7 +145,7 @@ class Store:
                     if lexical:
                         _lexical_index.create(conn, cid, 1)
             except Exception as exc:
-                shutil.rmtree(directory, ignore_errors=True)
+                deleter.remove_directory(directory)
                 from sqlalchemy.exc import IntegrityError
 
                 if isinstance(exc, IntegrityError):
@@ -183,6 +182,6 @@ class Store:
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
                 lexical.drop(conn, coll.id)
                 conn.execute(delete(collections).where(collections.c.id == coll.id))
-            shutil.rmtree(coll.dir, ignore_errors=True)
+            deleter.remove_directory(coll.dir)
         with self._lock:
             self._open.pop(name, None)

@@ -25,6 +25,19 @@ def remove(directory: Path, names: Iterable[str]) -> None:
         (directory / name).unlink(missing_ok=True)
 
 
+def remove_directory(directory: Path) -> None:
+    """Delete a collection's directory (drop, or the remains of an interrupted create or drop);
+    the caller holds every lock of the collection."""
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_temp(path: Path) -> None:
+    """Delete the temporary file of a write that failed before its rename."""
+    path.unlink(missing_ok=True)
+
+
 def remove_unnamed(directory: Path, live: set[str]) -> list[str]:
     """Delete every file in ``directory`` that no commit names; returns their names. The caller
     holds the write and merge locks."""

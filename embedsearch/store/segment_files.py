@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from embedsearch.files import fsync_path
+from embedsearch.store import deleter
 from embedsearch.store.specs import parse_spec
 
 SEGMENT_FILE_RE = re.compile(r"^seg-(\d+)\.(faiss|ids\.npy|vectors\.npy)$")
@@ -87,7 +88,7 @@ def write_index_file(index, path: Path) -> None:
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        deleter.remove_temp(tmp)
         raise
 
 
@@ -100,7 +101,7 @@ def _write_npy(array: np.ndarray, path: Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        deleter.remove_temp(tmp)
         raise
 
 
