@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
 from embedsearch.config import Settings, validate_collection_name
 from embedsearch.embedders.base import Embedder
@@ -44,6 +44,9 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_BY_NAME = select(collections).where(collections.c.name == bindparam("name"))
+
+
 class Store:
     """Entry point to collections under one data directory and one metadata database."""
 
@@ -72,7 +75,7 @@ class Store:
     # ---- collections ------------------------------------------------------------------------
     def fetch_row(self, name: str):
         with self.engine.connect() as conn:
-            return conn.execute(select(collections).where(collections.c.name == name)).mappings().first()
+            return conn.execute(_BY_NAME, {"name": name}).mappings().first()
 
     def exists(self, name: str) -> bool:
         validate_collection_name(name)

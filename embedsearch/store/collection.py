@@ -10,8 +10,6 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from embedsearch.embedders.base import Embedder
 from embedsearch.errors import (
     CollectionNotFound,
@@ -22,11 +20,8 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, embed_texts
-from embedsearch.store import lexical, payload
+from embedsearch.store import lexical, manifest, payload
 from embedsearch.store.locks import RWLock, file_lock
-from embedsearch.store.metadata import (
-    segments,
-)
 from embedsearch.store.reading import CollectionReads, StaleRead
 from embedsearch.store.sealing import CollectionSealing
 from embedsearch.store.selection import SelectionCache
@@ -117,12 +112,18 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
             raise CollectionNotFound(f"collection {self.name!r} no longer exists")
         self.row = dict(row)
 
-    def view(self) -> SegmentSet:
-        """The segments of the latest commit (opening only what changed since the last call)."""
+    def view(self, known: manifest.CommittedState | None = None) -> SegmentSet:
+        """The segments of the latest commit (opening only what changed since the last call).
+        ``known``: what a commit of this process just recorded (store/commit.py), which brings
+        a view at the generation before it up to date without reading SQL again."""
         from embedsearch.store.legacy import load_legacy_view
 
         with self._sync_lock:
             view = self._view
+            if known is not None and view is not None and not view.legacy and view.generation == known.generation - 1:
+                with self._rw.write():
+                    self._view = view.sync(self.store.engine, self.id, known)
+                return self._view
             if view is not None and view.generation == self.committed_generation():
                 return view
             with self._rw.write():
@@ -146,9 +147,7 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
     def is_legacy(self) -> bool:
         """Whether the collection is still in the pre-segment single-file format."""
         with self.store.engine.connect() as conn:
-            return not conn.execute(
-                select(func.count()).select_from(segments).where(segments.c.collection_id == self.id)
-            ).scalar()
+            return not manifest.has_segments(conn, self.id)
 
     def _gpu_wanted(self) -> bool:
         if self.device == "cpu":

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select, update
 
 from embedsearch.errors import InconsistentCollection
-from embedsearch.store import deleter
+from embedsearch.store import deleter, manifest
 from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.metadata import collections
 
@@ -49,6 +50,9 @@ class Commit:
     generation: int
     values: dict[str, Any]
     obsolete: list[str] = field(default_factory=list)
+    #: the tombstones the commit added, when the caller knows them all (then the view follows the
+    #: commit from what it recorded, without reading SQL again; None: the view reads SQL)
+    tombstones: Any = None
 
 
 def check_generation(conn, collection_id: int, generation: int, name: str = "") -> None:
@@ -78,6 +82,14 @@ def commit(coll, *, crash: str = "", sync: bool = True) -> Iterator[Commit]:
             yield new
             new.values["generation"] = gen + 1  # exactly one more, whatever the caller set
             conn.execute(update(collections).where(collections.c.id == coll.id).values(**new.values))
+            known = None
+            if sync and new.tombstones is not None:  # the state this transaction commits, as it commits it
+                known = manifest.CommittedState(
+                    gen + 1,
+                    manifest.read_segments(conn, coll.id),
+                    manifest.read_training(conn, coll.id),
+                    np.sort(np.asarray(new.tombstones, dtype=np.int64)),
+                )
             crash_point(f"{crash}before-commit")
     except BaseException:
         coll.forget_view()  # the next read opens the committed state
@@ -86,4 +98,4 @@ def commit(coll, *, crash: str = "", sync: bool = True) -> Iterator[Commit]:
     coll.row.update(new.values)
     deleter.remove(coll.dir, new.obsolete)
     if sync:
-        coll.view()
+        coll.view(known)

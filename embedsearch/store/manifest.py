@@ -32,6 +32,18 @@ class Training:
     created_gen: int
 
 
+@dataclass
+class CommittedState:
+    """What a commit recorded, read inside its own transaction: the segment list and training
+    after it, and the tombstones it added. A view at the generation before it reaches this one
+    from it (``SegmentSet.sync(known=...)``) without reading SQL again."""
+
+    generation: int
+    metas: list[SegmentMeta]
+    training: Training | None
+    added_tombstones: np.ndarray
+
+
 _last_id = 0
 
 
@@ -44,11 +56,25 @@ def new_id() -> int:
     return _last_id
 
 
+# the statements every view sync and commit runs, built once (building a select costs more than
+# running it on SQLite; SQLAlchemy caches the compiled form of a prebuilt statement)
+_CID = bindparam("cid")
+_SEGMENTS = select(segments).where(segments.c.collection_id == _CID).order_by(segments.c.row_lo, segments.c.seg_id)
+_TRAINING = select(trainings).where(trainings.c.collection_id == _CID).order_by(trainings.c.train_id.desc()).limit(1)
+_TRAININGS = select(trainings).where(trainings.c.collection_id == _CID)
+_TOMBSTONES = select(tombstones.c.row_id).where(tombstones.c.collection_id == _CID)
+_TOMBSTONES_AFTER = _TOMBSTONES.where(tombstones.c.generation > bindparam("after"))
+_HAS_SEGMENTS = select(segments.c.seg_id).where(segments.c.collection_id == _CID).limit(1)
+
+
 def read_segments(conn, collection_id: int) -> list[SegmentMeta]:
-    rows = conn.execute(
-        select(segments).where(segments.c.collection_id == collection_id).order_by(segments.c.row_lo, segments.c.seg_id)
-    )
+    rows = conn.execute(_SEGMENTS, {"cid": collection_id})
     return [SegmentMeta.from_row(r) for r in rows.mappings()]
+
+
+def has_segments(conn, collection_id: int) -> bool:
+    """Whether the collection has a segment list (collections of the single-file format have none)."""
+    return conn.execute(_HAS_SEGMENTS, {"cid": collection_id}).first() is not None
 
 
 def insert_segment(conn, collection_id: int, meta: SegmentMeta) -> None:
@@ -65,20 +91,14 @@ def delete_segments(conn, collection_id: int, seg_ids: list[int]) -> None:
 
 
 def read_training(conn, collection_id: int) -> Training | None:
-    row = (
-        conn.execute(
-            select(trainings).where(trainings.c.collection_id == collection_id).order_by(trainings.c.train_id.desc()).limit(1)
-        )
-        .mappings()
-        .first()
-    )
+    row = conn.execute(_TRAINING, {"cid": collection_id}).mappings().first()
     if row is None:
         return None
     return Training(**{k: row[k] for k in Training.__dataclass_fields__})
 
 
 def read_trainings(conn, collection_id: int) -> list[Training]:
-    rows = conn.execute(select(trainings).where(trainings.c.collection_id == collection_id)).mappings()
+    rows = conn.execute(_TRAININGS, {"cid": collection_id}).mappings()
     return [Training(**{k: r[k] for k in Training.__dataclass_fields__}) for r in rows]
 
 
@@ -92,10 +112,11 @@ def delete_training(conn, collection_id: int, train_id: int) -> None:
 
 def read_tombstones(conn, collection_id: int, after_generation: int | None = None) -> np.ndarray:
     """Sorted row ids of tombstones (only those recorded after ``after_generation``)."""
-    q = select(tombstones.c.row_id).where(tombstones.c.collection_id == collection_id)
-    if after_generation is not None:
-        q = q.where(tombstones.c.generation > after_generation)
-    return np.sort(np.fromiter((r[0] for r in conn.execute(q)), dtype=np.int64))
+    if after_generation is None:
+        rows = conn.execute(_TOMBSTONES, {"cid": collection_id})
+    else:
+        rows = conn.execute(_TOMBSTONES_AFTER, {"cid": collection_id, "after": after_generation})
+    return np.sort(np.fromiter((r[0] for r in rows), dtype=np.int64))
 
 
 def add_tombstones(conn, collection_id: int, row_ids, generation: int) -> None:

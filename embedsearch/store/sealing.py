@@ -80,7 +80,7 @@ class CollectionSealing:
         # a reader that synced in between cannot make the growing segment count the batch twice
         with commit(self) as c:
             c.values.update(next_row_id=first + n, doc_count=doc_count)
-            batch_rows.apply(
+            c.tombstones = batch_rows.apply(
                 c.conn,
                 self.id,
                 removed=removed,

@@ -43,12 +43,14 @@ class SegmentSet:
         self.shard: tuple[int, int] | None = None
 
     # ---- loading ----------------------------------------------------------------------------
-    def sync(self, engine, collection_id: int) -> SegmentSet:
+    def sync(self, engine, collection_id: int, known: manifest.CommittedState | None = None) -> SegmentSet:
         """Bring the view to the committed state (retrying when a concurrent merge removed a file
-        between reading the list and opening it)."""
+        between reading the list and opening it). ``known``: what the commit that made the next
+        generation recorded (used when this view is at the generation before it and the sealed
+        segments did not change; otherwise the state is read from SQL)."""
         for attempt in range(_RETRIES):
             try:
-                self._sync_once(engine, collection_id)
+                self._sync_once(engine, collection_id, known if attempt == 0 else None)
                 return self
             except FileNotFoundError as exc:
                 if attempt == _RETRIES - 1:
@@ -74,8 +76,17 @@ class SegmentSet:
                 if committed_generation(conn, collection_id) == gen:
                     return gen, metas, training, (dead, incremental)
 
-    def _sync_once(self, engine, collection_id: int) -> None:
-        gen, metas, training, tomb = self._read_state(engine, collection_id)
+    def _from_commit(self, known: manifest.CommittedState):
+        """The state a commit recorded, when it applies to this view as an increment."""
+        if known.generation != self.generation + 1 or self.generation < 0:
+            return None
+        if [m.seg_id for m in known.metas if m.state == "sealed"] != [m.seg_id for m in self.metas if m.state == "sealed"]:
+            return None  # a seal or merge: tombstones may have been dropped, read them all
+        return known.generation, known.metas, known.training, (known.added_tombstones, True)
+
+    def _sync_once(self, engine, collection_id: int, known: manifest.CommittedState | None = None) -> None:
+        state = self._from_commit(known) if known is not None else None
+        gen, metas, training, tomb = state or self._read_state(engine, collection_id)
         if metas is None:
             return
         owners = owner_of(metas, self.shard[1]) if self.shard else None
