@@ -165,7 +165,7 @@ def test_a_filter_with_too_many_conditions_is_refused_before_sql(store, hashing,
 def test_the_service_bounds_hits_and_response_size(data_dir, hashing, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from embedsearch.service import app as app_module
+    from embedsearch.service import middleware as app_module  # the response-size check
     from embedsearch.service.app import create_app
 
     coll = Store(Settings.from_env(data_dir)).create("big", hashing, "Flat")

@@ -94,7 +94,7 @@ def test_readme_lists_every_limit_with_its_value():
     """The limits table says what the code enforces (issue 13: every limit, with its value)."""
     from embedsearch import search
     from embedsearch.config import _NAME_RE
-    from embedsearch.service import app
+    from embedsearch.service import requests as app  # the limits live with the request bodies
     from embedsearch.service.schemas import MODEL_NAME
     from embedsearch.store import documents_api, filters, payload
     from embedsearch.trainers import distill

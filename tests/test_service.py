@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from embedsearch.config import Settings
-from embedsearch.service.app import MAX_BODY_BYTES, create_app
+from embedsearch.service.app import create_app
+from embedsearch.service.requests import MAX_BODY_BYTES
 from embedsearch.store import Store
 from tests.conftest import topic_docs
 

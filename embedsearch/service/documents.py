@@ -13,7 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from embedsearch.service.app import HTTPError, State, Writer
+from embedsearch.service.middleware import HTTPError
 from embedsearch.service.schemas import (
     READ,
     STRICT,
@@ -29,6 +29,7 @@ from embedsearch.service.schemas import (
     PageResponse,
     errors,
 )
+from embedsearch.service.state import State, Writer
 from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_IDS, MAX_LIMIT
 
 router = APIRouter()
