@@ -54,7 +54,7 @@ while time.time() < end:
     coll.add_vectors([Document(i, f"{i} v{v}", {"stable": True}) for i in ids], x / np.linalg.norm(x, axis=1, keepdims=True))
     last.update({i: f"{i} v{v}" for i in ids})
     q = rng.standard_normal((1, coll.dim)).astype(np.float32)
-    hits = coll.search_vectors(q, k=10)[0]
+    hits = coll.search_vectors(q, k=10, nprobe=4)[0]
     searches += 1
     short += len(hits) != 10 or len({h.id for h in hits}) != len(hits)
 print(json.dumps({"last": last, "short": short, "searches": searches}))
@@ -111,14 +111,17 @@ def test_random_interleavings_keep_every_invariant(backend, hashing, data_dir):
 
 
 def _run(store, name, name2, url, hashing, data_dir):
-    coll = store.create(name, hashing, "Flat", index_fields=["batch"])
+    # IVF4 is trained once 156 vectors exist, so seals, merges and retrains rebuild IVF segments;
+    # searches probe all 4 lists (exact), so k hits are owed whenever k documents match
+    coll = store.create(name, hashing, "IVF4,Flat", index_fields=["batch"])
     coll.seal_at = 30  # seals and merges happen all the time
     dim = coll.dim
     rng0 = np.random.default_rng(SEED)
     oracle = Oracle()
     first = {f"s{i}": f"s{i} v0" for i in range(STABLE)}
+    first.update({f"b{i}": f"b{i} v0" for i in range(200)})  # never changed: enough vectors to train IVF4
     oracle.before(first)
-    coll.add_vectors([Document(i, t, {"stable": True}) for i, t in first.items()], _unit(rng0, STABLE, dim))
+    coll.add_vectors([Document(i, t, {"stable": True}) for i, t in first.items()], _unit(rng0, len(first), dim))
     oracle.after(first)
     other = subprocess.Popen(
         [sys.executable, "-c", OTHER, str(data_dir), name, url or "", str(ROUNDS * (ROUND_SECONDS + 1.5) + 3)],
@@ -157,7 +160,8 @@ def _run(store, name, name2, url, hashing, data_dir):
 
     def worker(seed: int, stop: threading.Event) -> None:
         rng = np.random.default_rng(seed)
-        ops = ["upsert", "add", "delete", "delete_where", "search", "search", "search", "merge", "optimize", "repair", "drop2"]
+        ops = ["upsert", "add", "delete", "delete_where", "search", "search", "search"]
+        ops += ["merge", "optimize", "retrain", "repair", "drop2"]
         while not stop.is_set():
             op = ops[rng.integers(len(ops))]
             try:
@@ -196,11 +200,13 @@ def _run(store, name, name2, url, hashing, data_dir):
                 elif op == "search":
                     k = int(rng.integers(1, STABLE + 1))
                     where = [None, {"stable": True}][int(rng.integers(2))]
-                    check_hits(coll.search_vectors(_unit(rng, 1, dim), k=k, where=where)[0], k, where)
+                    check_hits(coll.search_vectors(_unit(rng, 1, dim), k=k, where=where, nprobe=4)[0], k, where)
                 elif op == "merge":
                     coll.merge(wait=False)
                 elif op == "optimize":
                     coll.optimize()
+                elif op == "retrain":
+                    coll.merge(retrain=True)
                 elif op == "repair":
                     out = coll.repair()
                     if out["actions"] != ["nothing to repair"]:
@@ -245,6 +251,7 @@ def _run(store, name, name2, url, hashing, data_dir):
     got = {d["id"]: d["text"] for d in _all_documents(coll)}
     assert {i: t for i, t in got.items() if i.startswith("p")} == theirs["last"]
     assert coll.verify(check_model=False).ok
+    assert coll.info()["training"] is not None  # the IVF template was trained (and retrained) during the run
 
 
 def _all_documents(coll) -> list[dict]:
