@@ -322,24 +322,30 @@ def add(
         total = scan(sources, opts, on_skip=warn, duplicates=dups)
         warn.summary()
         progress = not as_json and sys.stderr.isatty()
-        if ray_address is not None:
-            from embedsearch.cluster.ingest import add_documents_on_ray
+        committed: list = []  # the running result after each commit (what an interrupt keeps)
+        try:
+            if ray_address is not None:
+                from embedsearch.cluster.ingest import add_documents_on_ray
 
-            embedder = None
-            result = add_documents_on_ray(
-                coll, iter_documents(sources, opts), address=ray_address, workers=workers, progress=progress
-            )
-        else:
-            embedder = coll.load_embedder(device=device)
-            coll.device = device
-            result = coll.add_documents(
-                iter_documents(sources, opts),
-                embedder,
-                batch_size=batch_size,
-                commit_every=commit_every,
-                progress=progress,
-                total=total,
-            )
+                embedder = None
+                result = add_documents_on_ray(
+                    coll, iter_documents(sources, opts), address=ray_address, workers=workers, progress=progress
+                )
+            else:
+                embedder = coll.load_embedder(device=device)
+                coll.device = device
+                result = coll.add_documents(
+                    iter_documents(sources, opts),
+                    embedder,
+                    batch_size=batch_size,
+                    commit_every=commit_every,
+                    progress=progress,
+                    total=total,
+                    on_commit=lambda r: committed.append(r.to_dict()),
+                )
+        except KeyboardInterrupt:
+            click.echo(interrupted_message(committed[-1] if committed else None, total, ray_address is not None), err=True)
+            raise click.exceptions.Exit(130) from None
     finally:
         if stdin_path is not None:
             stdin_path.unlink(missing_ok=True)
@@ -373,6 +379,21 @@ def add(
                 f"{dups.records} records repeated the id of an earlier record ({len(dups.repeated)} ids: "
                 f"{', '.join(dups.first())}{more}); the last record of each id was kept"
             )
+
+
+def interrupted_message(last: dict | None, total: int | None, on_ray: bool) -> str:
+    """What Ctrl-C during `index add` kept: every commit before it (each is whole), nothing after."""
+    if last is None or not last.get("commits"):
+        kept = "interrupted: nothing was committed" + (" (a Ray job commits once, at the end)" if on_ray else "")
+        return kept + "; the collection is as it was (run the same command again to add the documents)"
+    done = last["added"] + last["updated"]
+    seen = done + last["unchanged"]
+    left = f"; {total - seen:,} not added" if total is not None and total >= seen else ""
+    return (
+        f"interrupted: {done:,} documents committed in {last['commits']} batch{'es' if last['commits'] != 1 else ''} "
+        f"(added {last['added']:,}, updated {last['updated']:,}; {last['unchanged']:,} were unchanged){left} "
+        "(run the same command again to continue: committed documents are skipped as unchanged)"
+    )
 
 
 @index.command("delete")

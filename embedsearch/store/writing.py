@@ -23,6 +23,7 @@ files. Part of :class:`embedsearch.store.collection.Collection` (a mixin).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,6 +73,26 @@ def _chunks(ids: np.ndarray | list, size: int = _IN_CHUNK) -> Iterator[list]:
     ids = [i.item() if isinstance(i, np.generic) else i for i in ids]  # numpy ints bind as blobs on SQLite
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise it: a commit and the caller's
+    record of it (``on_commit``) happen together, so what an interrupted command reports as
+    committed is exactly what is. Only in the main thread (where Python delivers signals)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if caught:
+            raise KeyboardInterrupt
 
 
 class CollectionWrites:
@@ -183,9 +204,10 @@ class CollectionWrites:
                         with self.store.engine.connect() as conn:
                             existing = self._lookup(conn, [item[0].id for item in items])
                         spans = None if self.chunking is None else [item[3] for item in items]
-                        self._commit_upsert(items, np.vstack([item[2] for item in items]), existing, result, spans)
-                        if on_commit is not None:
-                            on_commit(result)
+                        with interrupts_deferred():  # a commit and its count are reported together
+                            self._commit_upsert(items, np.vstack([item[2] for item in items]), existing, result, spans)
+                            if on_commit is not None:
+                                on_commit(result)
 
                 for chunk in batched(docs, batch_size):
                     latest: dict[str, tuple[Document, str]] = {}
