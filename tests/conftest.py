@@ -104,5 +104,21 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+def damage_sqlite_index_page(db: Path, index: str = "ix_documents_hash") -> None:
+    """Scribble over the root page of one of the database's indexes (its cell pointers), so
+    SQLite's own page check fails while the tables stay readable. The caller closes its
+    connections first (``dispose_engines()``)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (index,)).fetchone()[0]
+    raw = bytearray(db.read_bytes())
+    start = (root - 1) * page_size
+    raw[start + 8 : start + 200] = bytes(192)  # the root page's cell pointers: an index SQLite cannot walk
+    db.write_bytes(bytes(raw))
+
+
 def pg_url() -> str | None:
     return os.environ.get("EMBEDSEARCH_TEST_PG_URL")

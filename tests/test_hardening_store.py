@@ -105,17 +105,11 @@ def test_verify_runs_sqlites_integrity_check(tmp_path, hashing):
     # corrupt one page of the external-id index in a subprocess-free way: scribble over a
     # b-tree page that is neither the schema nor a table root, then ask SQLite itself
     from embedsearch.store.metadata import dispose_engines
+    from tests.conftest import damage_sqlite_index_page
 
     dispose_engines()
     db = data_dir / "embedsearch.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ix_documents_hash'").fetchone()[0]
-    raw = bytearray(db.read_bytes())
-    start = (root - 1) * page_size
-    raw[start + 8 : start + 200] = bytes(192)  # the root page's cell pointers: an index SQLite cannot walk
-    db.write_bytes(bytes(raw))
+    damage_sqlite_index_page(db)
     code = f"import sqlite3; print(sqlite3.connect('{db}').execute('PRAGMA quick_check').fetchall())"
     check = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "ok" not in check.stdout.split("'")[1:2], check.stdout  # really corrupted

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ from embedsearch.errors import DatabaseDamaged
 from embedsearch.search import search
 from embedsearch.store import Store
 from embedsearch.store.metadata import dispose_engines
-from tests.conftest import clustered, topic_docs
+from tests.conftest import clustered, damage_sqlite_index_page, topic_docs
 
 
 def _cli(data_dir, *args, env=None) -> subprocess.CompletedProcess:
@@ -115,15 +114,7 @@ def test_repair_on_damaged_sqlite_pages_says_so_and_fails(tmp_path, hashing):
     coll = Store(Settings.from_env(data_dir)).create("r", hashing, "Flat")
     coll.add_documents(topic_docs(3000), hashing)
     dispose_engines()
-    db = data_dir / "embedsearch.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'ix_documents_hash'").fetchone()[0]
-    raw = bytearray(db.read_bytes())
-    start = (root - 1) * page_size
-    raw[start + 8 : start + 200] = bytes(192)
-    db.write_bytes(bytes(raw))
+    damage_sqlite_index_page(data_dir / "embedsearch.db")
     coll = Store(Settings.from_env(data_dir)).open("r")
     with pytest.raises(DatabaseDamaged, match="from a backup"):
         coll.repair(hashing)
