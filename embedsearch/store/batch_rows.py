@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from sqlalchemy import delete, insert
 
-from embedsearch.corpus import Document
+from embedsearch.corpus import Document, batched
 from embedsearch.store import lexical, manifest, passage_rows, payload
 from embedsearch.store.metadata import documents
 
@@ -44,9 +44,7 @@ def apply(
     lo, hi = row_range
     if has_lexical:
         lexical.on_commit(conn, collection_id, removed, lo, hi, "before")
-    ids = [int(i) for i in removed]  # numpy ints bind as blobs on SQLite
-    for start in range(0, len(ids), _IN_CHUNK):
-        part = ids[start : start + _IN_CHUNK]
+    for part in batched((int(i) for i in removed), _IN_CHUNK):  # numpy ints bind as blobs on SQLite
         conn.execute(delete(documents).where(documents.c.collection_id == collection_id, documents.c.row_id.in_(part)))
     if indexed:
         payload.delete_entries(conn, collection_id, removed)

@@ -82,8 +82,7 @@ class CollectionReads:
         if cached is not None:
             return cached
         with self.store.engine.connect() as conn:
-            scope = payload.PayloadScope(self.id, payload.field_kinds(conn, self.id))
-            cond = compile_filter(spec, documents.c.meta, self.store.dialect, scope)
+            cond = self.filter_condition(conn, spec)
             chunked = self.chunking is not None
             if chunked:  # FAISS is restricted to the passages of the matching documents
                 query = passage_rows.selection_query(self.id, cond)
@@ -99,6 +98,12 @@ class CollectionReads:
         sel.bitmap()
         self._selections.put(key, sel)
         return sel
+
+    def filter_condition(self, conn, spec: dict):
+        """A parsed filter as a SQL condition on this collection's documents (conditions on
+        indexed fields use the payload index)."""
+        scope = payload.PayloadScope(self.id, payload.field_kinds(conn, self.id))
+        return compile_filter(spec, documents.c.meta, self.store.dialect, scope)
 
     def fetch(self, row_ids: Iterable[int], columns: Iterable[str] = hits.COLUMNS) -> dict[int, tuple[str, str, dict]]:
         """row id -> (external id, text, metadata); text or metadata None unless in ``columns``."""

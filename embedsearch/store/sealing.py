@@ -13,7 +13,7 @@ from embedsearch.errors import (
     InconsistentCollection,
 )
 from embedsearch.store import batch_rows, manifest
-from embedsearch.store.commit import check_generation, commit
+from embedsearch.store.commit import commit
 from embedsearch.store.crashpoints import crash_point
 from embedsearch.store.growing import append_records, create_log, growing_meta, record_dtype
 from embedsearch.store.maintenance import train_template
@@ -104,11 +104,6 @@ class CollectionSealing:
         view = self.view()
         if view.growing.meta.count >= self.seal_at:
             self._seal(view)
-
-    def check_generation(self, conn, gen: int) -> None:
-        """Inside a commit's transaction: lock the collection row and check that ``gen`` is still
-        the committed generation (else another writer committed first)."""
-        check_generation(conn, self.id, gen, self.name)
 
     def _write_segment(self, meta: SegmentMeta, training, ids: np.ndarray, vectors: np.ndarray):
         """Build and write a sealed segment of the collection's current spec."""

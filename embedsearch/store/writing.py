@@ -27,7 +27,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import select
@@ -38,8 +37,8 @@ from embedsearch.errors import (
     DimensionMismatch,
     InvalidArgument,
 )
-from embedsearch.store import deleter, manifest, payload
-from embedsearch.store.filters import compile_filter, parse_filter
+from embedsearch.store import deleter, manifest
+from embedsearch.store.filters import parse_filter
 from embedsearch.store.growing import truncate_log
 from embedsearch.store.locks import file_lock
 from embedsearch.store.metadata import (
@@ -63,10 +62,6 @@ class AddResult:
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _chunks(ids: np.ndarray | list, size: int = _IN_CHUNK) -> Iterator[list]:
@@ -335,8 +330,7 @@ class CollectionWrites:
             with self.store.engine.connect() as conn:
                 query = select(documents.c.row_id).where(documents.c.collection_id == self.id)
                 if spec:
-                    scope = payload.PayloadScope(self.id, payload.field_kinds(conn, self.id))
-                    query = query.where(compile_filter(spec, documents.c.meta, self.store.dialect, scope))
+                    query = query.where(self.filter_condition(conn, spec))
                 row_ids = [int(r[0]) for r in conn.execute(query)]
             if row_ids:
                 self._commit([], None, row_ids)
