@@ -16,6 +16,7 @@ in every mode, and every mode returns ``k`` distinct documents whenever ``k`` do
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,31 +24,105 @@ import numpy as np
 from embedsearch.embedders.base import Embedder
 from embedsearch.errors import InvalidArgument
 from embedsearch.highlights import highlights
-from embedsearch.search_fusion import FUSIONS, check, fuse
+from embedsearch.search_fusion import DEFAULT_FUSION, FUSIONS, check, fuse
 from embedsearch.store import Collection, Hit, StaleRead, lexical, passage_rows
 from embedsearch.store.filters import parse_filter
+from embedsearch.store.stop_words import DEFAULT_LANGUAGE, without_stop_words
+from embedsearch.store.stop_words import stop_words as stop_word_list
 
 MAX_K = 10_000
 MODES = ("dense", "lexical", "hybrid")
 MIN_DEPTH = 50  # candidates each side gives a hybrid search, at least (and at least 2k)
 
-__all__ = ["FUSIONS", "MAX_K", "MODES", "resolve_mode", "search"]
+__all__ = [
+    "DEFAULT_FUSION", "FUSIONS", "MAX_K", "MODES", "Plan", "describe_plan", "plan", "resolve_mode", "search", "set_defaults",
+]  # fmt: skip
 
 
-def resolve_mode(collection: Collection, mode: str | None) -> str:
-    """The mode a search runs in: ``mode``, or the collection's default (hybrid with a lexical
-    index, dense without). Lexical and hybrid need a lexical index."""
-    has = collection.has_lexical()
-    if mode is None:
-        return "hybrid" if has else "dense"
-    if mode not in MODES:
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How one search runs: its mode, and for hybrid mode the fusion and its alpha (None for rrf)."""
+
+    mode: str
+    fusion: str
+    alpha: float | None
+    stop_words: str = DEFAULT_LANGUAGE  # the language whose stop words lexical matching leaves out
+
+
+def plan(collection: Collection, mode: str | None = None, fusion: str | None = None, alpha: float | None = None) -> Plan:
+    """What a search of ``collection`` runs: each of ``mode``, ``fusion`` and ``alpha`` as given,
+    else as the collection stores it (``index alter --default-mode/--fusion/--alpha``), else the
+    library's default (hybrid with a lexical index, dense without; :data:`DEFAULT_FUSION`).
+    One statement reads both the stored settings and whether there is a lexical index."""
+    stored = collection.search_settings()
+    has = stored["lexical"]
+    if mode is not None and mode not in MODES:
         raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode is None:
+        mode = stored["mode"] if stored["mode"] in MODES and (has or stored["mode"] == "dense") else None
+        mode = mode or ("hybrid" if has else "dense")
     if mode != "dense" and not has:
         raise InvalidArgument(
             f"collection {collection.name!r} has no lexical index, so it can only be searched in dense mode; "
             f"`embedsearch index alter {collection.name} --lexical` builds one"
         )
-    return mode
+    if fusion is None:
+        fusion = stored["fusion"] if stored["fusion"] in FUSIONS else DEFAULT_FUSION
+        if alpha is None and stored["fusion"] == fusion:
+            alpha = stored["alpha"]
+    return Plan(mode, fusion, check(fusion, alpha), stored.get("stop_words") or DEFAULT_LANGUAGE)
+
+
+def describe_plan(p: Plan) -> str:
+    """``"hybrid, relative fusion, alpha 0.85"``: how a search runs, in words (and which stop words
+    lexical matching leaves out, when not the default's)."""
+    out = p.mode
+    if p.mode == "hybrid":
+        out += f", {p.fusion} fusion" + ("" if p.alpha is None else f", alpha {p.alpha:g}")
+    if p.mode != "dense" and p.stop_words != DEFAULT_LANGUAGE:
+        out += ", no stop words" if p.stop_words == "none" else f", {p.stop_words} stop words"
+    return out
+
+
+def resolve_mode(collection: Collection, mode: str | None) -> str:
+    """The mode a search runs in: ``mode``, or the collection's default (see :func:`plan`)."""
+    return plan(collection, mode).mode
+
+
+def set_defaults(
+    collection: Collection,
+    *,
+    mode: str | None = None,
+    fusion: str | None = None,
+    alpha: float | None = None,
+    stop_words: str | None = None,
+    reset: bool = False,
+) -> dict:
+    """Store how ``collection`` is searched when a query does not say (``index alter``); the CLI,
+    the service and the web page all search through :func:`plan`. Values left None keep what is
+    stored (``reset``: forget everything first). Returns the stored settings."""
+    stored = {} if reset else {k: v for k, v in collection.search_settings().items() if k != "lexical"}
+    if mode is not None:
+        if mode not in MODES:
+            raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode != "dense" and not collection.has_lexical():
+            raise InvalidArgument(
+                f"{mode} mode needs a lexical index; `embedsearch index alter {collection.name} --lexical` builds one"
+            )
+        stored["mode"] = mode
+    if fusion is not None:
+        check(fusion, None)
+        stored["fusion"], stored["alpha"] = fusion, None if stored.get("fusion") != fusion else stored.get("alpha")
+    if stop_words is not None:
+        stop_word_list(stop_words)  # refused when there is no such list
+        stored["stop_words"] = stop_words
+    if alpha is not None:
+        stored["alpha"] = check(stored.get("fusion") or DEFAULT_FUSION, alpha)
+        stored.setdefault("fusion", stored.get("fusion") or DEFAULT_FUSION)
+    elif stored.get("fusion") is not None and stored.get("alpha") is not None:
+        check(stored["fusion"], stored["alpha"])
+    collection.store_search_settings(stored)
+    return {k: v for k, v in collection.search_settings().items() if k != "lexical"}
 
 
 def search(
@@ -61,7 +136,7 @@ def search(
     ef_search: int | None = None,
     columns: Sequence[str] = ("text", "metadata"),
     mode: str | None = None,
-    fusion: str = "rrf",
+    fusion: str | None = None,
     alpha: float | None = None,
     depth: int | None = None,
     vectors: np.ndarray | None = None,
@@ -79,9 +154,9 @@ def search(
     """
     if not 1 <= k <= MAX_K:
         raise InvalidArgument(f"k must be between 1 and {MAX_K}")
-    alpha = check(fusion, alpha)
     spec = parse_filter(where) if not isinstance(where, dict) else where  # fail on a bad filter before embedding
-    mode = resolve_mode(collection, mode)
+    mode, fusion, alpha, language = dataclasses.astuple(plan(collection, mode, fusion, alpha))
+    stop = stop_word_list(language)
     queries = list(queries)
     if mode != "lexical" and vectors is None:
         if embedder is None:
@@ -91,14 +166,22 @@ def search(
         vectors = embedder.embed(queries)
     if mode == "dense":
         results = collection.search_vectors(vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search, columns=columns)
-        return [_annotate(hits, q, "dense", columns) for q, hits in zip(queries, results, strict=True)]
+        return [_annotate(hits, terms(q, stop), "dense", columns) for q, hits in zip(queries, results, strict=True)]
     n = k if mode == "lexical" else max(k, depth or max(2 * k, MIN_DEPTH))
     return collection.at_one_generation(
-        lambda: _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns)
+        lambda: _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns, stop)
     )
 
 
-def _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns) -> list[list[Hit]]:
+def terms(query: str, stop: frozenset[str]) -> list[str]:
+    """The words a lexical search matches and highlights mark: the query's words, less the stop
+    words unless the query has nothing else."""
+    return without_stop_words(lexical.query_terms(query), stop)
+
+
+def _search_words(
+    collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns, stop
+) -> list[list[Hit]]:
     """Lexical and hybrid searches, once: raises StaleRead when a commit removed a ranked
     document before its row was read (the caller runs it again)."""
     selection = collection.selection(spec)
@@ -110,7 +193,8 @@ def _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha,
         dense = collection.search_vectors(vectors, n, where=spec, nprobe=nprobe, ef_search=ef_search, columns=())
     out = []
     for i, q in enumerate(queries):
-        lex_ids, lex_scores = lexical.search_selected(collection.store.engine, collection.id, lexical.query_terms(q), n, selected)
+        words = terms(q, stop)
+        lex_ids, lex_scores = lexical.search_selected(collection.store.engine, collection.id, words, n, selected)
         if dense is None:
             ranked = [(int(r), float(s), None) for r, s in zip(lex_ids.tolist(), lex_scores.tolist(), strict=True)]
         else:
@@ -126,15 +210,15 @@ def _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha,
             raise StaleRead  # a commit replaced or deleted a ranked document meanwhile
         hits = [Hit(rows[r][0], s, rows[r][1], rows[r][2], r, extra) for r, s, extra in ranked]
         if collection.chunking is not None:
-            _add_passages(collection, hits, {h.row_id: h.extras for h in dense[i]} if dense is not None else {}, q)
-        out.append(_annotate(hits, q, mode, columns))
+            _add_passages(collection, hits, {h.row_id: h.extras for h in dense[i]} if dense is not None else {}, words)
+        out.append(_annotate(hits, words, mode, columns))
     return out
 
 
-def _add_passages(collection: Collection, hits: list[Hit], dense: dict, query: str) -> None:
+def _add_passages(collection: Collection, hits: list[Hit], dense: dict, words: list[str]) -> None:
     """The passage of each hit of a chunked collection: the one dense search scored best, else
     (found by its words alone) the one holding most query words."""
-    terms = set(lexical.query_terms(query))
+    wanted = set(words)
     lexical_only = [h for h in hits if h.row_id not in dense]
     spans = {}
     if lexical_only:
@@ -147,21 +231,21 @@ def _add_passages(collection: Collection, hits: list[Hit], dense: dict, query: s
         else:
             options = spans.get(h.row_id) or [(0, len(h.text or ""))]
             text = h.text or ""
-            a, b = max(options, key=lambda ab: len(highlights(text[ab[0] : ab[1]], list(terms))))
+            a, b = max(options, key=lambda ab: len(highlights(text[ab[0] : ab[1]], list(wanted))))
         h.extras = {**(h.extras or {}), "passage": None if h.text is None else h.text[a:b], "start": a, "end": b}
 
 
-def _annotate(hits: list[Hit], query: str, mode: str, columns: Sequence[str]) -> list[Hit]:
-    terms = lexical.query_terms(query) if "text" in columns else []
+def _annotate(hits: list[Hit], words: list[str], mode: str, columns: Sequence[str]) -> list[Hit]:
+    marked = words if "text" in columns else []
     for h in hits:
         extras = {"mode": mode, **(h.extras or {})}
         if "text" in columns and h.text is not None:
             if "start" in extras:  # a passage: the words in it (offsets still in the whole text)
                 a = extras["start"]
                 extras["highlights"] = [
-                    {**w, "start": w["start"] + a, "end": w["end"] + a} for w in highlights(h.text[a : extras["end"]], terms)
+                    {**w, "start": w["start"] + a, "end": w["end"] + a} for w in highlights(h.text[a : extras["end"]], marked)
                 ]
             else:
-                extras["highlights"] = highlights(h.text, terms)
+                extras["highlights"] = highlights(h.text, marked)
         h.extras = extras
     return hits

@@ -16,10 +16,17 @@ from embedsearch.store import Store
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+@pytest.fixture(scope="session")
+def user_cache(tmp_path_factory) -> Path:
+    """The session's per-user cache (``$EMBEDSEARCH_CACHE``): never the real ~/.cache."""
+    return tmp_path_factory.mktemp("user-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch):
+def _isolated_env(monkeypatch, user_cache):
     monkeypatch.delenv("EMBEDSEARCH_HOME", raising=False)
     monkeypatch.delenv("EMBEDSEARCH_DB", raising=False)
+    monkeypatch.setenv("EMBEDSEARCH_CACHE", str(user_cache))
 
 
 @pytest.fixture

@@ -593,12 +593,42 @@ def test_map_panel_draws_every_document():
 # --------------------------------------------------------------------------- search modes as contenders
 
 
+def test_recommendation_prefers_the_cheaper_of_tied_contenders():
+    from embedsearch.evaluation.recommend import recommend, sentence
+
+    def report(tied):
+        cells = {"a": {"value": 0.80, "low": 0.75, "high": 0.85}, "b": {"value": 0.79, "low": 0.74, "high": 0.84}}
+        return {
+            "settings": {"k": 10},
+            "metrics": {
+                "ndcg@10": {"label": "nDCG@10", "values": cells, "best": "a", "tied_with_best": tied},
+                "query_ms": {"values": {"a": {"value": 9.0}, "b": {"value": 2.0}}},
+            },
+            "models": [
+                {"label": "a", "model": "minilm", "mode": "hybrid", "fusion": {"fusion": "rrf", "alpha": None}},
+                {"label": "b", "model": "minilm", "mode": "dense", "fusion": None},
+            ],
+        }
+
+    rec = recommend(report(["b"]))  # tied: the cheaper one, the best named as the alternative
+    assert (rec["label"], rec["alternative"]) == ("b", "a")
+    assert rec["command"] == "embedsearch index alter COLLECTION --default-mode dense"
+    assert "statistically tied with the best, a (0.800), at 2.00 against 9.00 ms/query" in sentence(rec)
+    rec = recommend(report([]))  # significantly better: the best, whatever it costs
+    assert (rec["label"], rec["alternative"]) == ("a", None)
+    assert rec["command"] == "embedsearch index alter COLLECTION --default-mode hybrid --fusion rrf"
+    assert sentence(rec).startswith("Use a: nDCG@10 0.800 [0.750, 0.850], 9.00 ms/query (the best nDCG@10).")
+    no_best = report([])
+    no_best["metrics"]["ndcg@10"]["best"] = None
+    assert recommend(no_best) is None
+
+
 def test_contender_specs_parse():
     from embedsearch.errors import InvalidArgument
     from embedsearch.evaluation.contenders import parse_contender, parse_contenders
 
     c = parse_contender("minilm+hybrid")
-    assert (c.label, c.mode, c.model, c.fusion, c.alpha) == ("minilm+hybrid", "hybrid", "minilm", "rrf", None)
+    assert (c.label, c.mode, c.model, c.fusion, c.alpha) == ("minilm+hybrid", "hybrid", "minilm", "relative", 0.85)
     c = parse_contender("w=models/w2v+hybrid:weighted:0.7")
     assert (c.label, c.mode, c.model, c.fusion, c.alpha) == ("w", "hybrid", "models/w2v", "weighted", 0.7)
     assert parse_contender("x+hybrid:weighted").alpha == 0.5
@@ -614,7 +644,7 @@ def test_contender_specs_parse():
         ("minilm+lexical:rrf", "takes no fusion settings"),
         ("minilm+hybrid:max", "unknown fusion 'max'"),
         ("minilm+hybrid:weighted:2", "alpha must be a number between 0 and 1"),
-        ("minilm+hybrid:rrf:0.3", "alpha applies to --fusion weighted only"),
+        ("minilm+hybrid:rrf:0.3", "alpha applies to fusion relative and weighted only"),
         ("minilm+hybrid:weighted:x", "alpha 'x' is not a number"),
     ):
         with pytest.raises(InvalidArgument, match=message.replace("+", r"\+").replace("(", r"\(")):
@@ -674,7 +704,7 @@ def test_search_modes_side_by_side(modes_report):
     assert list(models) == labels
     assert [models[x]["mode"] for x in labels] == ["dense", "lexical", "hybrid", "lexical"]
     assert models["bm25"]["model"] is None and models["bm25"]["dim"] is None
-    assert models["hashing+hybrid"]["fusion"] == {"fusion": "rrf", "alpha": None}
+    assert models["hashing+hybrid"]["fusion"] == {"fusion": "relative", "alpha": 0.85}
     assert models["hashing"]["index_seconds"] is None and models["bm25"]["index_seconds"] > 0
     # one model, embedded once: its contenders share the embedding time
     assert models["hashing"]["embed_seconds"] == models["hashing+hybrid"]["embed_seconds"]
@@ -698,6 +728,17 @@ def test_search_modes_side_by_side(modes_report):
     assert metrics["dimension"]["values"]["bm25"] is None and "no vectors" in metrics["dimension"]["why_empty"]["bm25"]
     assert metrics["docs_per_second"]["label"] == "indexing throughput (documents/s)"
     assert "no embedding" in metrics["docs_per_second"]["values"]["bm25"]["note"]
+    # the report ends with what to use: the best by nDCG@10, or the cheapest contender tied with it
+    rec = report["recommendation"]
+    best = metrics["ndcg@10"]["best"]
+    assert rec["label"] in [best, *metrics["ndcg@10"]["tied_with_best"]]
+    assert rec["value"] == metrics["ndcg@10"]["values"][rec["label"]]["value"]
+    assert rec["query_ms"] == metrics["query_ms"]["values"][rec["label"]]["value"]
+    expected = {"hashing": "--default-mode dense", "hashing+lexical": "--default-mode lexical", "bm25": "--default-mode lexical",
+                "hashing+hybrid": "--default-mode hybrid --fusion relative --alpha 0.85"}  # fmt: skip
+    assert rec["command"] == f"embedsearch index alter COLLECTION {expected[rec['label']]}"
+    assert "## Recommendation" in (modes_report / "cmp.md").read_text()
+    assert 'id="recommendation"' in (modes_report / "cmp.html").read_text()
     assert "embedding" in metrics["docs_per_second"]["values"]["hashing+hybrid"]["note"]
     lex = metrics["index_bytes"]["values"]["bm25"]["value"]
     assert lex > 0 and metrics["index_bytes"]["values"]["hashing+hybrid"]["value"] == (

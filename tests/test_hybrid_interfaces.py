@@ -69,8 +69,10 @@ def test_cli_modes_json_and_table_marks(env):
     assert r.exit_code == 0 and "**overheats**" in r.output
     r = run("search", name, "cricket", "--mode", "lexical", "--where", '{"source": "manual"}')
     assert r.output.strip() == "no hits (no document matches the filter)" or r.output.strip().startswith("no hits")
-    r = run("search", name, "pump", "--alpha", "0.3")
-    assert r.exit_code == 2 and "--alpha applies to --fusion weighted only" in r.output
+    r = run("search", name, "pump", "--fusion", "rrf", "--alpha", "0.3")
+    assert r.exit_code == 2 and "alpha applies to fusion relative and weighted only" in r.output
+    r = run("search", name, "pump", "--alpha", "0.3", "--json")  # the default fusion (relative) takes alpha
+    assert r.exit_code == 0 and json.loads(r.output)[0]["mode"] == "hybrid"
 
 
 def test_cli_alter_repair_info_verify(env):
@@ -144,7 +146,7 @@ def test_http_modes_fusion_and_errors(env):
             ({"query": "x", "mode": "fuzzy"}, "invalid_request"),
             ({"query": "x", "alpha": 2, "fusion": "weighted"}, "invalid_request"),
             ({"query": "x", "alpha": True, "fusion": "weighted"}, "invalid_request"),
-            ({"query": "x", "alpha": 0.5}, None),
+            ({"query": "x", "alpha": 0.5, "fusion": "rrf"}, None),
             ({"vector": [0.0] * 256, "mode": "lexical"}, None),
         ]:
             r = client.post(url, json=bad)
@@ -166,3 +168,88 @@ def test_http_lexical_on_a_collection_without_one(tmp_path, hashing):
         assert r.status_code in (200, 201), r.text
     store = Store(settings)
     assert store.open("withlex").has_lexical() and not store.open("nolex").has_lexical()
+
+
+def test_stored_search_settings_reach_the_cli_the_library_and_http(env):
+    """`index alter --default-mode/--fusion/--alpha` is how a collection is searched when a query
+    does not say, through every interface; bad settings are refused and change nothing."""
+    from embedsearch.search import plan, search
+
+    run, name, settings = env
+    r = run("index", "alter", name, "--default-mode", "lexical", "--json")
+    unset = {"fusion": None, "alpha": None, "stop_words": None}
+    assert r.exit_code == 0 and json.loads(r.output)["search"] == {"mode": "lexical", **unset}
+    assert {h["mode"] for h in json.loads(run("search", name, "pump", "--json").output)} == {"lexical"}
+    assert "lexical (stored by index alter (mode))" in run("index", "info", name).output
+    with TestClient(create_app(settings)) as client:
+        assert client.post(f"/collections/{name}/search", json={"query": "pump"}).json()["mode"] == "lexical"
+        assert client.get(f"/collections/{name}").json()["search"]["mode"] == "lexical"
+    coll = Store(settings).open(name)
+    assert search(coll, ["pump"], 2)[0][0].extras["mode"] == "lexical"  # no model loaded: lexical
+    assert search(coll, ["pump"], 2, mode="hybrid", embedder=coll.load_embedder())[0][0].extras["mode"] == "hybrid"
+
+    r = run("index", "alter", name, "--default-mode", "hybrid", "--fusion", "rrf", "--json")
+    assert json.loads(r.output)["search"] == {"mode": "hybrid", "fusion": "rrf", "alpha": None, "stop_words": None}
+    hits = json.loads(run("search", name, "pump", "-k", "4", "--json").output)
+    assert max(h["score"] for h in hits) <= 2 / 61 + 1e-5  # reciprocal rank fusion's scale (scores are rounded)
+    for bad, message in [
+        (("--alpha", "0.3"), "alpha applies to fusion relative and weighted only"),  # the stored fusion is rrf
+        (("--fusion", "weighted", "--alpha", "3"), "3.0 is not in the range"),
+    ]:
+        r = run("index", "alter", name, *bad)
+        assert r.exit_code == 2 and message in r.output, r.output
+    assert plan(coll) == plan(coll, "hybrid", "rrf")  # unchanged by the refusals
+    r = run("index", "alter", name, "--fusion", "weighted", "--alpha", "0", "--json")
+    assert json.loads(r.output)["search"] == {"mode": "hybrid", "fusion": "weighted", "alpha": 0.0, "stop_words": None}
+    hits = json.loads(run("search", name, "pump", "-k", "2", "--json").output)
+    assert {h["id"] for h in hits} == {"e1", "e2"}  # alpha 0: the lexical side alone decides
+    # a query's own settings win over the stored ones
+    assert json.loads(run("search", name, "pump", "--mode", "dense", "--json").output)[0]["mode"] == "dense"
+
+    # dropping the lexical index: a stored mode that needs it falls back to dense
+    assert run("index", "alter", name, "--no-lexical").exit_code == 0
+    assert plan(coll).mode == "dense"
+    r = run("index", "alter", name, "--default-mode", "hybrid")
+    assert r.exit_code == 2 and "needs a lexical index" in r.output
+    r = run("index", "alter", name, "--lexical", "--default-mode", "hybrid", "--reset-search", "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["search"] == {"mode": "hybrid", **unset}
+    assert plan(coll) == plan(coll, "hybrid", "relative", 0.85)
+    assert run("index", "alter", name, "--reset-search").exit_code == 0
+    assert "the library's default" in run("index", "info", name).output
+
+
+def test_changing_search_settings_while_threads_search(env):
+    """Readers that take the stored defaults while a writer keeps changing them: every search runs
+    in one of the stored modes, whole (k hits, one mode), and nothing fails."""
+    import threading
+
+    from embedsearch.search import search, set_defaults
+
+    _, name, settings = env
+    store = Store(settings)
+    coll = store.open(name)
+    embedder = coll.load_embedder()
+    errors, seen = [], set()
+    stop = threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                hits = search(coll, ["pump"], 2, embedder=embedder)[0]
+                modes = {h.extras["mode"] for h in hits}
+                assert len(hits) == 2 and len(modes) == 1, hits
+                seen.update(modes)
+        except Exception as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    writer = Store(settings).open(name)  # another handle, as another request or process would hold
+    for i in range(40):
+        set_defaults(writer, mode=("lexical", "dense", "hybrid")[i % 3], fusion=("rrf", "relative")[i % 2])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert seen <= {"lexical", "dense", "hybrid"} and len(seen) >= 2

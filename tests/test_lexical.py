@@ -16,7 +16,7 @@ from embedsearch.corpus import Document
 from embedsearch.errors import InvalidArgument
 from embedsearch.highlights import highlights, mark
 from embedsearch.search import search
-from embedsearch.search_fusion import fuse
+from embedsearch.search_fusion import fuse, gap, query_alpha
 from embedsearch.store import Store, lexical
 from tests.conftest import pg_url, topic_docs
 
@@ -281,7 +281,7 @@ def test_bad_arguments_are_refused(store, new_name, hashing):
         ({"mode": "fuzzy"}, "unknown search mode"),
         ({"fusion": "max"}, "unknown fusion"),
         ({"fusion": "weighted", "alpha": 1.5}, "alpha must be"),
-        ({"alpha": 0.5}, "alpha applies to --fusion weighted only"),
+        ({"fusion": "rrf", "alpha": 0.5}, "alpha applies to fusion relative and weighted only"),
     ]:
         with pytest.raises(InvalidArgument, match=message):
             search(coll, ["x"], 3, embedder=hashing, **kwargs)
@@ -312,7 +312,7 @@ def test_no_query_text_is_ever_sql_or_fts_syntax(store, new_name, hashing, mode)
 def test_rrf_and_weighted_fusion_by_hand():
     dense = (np.array([10, 11, 12]), np.array([0.9, 0.8, 0.1]))
     lex = (np.array([12, 13]), np.array([5.0, 1.0]))
-    f = fuse(dense, lex, 4)
+    f = fuse(dense, lex, 4, fusion="rrf")
     expected = {10: 1 / 61, 11: 1 / 62, 12: 1 / 63 + 1 / 61, 13: 1 / 62}
     assert f.ids.tolist() == [12, 10, 11, 13]  # 11 and 13 tie: dense rank 2 vs lexical rank 2, then row id
     assert f.scores.tolist() == pytest.approx([expected[i] for i in f.ids.tolist()])
@@ -323,6 +323,28 @@ def test_rrf_and_weighted_fusion_by_hand():
     assert got == pytest.approx({10: 0.25, 11: 0.21875, 12: 0.75, 13: 0.0})
     assert w.ids.tolist()[0] == 12
     assert fuse((np.array([], dtype=np.int64), np.array([])), lex, 5).ids.tolist() == [12, 13]
+
+
+def test_relative_fusion_by_hand():
+    """The default: each side's scores over its best; the dense weight is alpha (0.85) moved up by
+    the dense side's confidence (gap of its two best scores) and down by the lexical side's."""
+    dense = (np.array([10, 11, 12]), np.array([0.9, 0.8, 0.1]))
+    lex = (np.array([12, 13]), np.array([5.0, 1.0]))
+    a = 0.85 + 0.5 * (0.9 - 0.8) / 0.9 - 0.2 * (5.0 - 1.0) / 5.0
+    assert query_alpha(0.85, dense[1], lex[1]) == pytest.approx(a)
+    r = fuse(dense, lex, 4)  # relative, alpha 0.85
+    got = dict(zip(r.ids.tolist(), r.scores.tolist(), strict=True))
+    assert got == pytest.approx({10: a, 11: a * 0.8 / 0.9, 12: a * 0.1 / 0.9 + (1 - a), 13: (1 - a) * 0.2})
+    assert r.ids.tolist() == [10, 11, 12, 13]
+    # alpha 0.5: the lexical side's best (12) overtakes dense's best (10)
+    assert fuse(dense, lex, 4, fusion="relative", alpha=0.5).ids.tolist()[:3] == [12, 10, 11]
+    # a side with one candidate is sure of it (gap 1); negative dense scores count as 0; the
+    # weight stays within [0, 1]
+    assert gap(np.array([2.0])) == 1.0 and gap(np.array([])) == 0.0 and gap(np.array([0.0, 0.0])) == 0.0
+    assert query_alpha(1.0, np.array([0.5, -0.5]), np.array([])) == 1.0
+    assert query_alpha(0.0, np.array([]), np.array([3.0])) == 0.0
+    neg = fuse((np.array([1, 2]), np.array([0.5, -0.5])), (np.array([3]), np.array([2.0])), 3, alpha=0.5)
+    assert dict(zip(neg.ids.tolist(), neg.scores.tolist(), strict=True)) == pytest.approx({1: 0.8, 2: 0.0, 3: 0.2})
 
 
 def test_highlights_give_offsets_of_the_words_as_written():
@@ -336,3 +358,37 @@ def test_highlights_give_offsets_of_the_words_as_written():
     ]
     assert mark("a cat", highlights("a cat", ["cat"])) == "a **cat**"
     assert highlights("anything", lexical.query_terms('"( NEAR *')) == []
+
+
+def test_stop_words_stay_out_of_matching_and_highlights(store, new_name, hashing):
+    """English stop words by default: a question's function words neither match nor get marked,
+    unless the query has nothing else; a collection can choose another language or none."""
+    from embedsearch.search import set_defaults
+
+    coll = store.create(new_name(), hashing, lexical=True)
+    docs = [
+        Document("copy", "To copy a file, use cp with the name of the file and of the copy.", {}),
+        Document("noise", "Do it the way I did, of course, or do what a friend does.", {}),
+        Document("hamlet", "To be, or not to be, that is the question.", {}),
+        Document("gaps", "Fill the gaps in a wall with plaster.", {}),
+    ]
+    coll.add_documents(docs, hashing)
+    hits = search(coll, ["how do I make a copy of a file"], 4, mode="lexical")[0]
+    assert [h.id for h in hits] == ["copy"]  # "noise" shares only stop words with the query
+    assert {x["term"] for x in hits[0].extras["highlights"]} == {"copy", "file"}
+    # nothing but stop words: they are the query
+    assert _lexical_ids(coll, "to be or not to be")[0] == "hamlet"
+    # hybrid marks the same words, on both sides' hits
+    for h in search(coll, ["how do I make a copy of a file"], 4, mode="hybrid", embedder=hashing)[0]:
+        assert {x["term"] for x in h.extras.get("highlights", [])} <= {"copy", "file"}
+    # another language's list, or none: every word counts again
+    set_defaults(coll, stop_words="none")
+    hits = search(coll, ["how do I make a copy of a file"], 4, mode="lexical")[0]
+    assert {"copy", "noise"} <= {h.id for h in hits}
+    assert "of" in {x["term"] for x in hits[0].extras["highlights"]}
+    set_defaults(coll, stop_words="german")
+    assert {"copy", "noise"} <= set(_lexical_ids(coll, "how do I make a copy of a file"))
+    hits = search(coll, ["die gaps in der wall"], 4, mode="lexical")[0]  # die, in, der: German stop words
+    assert [h.id for h in hits] == ["gaps"] and {x["term"] for x in hits[0].extras["highlights"]} == {"gaps", "wall"}
+    with pytest.raises(InvalidArgument, match="no stop-word list for 'klingon'"):
+        set_defaults(coll, stop_words="klingon")

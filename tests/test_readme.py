@@ -160,7 +160,7 @@ def test_readme_search_mode_commands_run_as_written(cli, tmp_path):
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert cli("index", "create", "old-news", "--model", "hashing", "--no-lexical").exit_code == 0
     lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
-    assert len(lines) == 7
+    assert len(lines) == 10
     for n, line in enumerate(lines):
         args = shlex.split(line.replace("--model minilm", "--model hashing"))[1:]
         r = cli(*args)
@@ -170,6 +170,12 @@ def test_readme_search_mode_commands_run_as_written(cli, tmp_path):
         if "--mode lexical --json" in line:
             hit = json.loads(r.stdout)[0]
             assert hit["id"] == "m1" and hit["highlights"][0] == {"term": "error", "start": 0, "end": 5}
+        if "--default-mode hybrid --fusion rrf" in line:
+            assert "hybrid, rrf fusion" in cli("index", "info", "manuals").output
+        if "--stop-words german" in line:
+            assert "german stop words" in cli("index", "info", "manuals").output
+        if "--reset-search" in line:
+            assert "hybrid, relative fusion, alpha 0.85 (the library's default)" in cli("index", "info", "manuals").output
 
 
 def test_readme_passage_commands_run_as_written(cli, tmp_path, monkeypatch):

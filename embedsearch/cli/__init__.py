@@ -153,10 +153,12 @@ def main(ctx: click.Context, data_dir: str | None, db_url: str | None) -> None:
       embedsearch search news "central bank raises interest rates" -k 5
       embedsearch search news "bushfires" --where '{"source": "lee"}' --json
     """
-    from embedsearch.embedders import EXPORTS_DIRNAME, set_models_dir
+    from embedsearch.embedders import EXPORTS_DIRNAME
+    from embedsearch.embedders.onnx_export import add_legacy_dir
 
     ctx.obj = AppContext(Settings.from_env(data_dir, db_url))
-    set_models_dir(ctx.obj.settings.data_dir / EXPORTS_DIRNAME)  # exported ONNX models live with the data
+    # exported ONNX models live in the user's cache; one an earlier version left here is reused
+    add_legacy_dir(ctx.obj.settings.data_dir / EXPORTS_DIRNAME)
 
 
 def _register() -> None:

@@ -150,7 +150,7 @@ def compare(
     """Compare MODELS (built-in names or model directories; LABEL=PATH names one) on a corpus.
 
     Search modes are contenders too: MODEL+lexical and MODEL+hybrid search a MODEL collection
-    with a lexical index in that mode (MODEL+hybrid:weighted:0.7 for weighted fusion), and
+    with a lexical index in that mode (MODEL+hybrid:rrf, MODEL+hybrid:weighted:0.7 for other fusions), and
     bm25 is the lexical index alone, without a model.
 
     Measures, where each applies: retrieval on labelled queries (recall@k, MRR, nDCG with 95%
@@ -159,7 +159,9 @@ def compare(
     rank correlation), and cost (documents/s, size, dimension, index memory, query latency).
     With --index-specs it instead measures one model's vectors in each FAISS index: recall@k
     against exact search, queries/s, build time and bytes per vector.
-    Without -o/--json/--markdown the summary table is printed.
+    With labelled queries the report ends with a recommendation: the contender to use and the
+    `index alter` line that makes its mode a collection's default.
+    Without -o/--json/--markdown the summary table (and the recommendation) is printed.
     """
     outputs = {"json": json_path, "markdown": md_path, "html": html_path}
     _check_outputs(outputs)
@@ -293,5 +295,9 @@ def _finish(report: dict, command: str, outputs: dict[str, str | None]) -> None:
             labels = [m["label"] for m in report["models"]]
             rows = [[r["label"], *[c["text"] for c in r["cells"]], r["best"]] for r in summary_rows(report)]
             click.echo(table(rows, ["metric", *labels, "best"]))
+            if report.get("recommendation"):
+                from embedsearch.evaluation.recommend import sentence
+
+                click.echo("\n" + sentence(report["recommendation"]).replace("`", ""))
     for p in written:
         click.echo(f"wrote {p}", err=True)

@@ -473,8 +473,13 @@ def list_(app, as_json):
 @with_examples("  embedsearch index info news\n  embedsearch index info news --json")
 @click.pass_obj
 def info(app, name, as_json):
-    """Show a collection's model, index, counts and files."""
-    data = app.store.open(name).info()
+    """Show a collection's model, index, counts, files and how it is searched by default."""
+    from embedsearch.search import describe_plan, plan
+
+    coll = app.store.open(name)
+    data = coll.info()
+    if "search" in data:
+        data["search"]["runs"] = describe_plan(plan(coll))
     if as_json:
         echo_json(data)
         return
@@ -516,6 +521,10 @@ def info(app, name, as_json):
         if ch:
             how = f"{data['passages']} passages of at most {ch['tokens']} tokens, {ch['overlap']} overlap"
         click.echo(f"{'passages':18} {how}")
+    if data.get("search"):
+        stored = [k for k in ("mode", "fusion", "alpha") if data["search"].get(k) is not None]
+        why = f"stored by index alter ({', '.join(stored)})" if stored else "the library's default"
+        click.echo(f"{'search':18} {data['search']['runs']} ({why})")
     shards = (data.get("embedder_config") or {}).get("shards")
     if shards:
         click.echo(f"{'shards':18} {shards} Ray actors (searches fan out to them)")

@@ -11,7 +11,7 @@ from embedsearch.cli.index import device_option
 from embedsearch.cli.output import echo_json, shorten, table
 from embedsearch.highlights import mark
 from embedsearch.queries import QUERY_FORMATS, read_queries
-from embedsearch.search import FUSIONS, MAX_K, MODES, resolve_mode
+from embedsearch.search import FUSIONS, MAX_K, MODES, plan
 from embedsearch.search import search as run_search
 from embedsearch.store.filters import parse_filter
 
@@ -79,17 +79,22 @@ def _dig(meta: dict, dotted: str):
     type=click.Choice(MODES),
     default=None,
     help="dense: embeddings (FAISS); lexical: words (the full-text index); hybrid: both, fused. "
-    "Default: hybrid when the collection has a lexical index, else dense.",
+    "Default: the collection's (index alter --default-mode), else hybrid when it has a lexical index, else dense.",
 )
 @click.option(
     "--fusion",
     type=click.Choice(FUSIONS),
-    default="rrf",
-    show_default=True,
-    help="How hybrid mode fuses the two rankings: rrf (reciprocal rank fusion, k=60) or weighted "
-    "(alpha x dense + (1 - alpha) x lexical, scores min-max normalised).",
+    default=None,
+    help="How hybrid mode fuses the two rankings: relative (alpha x dense + (1 - alpha) x lexical, each side's "
+    "scores divided by its best; the default), rrf (reciprocal rank fusion, k=60) or weighted (the same sum, "
+    "scores min-max normalised). Default: the collection's (index alter --fusion), else relative.",
 )
-@click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="--fusion weighted: the dense weight (default 0.5).")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="relative and weighted fusion: the dense side's weight (default: the collection's, else 0.85 relative, 0.5 weighted).",
+)
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (more: better recall, slower).")
 @click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW candidate list size (more: better recall, slower).")
 @click.option(
@@ -164,15 +169,14 @@ def search(
             raise click.UsageError(f"{queries_file}: no queries")
     if queries is None and not query.strip():
         raise click.UsageError("the query is empty")  # before the collection and the model
-    if alpha is not None and fusion != "weighted":
-        raise click.UsageError("--alpha applies to --fusion weighted only")
     if ray_address is not None:
         app.ray_address = ray_address  # before the store is opened
     coll = app.store.open(name)
     coll.device = device
-    mode = resolve_mode(coll, mode)
+    how = plan(coll, mode, fusion, alpha)  # a bad mode, fusion or alpha fails before the model loads
+    mode = how.mode
     embedder = None if mode == "lexical" else coll.load_embedder(device=device, spec=model)
-    how = {"mode": mode, "fusion": fusion, "alpha": alpha, "nprobe": nprobe, "ef_search": ef_search}
+    how = {"mode": mode, "fusion": how.fusion, "alpha": how.alpha, "nprobe": nprobe, "ef_search": ef_search}
     if queries is not None:
         results = run_search(coll, queries, k, where=spec, embedder=embedder, columns=_columns(field_list), **how)
         for q, hits in zip(queries, results, strict=True):

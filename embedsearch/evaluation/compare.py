@@ -43,6 +43,7 @@ from embedsearch.evaluation.metric_cells import empty, metric, pick_best, value
 from embedsearch.evaluation.model_sections import pca_2d
 from embedsearch.evaluation.pareto import tradeoff
 from embedsearch.evaluation.query_sets import Query, fingerprint_documents, fingerprint_queries, label_queries, read_queries
+from embedsearch.evaluation.recommend import recommend
 from embedsearch.evaluation.retrieval_run import SearchCollections, flat_bytes, flat_index, rank
 
 SCHEMA = "embedsearch.compare/1"
@@ -217,6 +218,7 @@ def compare_models(
     steps.close()
     report["models"] = [_model_entry(c, runs.get(c.model) if c.model else None, built_for.get(c.label)) for c in contenders]
     report["notes"] += _notes(contenders, label_field, report)
+    report["recommendation"] = recommend(report) if queries else None
     return report
 
 

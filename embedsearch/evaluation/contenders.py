@@ -4,7 +4,8 @@ searched in lexical or hybrid mode, or the lexical index alone.
     minilm                      dense: the model's embeddings, exact search
     w2v=models/w2v              the same, labelled w2v
     minilm+lexical              a minilm collection with a lexical index, searched --mode lexical
-    minilm+hybrid               ... searched --mode hybrid (RRF, k = 60)
+    minilm+hybrid               ... searched --mode hybrid (the default fusion: relative, alpha 0.85)
+    minilm+hybrid:rrf           ... hybrid, reciprocal rank fusion (k = 60)
     minilm+hybrid:weighted:0.7  ... hybrid, weighted fusion with alpha 0.7 (alpha defaults to 0.5)
     bm25                        the lexical index alone (no model; SQLite FTS5's BM25)
 
@@ -27,7 +28,10 @@ from embedsearch.errors import InvalidArgument
 
 LEXICAL_ONLY = "bm25"
 SUFFIXES = ("lexical", "hybrid")
-SPEC_HELP = "MODEL, MODEL+lexical, MODEL+hybrid, MODEL+hybrid:weighted[:ALPHA] or bm25, each optionally LABEL=..."
+SPEC_HELP = (
+    "MODEL, MODEL+lexical, MODEL+hybrid, MODEL+hybrid:FUSION[:ALPHA] (FUSION relative, rrf or weighted) "
+    "or bm25, each optionally LABEL=..."
+)
 
 
 @dataclass
@@ -54,8 +58,8 @@ class Contender:
     spec: str  # as given, without the label
     mode: str  # dense | lexical | hybrid
     model: str | None
-    fusion: str | None = None  # hybrid: rrf | weighted
-    alpha: float | None = None  # weighted fusion: the dense side's weight
+    fusion: str | None = None  # hybrid: relative | rrf | weighted
+    alpha: float | None = None  # relative and weighted fusion: the dense side's weight
 
     @property
     def dense(self) -> bool:
@@ -70,14 +74,14 @@ class Contender:
         return f"{how} in a {self.model} collection"
 
     def fusion_text(self) -> str:
-        if self.fusion == "weighted":
-            return f"weighted fusion, alpha {self.alpha}"
-        return "reciprocal rank fusion, k = 60"
+        if self.fusion == "rrf":
+            return "reciprocal rank fusion, k = 60"
+        return f"{self.fusion} fusion, alpha {self.alpha}"
 
 
 def _suffix(text: str, suffix: str) -> tuple[str, str | None, float | None]:
-    """``lexical`` / ``hybrid[:rrf|:weighted[:ALPHA]]`` -> (mode, fusion, alpha)."""
-    from embedsearch.search_fusion import check
+    """``lexical`` / ``hybrid[:FUSION[:ALPHA]]`` -> (mode, fusion, alpha)."""
+    from embedsearch.search_fusion import DEFAULT_FUSION, check
 
     mode, _, rest = suffix.partition(":")
     if mode not in SUFFIXES:
@@ -86,7 +90,7 @@ def _suffix(text: str, suffix: str) -> tuple[str, str | None, float | None]:
         if rest:
             raise InvalidArgument(f"{text!r}: '+lexical' takes no fusion settings")
         return mode, None, None
-    fusion, _, alpha_text = (rest or "rrf").partition(":")
+    fusion, _, alpha_text = (rest or DEFAULT_FUSION).partition(":")
     alpha = None
     if alpha_text:
         try:
@@ -97,7 +101,7 @@ def _suffix(text: str, suffix: str) -> tuple[str, str | None, float | None]:
         alpha = check(fusion, alpha)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{text!r}: {exc}") from None
-    return mode, fusion, alpha if fusion == "weighted" else None
+    return mode, fusion, alpha
 
 
 def parse_contender(text: str) -> Contender:

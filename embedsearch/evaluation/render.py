@@ -176,6 +176,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         out.append(_md_table(["query", *models], drows))
     out += _md_cases(report)
+    if report.get("recommendation"):
+        from embedsearch.evaluation.recommend import sentence
+
+        out.append("\n## Recommendation\n\n" + sentence(report["recommendation"]))
     out.append("\n## Models\n")
     out.append(
         _md_table(

@@ -149,7 +149,7 @@ def rank_search(contender: Contender, built: Built, run: ModelRun | None, querie
         [q.text for q in queries],
         k + extra,
         mode=contender.mode,
-        fusion=contender.fusion or "rrf",
+        fusion=contender.fusion,
         alpha=contender.alpha,
         embedder=None if run is None or contender.mode == "lexical" else run.embedder,
         vectors=vectors,

@@ -215,8 +215,7 @@ def create_app(
         import numpy as np
 
         from embedsearch.errors import DimensionMismatch, InvalidArgument
-        from embedsearch.search import resolve_mode, search
-        from embedsearch.search_fusion import check as check_fusion
+        from embedsearch.search import plan, search
         from embedsearch.store.filters import parse_filter
 
         coll = state.collection(name)
@@ -236,19 +235,18 @@ def create_app(
                 normalize_rows(vec)
             if body.mode not in (None, "dense"):
                 raise InvalidArgument("a 'vector' query can only be searched in dense mode")
-            check_fusion(body.fusion, body.alpha)
-            mode = "dense"
+            mode = plan(coll, "dense", body.fusion, body.alpha).mode
             hits = coll.search_vectors(vec, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
         else:
             if body.where is not None:
                 parse_filter(body.where)  # a bad filter fails before the model runs
-            check_fusion(body.fusion, body.alpha)
-            mode = resolve_mode(coll, body.mode)
+            how = plan(coll, body.mode, body.fusion, body.alpha)
+            mode = how.mode
             vectors = None
             if mode != "lexical":  # embedded with the concurrent searches' queries (state.embed_queries)
                 vectors = state.embed_queries(coll.load_embedder(device=state.device), [body.query])
             hits = search(coll, [body.query], body.k, where=body.where, vectors=vectors, nprobe=body.nprobe,
-                          ef_search=body.ef_search, mode=mode, fusion=body.fusion, alpha=body.alpha)[0]  # fmt: skip
+                          ef_search=body.ef_search, mode=mode, fusion=how.fusion, alpha=how.alpha)[0]  # fmt: skip
         check_response_size([hits])
         return {"collection": name, "k": body.k, "mode": mode, "took_ms": round((time.perf_counter() - started) * 1000, 2),
                 "hits": [h.to_dict() for h in hits]}  # fmt: skip
@@ -257,8 +255,7 @@ def create_app(
               responses={200: {"model": BatchSearchResponse}, **errors(*SEARCH)})  # fmt: skip
     def search_batch(name: CollectionName, body: BatchSearchRequest, state: State) -> dict[str, Any]:
         from embedsearch.errors import InvalidArgument
-        from embedsearch.search import resolve_mode, search
-        from embedsearch.search_fusion import check as check_fusion
+        from embedsearch.search import plan, search
 
         if len(body.queries) * body.k > MAX_HITS:
             raise InvalidArgument(
@@ -266,11 +263,11 @@ def create_app(
                 f"one request returns at most {MAX_HITS} (split the batch or lower k)"
             )
         coll = state.collection(name)
-        check_fusion(body.fusion, body.alpha)
-        mode = resolve_mode(coll, body.mode)
+        how = plan(coll, body.mode, body.fusion, body.alpha)
+        mode = how.mode
         embedder = None if mode == "lexical" else coll.load_embedder(device=state.device)
-        results = search(coll, body.queries, body.k, where=body.where, embedder=embedder, mode=mode, fusion=body.fusion,
-                         alpha=body.alpha)  # fmt: skip
+        results = search(coll, body.queries, body.k, where=body.where, embedder=embedder, mode=mode, fusion=how.fusion,
+                         alpha=how.alpha)  # fmt: skip
         check_response_size(results)
         pairs = zip(body.queries, results, strict=True)
         return {

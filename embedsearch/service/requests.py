@@ -35,8 +35,15 @@ MODE_HELP = (
     "dense (embeddings), lexical (the full-text index: BM25 on SQLite, ts_rank_cd on PostgreSQL) or hybrid "
     "(both, fused). Default: hybrid when the collection has a lexical index, else dense. A 'vector' query is dense only."
 )
-FUSION_HELP = "Hybrid mode: rrf (reciprocal rank fusion, k=60) or weighted (alpha x dense + (1 - alpha) x lexical, normalised)."
-ALPHA_HELP = "With fusion 'weighted': the dense side's weight, 0 to 1 (default 0.5)."
+FUSION_HELP = (
+    "Hybrid mode: relative (alpha x dense + (1 - alpha) x lexical, each side's scores divided by its best), rrf "
+    "(reciprocal rank fusion, k=60) or weighted (the same sum, min-max normalised). Default: the collection's "
+    "(index alter --fusion), else relative."
+)
+ALPHA_HELP = (
+    "With fusion 'relative' or 'weighted': the dense side's weight, 0 to 1 (default: the collection's, else 0.85 "
+    "relative, 0.5 weighted)."
+)
 
 
 class SearchRequest(BaseModel):
@@ -47,7 +54,7 @@ class SearchRequest(BaseModel):
     nprobe: json_int(1, MAX_PROBE) | None = Field(None, description="IVF lists to visit (more: better recall, slower).")
     ef_search: json_int(1, MAX_PROBE) | None = Field(None, description="HNSW candidate list size (more: better recall, slower).")
     mode: SearchMode | None = Field(None, description=MODE_HELP)
-    fusion: Literal["rrf", "weighted"] = Field("rrf", description=FUSION_HELP)
+    fusion: Literal["relative", "rrf", "weighted"] | None = Field(None, description=FUSION_HELP)
     alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(None, description=ALPHA_HELP)
 
     model_config = {
@@ -68,7 +75,7 @@ class BatchSearchRequest(BaseModel):
     k: JsonInt = Field(10, ge=1, le=MAX_K, description=f"Hits per query; queries x k is at most {MAX_HITS}.")
     where: dict[str, Any] | None = None
     mode: SearchMode | None = Field(None, description=MODE_HELP)
-    fusion: Literal["rrf", "weighted"] = Field("rrf", description=FUSION_HELP)
+    fusion: Literal["relative", "rrf", "weighted"] | None = Field(None, description=FUSION_HELP)
     alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(None, description=ALPHA_HELP)
 
     model_config = {**STRICT, "json_schema_extra": {"examples": [{"queries": ["bushfires", "cricket"], "k": 3}]}}

@@ -132,7 +132,8 @@ class HitOut(BaseModel):
     score: float = Field(
         ...,
         description="dense: cosine or inner product; lexical: BM25 (SQLite) or ts_rank_cd (PostgreSQL); "
-        "hybrid: the fused score (RRF, or the weighted sum of normalised scores). Higher is better in every mode.",
+        "hybrid: the fused score (relative or weighted: a weighted sum of normalised scores in [0, 1]; rrf: "
+        "reciprocal rank fusion). Higher is better in every mode.",
     )
     text: str
     metadata: Metadata

@@ -19,7 +19,7 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, resolve_chunking
-from embedsearch.store import deleter, lexical, manifest, payload
+from embedsearch.store import deleter, lexical, manifest, payload, search_settings
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
 from embedsearch.store.collection import Collection
 from embedsearch.store.growing import create_log, growing_file, growing_meta
@@ -184,6 +184,7 @@ class Store:
                 for table in (payload_values, payload_fields, passages, documents, segments, tombstones, trainings):
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
                 lexical.drop(conn, coll.id)
+                search_settings.drop(conn, coll.id)
                 conn.execute(delete(collections).where(collections.c.id == coll.id))
             deleter.remove_directory(coll.dir)
         with self._lock:

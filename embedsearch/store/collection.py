@@ -20,7 +20,7 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, embed_texts
-from embedsearch.store import lexical, manifest, payload
+from embedsearch.store import lexical, manifest, payload, search_settings
 from embedsearch.store.locks import RWLock, file_lock
 from embedsearch.store.reading import CollectionReads, StaleRead
 from embedsearch.store.sealing import CollectionSealing
@@ -271,6 +271,20 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
         """Whether the collection has a lexical (full-text) index."""
         with self.store.engine.connect() as conn:
             return lexical.enabled(conn, self.id)
+
+    def search_settings(self) -> dict[str, Any]:
+        """How the collection is searched when a query does not say, in one statement:
+        ``{"lexical": has a lexical index, "mode", "fusion", "alpha"}`` (None: not set; the
+        query layer, embedsearch/search.py, gives them meaning)."""
+        with self.store.engine.connect() as conn:
+            return search_settings.read(conn, self.id)
+
+    def store_search_settings(self, values: dict[str, Any]) -> None:
+        """Replace the stored search settings (keys mode, fusion, alpha; None: not set). The
+        caller validates them (embedsearch.search.set_defaults)."""
+        with self._writing():
+            with self.store.engine.begin() as conn:
+                search_settings.write(conn, self.id, values)
 
     def set_lexical(self, on: bool, *, rebuild: bool = False) -> dict[str, Any]:
         """Build (``on``), rebuild, or drop the lexical index, in one transaction; see

@@ -167,6 +167,18 @@ lexical_indexes = Table(
     Column("created_gen", BigInteger, nullable=False),
 )
 
+# How a collection is searched when a query does not say (store/search_settings.py): at most one
+# row per collection; a column left NULL keeps the library's default for it.
+search_settings = Table(
+    "search_settings",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("mode", String(16), nullable=True),
+    Column("fusion", String(16), nullable=True),
+    Column("alpha", Float, nullable=True),
+    Column("stop_words", String(32), nullable=True),  # a language of store/stop_words.py, or "none"
+)
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 

@@ -82,6 +82,7 @@ def describe(coll) -> dict[str, Any]:
     out["index_fields"] = coll.index_fields()
     out["lexical"] = _lexical_info(coll)
     out["passages"] = _passage_count(coll)
+    out["search"] = {k: v for k, v in coll.search_settings().items() if k != "lexical"}  # None: library default
     return out
 
 
