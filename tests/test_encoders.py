@@ -188,27 +188,28 @@ def test_cli_int8_collection_end_to_end(cli_with_exports, tmp_path):
     assert r.exit_code == 1 and "fingerprint" in r.output and "Traceback" not in r.output
 
 
-def test_exports_are_shared_by_every_data_directory(tmp_path, monkeypatch, exports, minilm_int8):
+def test_exports_are_shared_by_every_data_directory(tmp_path, exports, minilm_int8):
     """One cache per user ($EMBEDSEARCH_CACHE): a second data directory reuses the build (issue 28:
     `compare` run elsewhere rebuilt the int8 export for 443 s); an entry an earlier version left in
-    a data directory's _models/ is copied into the cache, not rebuilt."""
-    from click.testing import CliRunner
+    a data directory's _models/ is copied into the cache, not rebuilt. Each command is a process of
+    its own, as a user runs them."""
+    env = {**os.environ, "EMBEDSEARCH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
 
-    from embedsearch.cli import main
+    def cli(data: str, *args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "embedsearch", "--data-dir", str(tmp_path / data), *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
-    runner = CliRunner()
     entry = minilm_int8.entry.name
-    monkeypatch.setenv("EMBEDSEARCH_CACHE", str(tmp_path / "cache"))
     legacy = tmp_path / "old-data" / "_models"
     shutil.copytree(exports, legacy, ignore=shutil.ignore_patterns("*.lock"))
-    r = runner.invoke(main, ["--data-dir", str(tmp_path / "old-data"), "index", "create", "a", "--model", "minilm-int8"])
-    assert r.exit_code == 0, r.output
+    r = cli("old-data", "index", "create", "a", "--model", "minilm-int8")
+    assert r.returncode == 0, r.stderr
     cached = tmp_path / "cache" / "exports" / entry
     assert (cached / "model.onnx").read_bytes() == (legacy / entry / "model.onnx").read_bytes()
     built_at = (cached / "export.json").stat().st_mtime_ns
     for other in ("data-b", "data-c"):  # other data directories: the same entry, not rebuilt
-        r = runner.invoke(main, ["--data-dir", str(tmp_path / other), "index", "create", "b", "--model", "minilm-int8"])
-        assert r.exit_code == 0 and "building" not in r.output, r.output
+        r = cli(other, "index", "create", "b", "--model", "minilm-int8")
+        assert r.returncode == 0 and "building" not in r.stderr, r.stderr
         assert not (tmp_path / other / "_models").exists()
     assert (cached / "export.json").stat().st_mtime_ns == built_at
     assert sorted(p.name for p in (tmp_path / "cache" / "exports").iterdir() if not p.name.startswith(".")) == [entry]
