@@ -111,5 +111,8 @@ def test_every_error_status_the_service_gives_is_in_the_document(api_app):
             if method in ("put", "delete") or path.endswith("/documents") and method == "post":
                 assert {"401", "403", "409", "507"} <= codes, (method, path)
             for code, response in op["responses"].items():
-                if code.startswith(("4", "5")):
+                if (path, code) == ("/health", "503"):  # readiness: the health body, with "status": "loading"
+                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HealthResponse"}
+                    assert "Retry-After" in response["headers"]
+                elif code.startswith(("4", "5")):
                     assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}

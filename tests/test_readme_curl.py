@@ -74,8 +74,9 @@ def server(tmp_path_factory, hashing):
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if subprocess.run(["curl", "-s", "-o", "/dev/null", f"{base}/health"], check=False).returncode == 0:
-                break
+            probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/health"]
+            if subprocess.run(probe, capture_output=True, text=True, check=False).stdout == "200":
+                break  # listening, and the models preloaded (503 "loading" before)
             if proc.poll() is not None:
                 raise AssertionError(proc.stdout.read().decode())
             time.sleep(0.3)

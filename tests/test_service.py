@@ -42,7 +42,8 @@ def error_of(response) -> tuple[int, str]:
 
 
 def test_health_collections_and_describe(client):
-    assert client.get("/health").json() == {"status": "ok", "version": client.app.version, "read_only": False, "auth": True}
+    assert client.get("/health").json() == {"status": "ok", "version": client.app.version, "read_only": False, "auth": True,
+                                            "preload": False, "models": []}  # fmt: skip
     names = {c["name"]: c for c in client.get("/collections").json()["collections"]}
     assert set(names) == {"news", "empty"} and names["news"]["doc_count"] == 80
     info = client.get("/collections/news").json()

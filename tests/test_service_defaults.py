@@ -75,8 +75,9 @@ def _free_port() -> int:
 def test_idle_connections_are_closed(data_dir, hashing):
     Store(Settings.from_env(data_dir)).create("news", hashing, "Flat")
     port = _free_port()
+    serve = ["serve", "--port", str(port), "--keep-alive", "2", "--no-preload"]  # ready at once: the first /health is a 200
     proc = subprocess.Popen(
-        [sys.executable, "-m", "embedsearch", "--data-dir", str(data_dir), "serve", "--port", str(port), "--keep-alive", "2"],
+        [sys.executable, "-m", "embedsearch", "--data-dir", str(data_dir), *serve],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

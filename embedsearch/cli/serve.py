@@ -29,10 +29,14 @@ import click
 @click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
               help="Join a Ray cluster at start-up for sharded collections (default: RAY_ADDRESS, a cluster "
                    "running here, or a local one); without it, the first search of one joins it.")  # fmt: skip
+@click.option("--preload/--no-preload", default=True, show_default=True,
+              help="Load the models of the collections at start-up, in the background, logging each load with its "
+                   "time; /health answers 503 \"loading\" until they are loaded (/health/live: 200 meanwhile). "
+                   "--no-preload: each model loads on its collection's first query.")  # fmt: skip
 @click.pass_obj
 def serve(
     app, host, port, api_key_file, read_only, models_dir, no_batching, device, allowed_hosts, allow_open_writes, keep_alive,
-    ray_address,
+    ray_address, preload,
 ):  # fmt: skip
     """Serve the collections of the data directory over HTTP, with a search page at /.
 
@@ -43,6 +47,7 @@ def serve(
       embedsearch serve --read-only --host 0.0.0.0        # visible on the network, no writes
       embedsearch serve --host 0.0.0.0 --api-key-file key.txt --allowed-host search.example.org
       embedsearch serve --ray auto                        # sharded collections on Ray
+      embedsearch serve --no-preload                      # ready at once; models load on first use
       curl -s -X POST localhost:8765/collections/news/search -H 'Content-Type: application/json' \\
            -d '{"query": "interest rates", "k": 5}'
     """
@@ -72,11 +77,25 @@ def serve(
         allowed_hosts=hosts,
         open_writes=loopback or allow_open_writes,
         ray_address=ray_address or "auto",
+        preload=preload,
     )
+    log_to_stderr()
     click.echo(f"serving {app.settings.data_dir} on http://{host}:{port}/ (API docs at /docs)", err=True)
     if not loopback and key is None and not read_only and not allow_open_writes:
         click.echo("listening beyond loopback without --api-key-file: writes are refused", err=True)
     uvicorn.run(service, host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive)
+
+
+def log_to_stderr() -> None:
+    """The service's log (model loads, errors with their request ids) on stderr, with the time."""
+    import logging
+
+    logger = logging.getLogger("embedsearch")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def is_loopback(host: str) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,11 @@ _MINILM_BACKENDS = {"minilm": "torch", "minilm-onnx": "onnx", "minilm-int8": "in
 EXPORTS_DIRNAME = "_models"
 
 _CACHE: dict[tuple, Embedder] = {}
+_CACHE_LOCK = threading.Lock()  # guards _CACHE, _LOADING and _LOADS, never held during a load
+_LOADING: dict[tuple, threading.Lock] = {}  # one lock per key being loaded: a second thread waits for the first's load
+_LOADS: Counter[str] = Counter()  # loads made for the cache, by model spec
 _MODELS_DIR: list[Path] = []
+log = logging.getLogger("embedsearch.embedders")
 
 
 def set_models_dir(path: Path | None) -> None:
@@ -65,17 +73,37 @@ def load_embedder(
     configure word-vector models (``pooling``: mean or sif, ``oov``: skip or subword) and
     sentence models (``backend``: torch, onnx or int8; ONNX builds are cached in
     ``models_dir``, by default :func:`models_dir`). Loaded models are cached per process, so
-    a service or a batch of queries loads each model once.
+    a service or a batch of queries loads each model once; threads that ask for a model while
+    it loads wait for that one load (:func:`load_counts` counts the loads).
     """
     spec, options = canonical_spec(spec, options)
     cache_dir = Path(models_dir) if models_dir is not None else None
+    if not cache:
+        return _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
     key = (spec, device, batch_size, tuple(sorted(options.items())), cache_dir)
-    if cache and key in _CACHE:
-        return _CACHE[key]
-    embedder = _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
-    if cache:
-        _CACHE[key] = embedder
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        gate = _LOADING.setdefault(key, threading.Lock())
+    with gate:  # threads asking for a model being loaded wait for that load instead of loading it again
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                return _CACHE[key]
+        started = time.perf_counter()
+        embedder = _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
+        log.info("loaded model %s in %.1f s", spec, time.perf_counter() - started)  # serve logs it (the first query's wait)
+        with _CACHE_LOCK:
+            _CACHE[key] = embedder
+            _LOADS[spec] += 1
+            _LOADING.pop(key, None)  # a failed load keeps its gate: the next caller tries again
     return embedder
+
+
+def load_counts() -> dict[str, int]:
+    """How many times each model (by spec) was loaded into this process's cache: once per
+    model, device and options, however many threads asked for it at once."""
+    with _CACHE_LOCK:
+        return dict(_LOADS)
 
 
 def canonical_spec(spec: str, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -200,6 +228,7 @@ __all__ = [
     "BUILTIN_MODELS",
     "Embedder",
     "check_model",
+    "load_counts",
     "load_embedder",
     "model_fingerprint",
     "models_dir",

@@ -4,7 +4,9 @@
 store, opened collections, metrics (``service/metrics.py``), the API key) lives on ``app.state`` from the lifespan,
 never in module globals. Endpoints are plain ``def`` functions, so FastAPI runs them in its
 thread pool: searches run concurrently, and a collection's own reader/writer lock keeps a
-search from seeing a half-applied write. Models are loaded once per process and shared.
+search from seeing a half-applied write. Models are loaded once per process and shared; with
+``preload`` they are loaded at start-up in the background (``service/preload.py``) while
+``/health`` answers 503 "loading".
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -36,6 +38,7 @@ from embedsearch.service.middleware import (
     error_response,
     request_id_of,
 )
+from embedsearch.service.preload import RETRY_AFTER_S
 from embedsearch.service.requests import (
     MAX_HITS,
     STATIC,
@@ -56,6 +59,7 @@ from embedsearch.service.schemas import (
     DeleteResponse,
     DocumentId,
     HealthResponse,
+    LiveResponse,
     ModelName,
     SearchResponse,
     SimilarResponse,
@@ -77,11 +81,15 @@ def create_app(
     models_dir: Path | None = None,
     allowed_hosts: list[str] | None = None,
     open_writes: bool = True,
+    preload: bool = False,
 ) -> FastAPI:
     """The service for one data directory and metadata database. ``batch_queries`` gathers
     the query embeddings of concurrent searches into one model call. ``allowed_hosts`` (names
     the Host header may carry; None: any) stops a web page from reaching a loopback service
-    through DNS rebinding; ``open_writes`` off refuses writes when no API key is set."""
+    through DNS rebinding; ``open_writes`` off refuses writes when no API key is set.
+    ``preload`` loads the models of the collections at start-up, in the background, with
+    ``/health`` at 503 until they are loaded (``serve`` turns it on unless --no-preload; off
+    here, an app built in-process is ready at once and loads each model on first use)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -89,6 +97,8 @@ def create_app(
         app.state.service.open_writes = open_writes
         if models_dir is not None:
             app.state.service.models_dir = Path(models_dir).absolute()
+        if preload:
+            app.state.service.preloader.start()
         yield
         app.state.service.close()
 
@@ -114,7 +124,7 @@ def create_app(
         service = getattr(request.app.state, "service", None)
         if service is not None:
             service.metrics.observe(request.method, route, response.status_code, seconds)
-        if response.status_code >= 400:
+        if response.status_code >= 400 and not (route == "/health" and response.status_code == 503):  # loading: logged once
             log.warning("%s %s -> %d in %.1f ms request_id=%s", request.method, request.url.path, response.status_code, ms,
                         request_id_of(request))  # fmt: skip
         return response
@@ -175,9 +185,28 @@ def create_app(
         message = f"internal error ({type(exc).__name__}); see the server log (request id {rid})"
         return error_response(500, "internal_error", message, rid)
 
-    @app.get("/health", response_model=None, responses={200: {"model": HealthResponse}, **errors()})
-    def health(state: State) -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "read_only": state.read_only, "auth": state.api_key is not None}
+    retry = {"Retry-After": {"description": "Seconds to wait before asking again.", "schema": {"type": "integer"}}}
+    loading = {"model": HealthResponse, "headers": retry,
+               "description": 'The models of the collections are still loading ("status": "loading").'}  # fmt: skip
+
+    # /health and /health/live run on the event loop (async, no State dependency: sync ones run in the
+    # thread pool), so they answer even while every worker thread is a query waiting for a model's load
+    @app.get("/health", response_model=None, responses={200: {"model": HealthResponse}, 503: loading, **errors()})
+    async def health(request: Request) -> Any:
+        """Readiness: 503 "loading" while the collections' models load at start-up, then 200
+        ("ok", or "degraded" naming the models that failed to load)."""
+        state: ServiceState = request.app.state.service
+        report = state.preloader.report()
+        body = {"status": report.pop("status"), "version": __version__, "read_only": state.read_only,
+                "auth": state.api_key is not None, **report}  # fmt: skip
+        if body["status"] == "loading":
+            return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return body
+
+    @app.get("/health/live", response_model=None, responses={200: {"model": LiveResponse}, **errors()})
+    async def live() -> dict[str, Any]:
+        """Liveness: 200 while the process serves, models loaded or not."""
+        return {"status": "ok", "version": __version__}
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
              "description": "The Prometheus text format."}, **errors()})  # fmt: skip

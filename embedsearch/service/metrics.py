@@ -4,7 +4,7 @@ Every app has its own registry (no module-level state: two apps in one process, 
 count apart). Requests are counted by method, route template (``/collections/{name}/search``, not
 the path, so the number of series stays bounded; paths no route matches count as ``other``) and
 status, with a latency histogram by method and route; the query-batching counters of the
-service's batchers are read when scraped.
+service's batchers and the start-up model loads (``service/preload.py``) are read when scraped.
 """
 
 from __future__ import annotations
@@ -37,10 +37,28 @@ class _BatchingCollector:
         yield CounterMetricFamily("embedsearch_query_batching_queries", "Query texts embedded through the batchers", value=texts)
 
 
+class _ModelLoadCollector:
+    """Readiness, and the seconds each collection's model took to load at start-up."""
+
+    def __init__(self, loads: Callable[[], Iterable[Any]], ready: Callable[[], bool]) -> None:
+        self.loads = loads
+        self.ready = ready
+
+    def collect(self):
+        yield GaugeMetricFamily("embedsearch_ready", "1 once the models loaded at start-up are loaded (or failed)",
+                                value=int(self.ready()))  # fmt: skip
+        seconds = GaugeMetricFamily("embedsearch_model_load_seconds", "Seconds the start-up load of each collection's model took",
+                                    labels=["collection", "model", "state"])  # fmt: skip
+        for load in self.loads():
+            seconds.add_metric([load.collection, load.model, load.state], load.seconds)
+        yield seconds
+
+
 class ServiceMetrics:
     """The service's metrics, in a registry of its own."""
 
-    def __init__(self, *, batching: bool = True, batchers: Callable[[], Iterable[Any]] = list) -> None:
+    def __init__(self, *, batching: bool = True, batchers: Callable[[], Iterable[Any]] = list,
+                 loads: Callable[[], Iterable[Any]] = list, ready: Callable[[], bool] = lambda: True) -> None:  # fmt: skip
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "embedsearch_http_requests",
@@ -56,6 +74,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(_BatchingCollector(batching, batchers))
+        self.registry.register(_ModelLoadCollector(loads, ready))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -227,11 +227,35 @@ class CollectionsResponse(BaseModel):
     collections: list[dict[str, Any]]
 
 
+class ModelLoadOut(BaseModel):
+    collection: str
+    model: str
+    state: Literal["pending", "loading", "loaded", "failed", "dropped"] = Field(
+        ..., description="dropped: the collection was dropped before its model loaded."
+    )
+    seconds: float | None = Field(..., description="How long the load took (or took to fail); null until it ends.")
+    error: str | None = Field(..., description="Why the load failed.")
+
+
 class HealthResponse(BaseModel):
-    status: str
+    """Readiness. 503 with status "loading" (and Retry-After) while the models of the served
+    collections load at start-up (serve --preload); 200 once every load has ended: "ok", or
+    "degraded" when a model failed to load (its collection's searches fail; the others serve)."""
+
+    status: Literal["ok", "loading", "degraded"]
     version: str
     read_only: bool
     auth: bool
+    preload: bool = Field(..., description="Whether the models of the collections were loaded at start-up.")
+    models: list[ModelLoadOut] = Field(..., description="The start-up load of each collection's model (empty without a preload).")
+    error: str | None = Field(None, description="Degraded: why the collections could not be listed at start-up.")
+
+
+class LiveResponse(BaseModel):
+    """Liveness: the process answers (200 while it serves, models loaded or not)."""
+
+    status: Literal["ok"]
+    version: str
 
 
 class Neighbour(BaseModel):

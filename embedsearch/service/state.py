@@ -16,6 +16,7 @@ from fastapi import Depends, Header, Request
 from embedsearch.config import Settings
 from embedsearch.service.metrics import ServiceMetrics
 from embedsearch.service.middleware import HTTPError
+from embedsearch.service.preload import Preloader
 from embedsearch.service.schemas import (
     MODEL_NAME,
 )
@@ -32,13 +33,16 @@ class ServiceState:
     open_writes: bool = True  # writes without a key: only when the service listens on loopback alone
     ray_address: str | None = "auto"  # the Ray cluster sharded collections are searched on
     metrics: ServiceMetrics = field(init=False)
+    preloader: Preloader = field(init=False)  # the models loaded at start-up (serve --preload), and readiness
     _word_models: dict[str, Any] = field(default_factory=dict)
     _batchers: dict[str, Any] = field(default_factory=dict)
     _store: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.metrics = ServiceMetrics(batching=self.batch_queries, batchers=lambda: list(self._batchers.values()))
+        self.preloader = Preloader(self)
+        self.metrics = ServiceMetrics(batching=self.batch_queries, batchers=lambda: list(self._batchers.values()),
+                                      loads=self.preloader.finished, ready=lambda: self.preloader.ready)  # fmt: skip
 
     @property
     def store(self):
@@ -52,6 +56,7 @@ class ServiceState:
 
     def close(self) -> None:
         """Release the store's connections (the service is stopping)."""
+        self.preloader.stop()
         with self._lock:
             store, self._store = self._store, None
         searchers = getattr(store, "searchers", None)
