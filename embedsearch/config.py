@@ -87,3 +87,17 @@ class Settings:
         if path.parent != root:
             raise InvalidName(f"collection name {name!r} escapes the data directory")
         return path
+
+
+#: a data directory's old export cache (before the per-user cache): ``<data dir>/_models``
+EXPORTS_DIRNAME = "_models"
+#: directories where an ONNX export may already exist (embedsearch/embedders/onnx_export.py
+#: copies a usable one into the user's cache instead of building it again); the CLI adds its
+#: data directory's ``_models``
+LEGACY_EXPORT_DIRS: list[Path] = []
+
+
+def add_legacy_export_dir(path: Path) -> None:
+    if Path(path) not in LEGACY_EXPORT_DIRS:
+        LEGACY_EXPORT_DIRS.append(Path(path))
+

@@ -14,7 +14,9 @@ from embedsearch.cli.output import display_width, shorten, table
 
 
 def leaf_commands(group: click.Group = main, path: tuple[str, ...] = ()):
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in sorted(group.list_commands(ctx)):  # get_command: the top level loads its commands lazily
+        cmd = group.get_command(ctx, name)
         if isinstance(cmd, click.Group):
             yield from leaf_commands(cmd, (*path, name))
         else:

@@ -89,8 +89,48 @@ class AppContext:
 CREATING_COMMANDS = {"index create", "demo", "serve", "compare"}
 
 
+#: the top-level commands: name -> (module, attribute, modules that add to it, one-line help).
+#: They are imported when run, so `--version`, `-h` and a mistyped command import no library
+#: code (numpy, SQLAlchemy, FAISS, torch); tests/test_cli_startup.py checks each help line
+#: against the command's own.
+COMMANDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "analogy": ("embedsearch.cli.words", "analogy", (), 'Words D with A - B + C ~ D: "king man woman" asks king - man...'),
+    "compare": ("embedsearch.cli.compare", "compare", (), "Compare MODELS (built-in names or model directories;..."),
+    "demo": ("embedsearch.cli.demo", "demo", (), "Index the Lee news corpus (350 stories, bundled with gensim)..."),
+    "evaluate": ("embedsearch.cli.evaluate", "evaluate", (), "Word benchmarks and Lee document similarity for MODEL (a..."),
+    "index": ("embedsearch.cli.index", "index", ("embedsearch.cli.documents", "embedsearch.cli.index_fields"),
+              "Create and maintain collections (FAISS vectors + SQL metadata)."),  # fmt: skip
+    "models": ("embedsearch.cli.models", "models", (), "List, inspect, import and export models."),
+    "search": ("embedsearch.cli.search", "search", (), "Search collection NAME for QUERY."),
+    "serve": ("embedsearch.cli.serve", "serve", (), "Serve the collections of the data directory over HTTP, with a..."),
+    "similar": ("embedsearch.cli.words", "similar", (), "The K words nearest to WORD in MODEL (cosine)."),
+    "train": ("embedsearch.cli.train", "train", (), "Train word embeddings on your own text."),
+}
+
+
 class EmbedsearchGroup(click.Group):
-    """Turns library exceptions into click errors for the whole command tree."""
+    """Turns library exceptions into click errors for the whole command tree; loads each
+    top-level command's module when the command is used (:data:`COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            import importlib
+
+            module, attribute, extras, _ = COMMANDS[name]
+            for extra in extras:  # modules that add subcommands to the group
+                importlib.import_module(extra)
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from :data:`COMMANDS`, without importing the commands."""
+        rows = [(name, COMMANDS[name][3]) for name in sorted(COMMANDS)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -104,7 +144,9 @@ class EmbedsearchGroup(click.Group):
             if full is not None:
                 raise click.ClickException(str(full)) from None
             raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
-        except _sqlalchemy_errors() as exc:
+        except Exception as exc:
+            if not type(exc).__module__.startswith("sqlalchemy") or not isinstance(exc, _sqlalchemy_errors()):
+                raise  # click's own errors (usage, abort) among them: no SQLAlchemy import for those
             full = insufficient_storage(exc)
             if full is not None:
                 raise click.ClickException(str(full)) from None
@@ -140,9 +182,21 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     default=None,
     help="SQLAlchemy URL of the metadata store (default: sqlite file embedsearch.db in the data dir; env EMBEDSEARCH_DB).",
 )
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show progress of long runs on stderr: a bar on a terminal, else a line every 10 s "
+    "(default: on, except beside --json output).",
+)
+@click.option(
+    "--json-progress", is_flag=True, help="Progress as JSON lines on stderr (start, progress, end events), for programs."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr (warnings and errors still show).")
 @click.version_option(__version__, "-V", "--version", prog_name="embedsearch")
 @click.pass_context
-def main(ctx: click.Context, data_dir: str | None, db_url: str | None) -> None:
+def main(
+    ctx: click.Context, data_dir: str | None, db_url: str | None, progress: bool | None, json_progress: bool, quiet: bool
+) -> None:
     """Train, index, search and compare text embeddings.
 
     \b
@@ -153,31 +207,22 @@ def main(ctx: click.Context, data_dir: str | None, db_url: str | None) -> None:
       embedsearch search news "central bank raises interest rates" -k 5
       embedsearch search news "bushfires" --where '{"source": "lee"}' --json
     """
-    from embedsearch.embedders import EXPORTS_DIRNAME
-    from embedsearch.embedders.onnx_export import add_legacy_dir
+    from embedsearch import progress as progress_settings
+    from embedsearch.config import EXPORTS_DIRNAME, add_legacy_export_dir
+
+    if json_progress and (quiet or progress is False):
+        raise click.UsageError("--json-progress cannot be combined with --quiet or --no-progress")
+    if json_progress:
+        progress_settings.configure("json", explicit=True)
+    elif quiet or progress is False:
+        progress_settings.configure("off")
+    else:
+        progress_settings.configure("bar" if progress else "auto", explicit=bool(progress))
 
     ctx.obj = AppContext(Settings.from_env(data_dir, db_url))
     # exported ONNX models live in the user's cache; one an earlier version left here is reused
-    add_legacy_dir(ctx.obj.settings.data_dir / EXPORTS_DIRNAME)
+    add_legacy_export_dir(ctx.obj.settings.data_dir / EXPORTS_DIRNAME)
 
-
-def _register() -> None:
-    from embedsearch.cli import compare, demo, documents, evaluate, index, index_fields, models, search, serve, train, words
-
-    del documents, index_fields  # imported for their commands, which they add to the index group
-    main.add_command(index.index)
-    main.add_command(search.search)
-    main.add_command(train.train)
-    main.add_command(models.models)
-    main.add_command(words.similar)
-    main.add_command(words.analogy)
-    main.add_command(evaluate.evaluate)
-    main.add_command(compare.compare)
-    main.add_command(serve.serve)
-    main.add_command(demo.demo)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
 
 from embedsearch.cli.index import build_read_options, device_option, read_options, with_examples, word_model_options
 from embedsearch.cli.output import table
+from embedsearch.progress import wanted as progress_wanted
 
 
 def load_corpus(corpus: str, opts) -> tuple[list, str]:
@@ -169,7 +169,7 @@ def compare(
         raise click.UsageError("give --queries or --label-field, not both")
     options = {key: v for key, v in (("pooling", pooling), ("oov", oov)) if v}
     opts = build_read_options(fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta)
-    progress = sys.stderr.isatty()
+    progress = progress_wanted(any(dest == "-" for dest in outputs.values()))
     command = command_line(click.get_current_context())
 
     if index_specs:

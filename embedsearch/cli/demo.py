@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from embedsearch.cli.index import device_option
 from embedsearch.cli.output import echo_json, shorten
+from embedsearch.progress import wanted as progress_wanted
 
 
 @click.command()
@@ -30,7 +30,7 @@ def demo(app, model, name, k, device, as_json):
     """
     from embedsearch.demo import run_demo
 
-    result = run_demo(app.store, model=model, name=name, k=k, progress=not as_json and sys.stderr.isatty(), device=device)
+    result = run_demo(app.store, model=model, name=name, k=k, progress=progress_wanted(as_json), device=device)
     if as_json:
         echo_json(
             {

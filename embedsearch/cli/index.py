@@ -11,6 +11,7 @@ import click
 
 from embedsearch.cli.output import echo_json, table
 from embedsearch.corpus import FORMATS, Duplicates, ReadOptions, iter_documents, resolve_sources, scan, spool_stdin
+from embedsearch.progress import wanted as progress_wanted
 from embedsearch.store.specs import SPEC_HELP
 
 MAX_WARNINGS = 20
@@ -321,7 +322,7 @@ def add(
         dups = Duplicates()
         total = scan(sources, opts, on_skip=warn, duplicates=dups)
         warn.summary()
-        progress = not as_json and sys.stderr.isatty()
+        progress = progress_wanted(as_json)
         committed: list = []  # the running result after each commit (what an interrupt keeps)
         try:
             if ray_address is not None:
@@ -601,7 +602,7 @@ def repair(app, name, rebuild, model, lexical, device, as_json):
         from embedsearch.embedders import load_embedder
 
         embedder = load_embedder(model, device=device, options=coll.embedder_options or None)
-    result = coll.repair(embedder, rebuild=rebuild or bool(model), progress=not as_json and sys.stderr.isatty())
+    result = coll.repair(embedder, rebuild=rebuild or bool(model), progress=progress_wanted(as_json))
     if as_json:
         echo_json({"collection": name, **result})
     else:
@@ -624,7 +625,7 @@ def optimize(app, name, retrain, as_json):
     """Seal the growing segment, merge segments as far as the size limit allows, purge every
     tombstone, and retrain when due. Searches go on while it runs."""
     coll = app.store.open(name)
-    result = coll.optimize(retrain=retrain, progress=not as_json and sys.stderr.isatty())
+    result = coll.optimize(retrain=retrain, progress=progress_wanted(as_json))
     info = coll.info()
     out = {"collection": name, **result, "segments": len(info["segments"]), "tombstones": info["tombstones"]}
     if as_json:

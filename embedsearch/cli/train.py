@@ -12,6 +12,7 @@ import click
 from embedsearch.cli.index import Warnings, json_option
 from embedsearch.cli.output import echo_json
 from embedsearch.corpus import FORMATS, ReadOptions, spool_stdin
+from embedsearch.progress import wanted as progress_wanted
 from embedsearch.trainers import TRAINER_NAMES, get_trainer
 
 
@@ -58,7 +59,7 @@ def _make_command(name: str) -> click.Command:
         try:
             report = run_training(
                 trainer, list(inputs), output, params, read_options=opts, stdin_path=stdin_path, overwrite=overwrite,
-                progress=not as_json and sys.stderr.isatty(), on_skip=warnings,
+                progress=progress_wanted(as_json), on_skip=warnings,
             )  # fmt: skip
         finally:
             if stdin_path is not None:
@@ -131,7 +132,7 @@ def _make_triplet_command() -> click.Command:
         warnings = Warnings()
         if triplets_file:
             given = read_triplets(triplets_file, encoding=encoding)
-            progress = not as_json and sys.stderr.isatty()
+            progress = progress_wanted(as_json)
             manifest = train_triplet(params, output, triplets=given, overwrite=overwrite, progress=progress)
         else:
             if not label_field:
@@ -139,7 +140,7 @@ def _make_triplet_command() -> click.Command:
             opts = ReadOptions(text_field=text_field, id_field=id_field, encoding=encoding)
             docs = list(read_documents([labelled], opts))
             manifest = train_triplet(params, output, documents=docs, label_field=label_field, overwrite=overwrite,
-                                     progress=not as_json and sys.stderr.isatty(), on_skip=warnings)  # fmt: skip
+                                     progress=progress_wanted(as_json), on_skip=warnings)  # fmt: skip
         warnings.summary()
         if as_json:
             echo_json({"path": str(output), **manifest})
@@ -204,7 +205,7 @@ def _make_distill_command() -> click.Command:
         stdin_path = spool_stdin(sys.stdin) if "-" in inputs else None
         try:
             docs = list(iter_documents(resolve_sources(list(inputs), opts, stdin_path), opts, on_skip=warnings))
-            manifest = train_distill(params, docs, output, overwrite=overwrite, progress=not as_json and sys.stderr.isatty(),
+            manifest = train_distill(params, docs, output, overwrite=overwrite, progress=progress_wanted(as_json),
                                      sources=list(inputs))  # fmt: skip
         finally:
             if stdin_path is not None:

@@ -21,10 +21,6 @@ BUILTIN_MODELS = {
 }
 #: built-in sentence models and the runtime backend each names
 _MINILM_BACKENDS = {"minilm": "torch", "minilm-onnx": "onnx", "minilm-int8": "int8"}
-#: where exported (ONNX) models were cached before the per-user cache: ``<data dir>/_models``; an
-#: entry found there is copied into the user's cache instead of being built again
-EXPORTS_DIRNAME = "_models"
-
 _CACHE: dict[tuple, Embedder] = {}
 _CACHE_LOCK = threading.Lock()  # guards _CACHE, _LOADING and _LOADS, never held during a load
 _LOADING: dict[tuple, threading.Lock] = {}  # one lock per key being loaded: a second thread waits for the first's load

@@ -61,9 +61,9 @@ class Embedder(ABC):
             return np.zeros((0, self.dim), dtype=np.float32)
         bar = None
         if progress:
-            from tqdm import tqdm
+            from embedsearch.progress import bar as progress_bar
 
-            bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=None, leave=False, file=stderr_stream())
+            bar = progress_bar(len(texts), desc, "doc")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         try:
             for start in range(0, len(texts), self.chunk_size):
@@ -111,8 +111,3 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     np.divide(x, norms, out=x, where=norms > 0)
     return x
 
-
-def stderr_stream():
-    import sys
-
-    return sys.stderr

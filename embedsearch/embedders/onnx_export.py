@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from embedsearch.config import LEGACY_EXPORT_DIRS
 from embedsearch.errors import InvalidArgument, ModelFormatError
 
 BACKENDS = ("torch", "onnx", "int8")
@@ -152,13 +153,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 #: other places an entry may already exist (a data directory's ``_models/``, the cache before it
-#: was per user); the CLI adds its data directory's
-LEGACY_DIRS: list[Path] = []
-
-
-def add_legacy_dir(path: Path) -> None:
-    if Path(path) not in LEGACY_DIRS:
-        LEGACY_DIRS.append(Path(path))
+#: was per user); the CLI adds its data directory's (:func:`embedsearch.config.add_legacy_export_dir`)
+LEGACY_DIRS: list[Path] = LEGACY_EXPORT_DIRS
 
 
 def _adopt(entry: Path, source_fingerprint: str, backend: str, models_dir: Path) -> bool:

@@ -122,11 +122,9 @@ def ann_benchmark(
 
     bar = None
     if progress:
-        from tqdm import tqdm
+        from embedsearch.progress import bar as progress_bar
 
-        from embedsearch.embedders.base import stderr_stream
-
-        bar = tqdm(total=len(parsed), desc="index specs", unit="spec", disable=None, file=stderr_stream())
+        bar = progress_bar(len(parsed), "index specs", "spec", leave=True)
     results = []
     ids = np.arange(len(docs), dtype=np.int64)
     try:

@@ -365,16 +365,14 @@ def _notes(contenders: list[Contender], label_field: str | None, report: dict) -
 
 
 class _Steps:
-    """A progress bar over the comparison's stages (stderr; silent when not a terminal)."""
+    """Progress over the comparison's stages (stderr; embedsearch.progress says how it shows)."""
 
     def __init__(self, contenders: int, enabled: bool) -> None:
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from embedsearch.progress import bar as progress_bar
 
-            from embedsearch.embedders.base import stderr_stream
-
-            self.bar = tqdm(total=contenders, desc="compare", unit="contender", disable=None, file=stderr_stream())
+            self.bar = progress_bar(contenders, "compare", "contender", leave=True)
 
     def step(self, label: str, what: str) -> None:
         if self.bar is not None:

@@ -181,11 +181,9 @@ class CollectionWrites:
         result = AddResult()
         bar = None
         if progress:
-            import sys
+            from embedsearch.progress import bar as progress_bar
 
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, desc=f"adding to {self.name}", unit="doc", disable=None, file=sys.stderr)
+            bar = progress_bar(total, f"adding to {self.name}", "doc", leave=True)
         try:
             with self._writing():
                 # id -> (document, hash, its vectors (one per passage), its passage spans or None)

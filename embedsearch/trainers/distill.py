@@ -153,11 +153,9 @@ class Teacher:
 
 
 def _bar(total: int, desc: str, unit: str, progress: bool):
-    import sys
+    from embedsearch.progress import bar as progress_bar
 
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, leave=False, file=sys.stderr)
+    return progress_bar(total, desc, unit, enabled=progress)
 
 
 # --- the recipe ------------------------------------------------------------------------------------

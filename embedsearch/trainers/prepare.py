@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from embedsearch.corpus import ReadOptions, iter_documents, resolve_sources, tokenize
-from embedsearch.embedders.base import stderr_stream
 from embedsearch.errors import CorpusError
 
 #: identifies the tokenizer in manifests; bump when :func:`tokenize` changes behaviour
@@ -126,9 +125,9 @@ def prepare_corpus(
     digest = hashlib.sha256()
     bar = None
     if progress:
-        from tqdm import tqdm
+        from embedsearch.progress import bar as progress_bar
 
-        bar = tqdm(desc="reading corpus", unit=" docs", disable=None, leave=False, file=stderr_stream())
+        bar = progress_bar(None, "reading corpus", "doc")
     setdefault = index.setdefault
     try:
         with open(tokens_path, "w", encoding="utf-8", newline="\n") as out:

@@ -25,19 +25,17 @@ class Bar:
     def __init__(self, desc: str, enabled: bool, file: IO[str] | None = None) -> None:
         self._bar = None
         if enabled:
-            from tqdm import tqdm
+            from embedsearch.progress import bar as progress_bar
 
-            self._bar = tqdm(total=100.0, desc=desc, unit="%", disable=None, leave=False, file=file or sys.stderr,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")  # fmt: skip
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+            self._bar = progress_bar(100.0, desc, "%", bar_format=fmt, file=file)
         self._done = 0.0
 
     def update_to(self, percent: float, **postfix: Any) -> None:
         if self._bar is None:
             return
         percent = min(100.0, max(self._done, percent))
-        if postfix:  # before the update, which is what redraws the line
-            self._bar.set_postfix({k: v for k, v in postfix.items() if v is not None}, refresh=False)
-        self._bar.update(percent - self._done)
+        self._bar.update_to(percent, **postfix)  # the postfix first: the update is what redraws the line
         self._done = percent
 
     def close(self) -> None:

@@ -265,7 +265,8 @@ def fit(
     pairwise cosine on the held-out texts, which collapse is judged against (measured here
     when not given)."""
     import torch
-    from tqdm import tqdm
+
+    from embedsearch.progress import bar as progress_bar
 
     torch.manual_seed(params.seed)
     rng = np.random.default_rng(params.seed)
@@ -300,7 +301,7 @@ def fit(
     curve, evals = [], []
     best, best_step, waited, stopped = -1.0, 0, 0, "finished all epochs"
     step = 0
-    bar = tqdm(total=total, desc="triplet", unit="step", disable=None if progress else True, leave=False)
+    bar = progress_bar(total, "triplet", "step", enabled=progress)
     started = time.perf_counter()
     try:
         for epoch in range(params.epochs):
