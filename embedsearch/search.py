@@ -28,6 +28,7 @@ from embedsearch.search_fusion import DEFAULT_FUSION, FUSIONS, check, fuse
 from embedsearch.store import Collection, Hit, StaleRead, lexical, passage_rows
 from embedsearch.store.filters import parse_filter
 from embedsearch.store.stop_words import DEFAULT_LANGUAGE, without_stop_words
+from embedsearch.store.stop_words import languages as stop_word_languages
 from embedsearch.store.stop_words import stop_words as stop_word_list
 
 MAX_K = 10_000
@@ -68,9 +69,12 @@ def plan(collection: Collection, mode: str | None = None, fusion: str | None = N
         )
     if fusion is None:
         fusion = stored["fusion"] if stored["fusion"] in FUSIONS else DEFAULT_FUSION
-        if alpha is None and stored["fusion"] == fusion:
-            alpha = stored["alpha"]
-    return Plan(mode, fusion, check(fusion, alpha), stored.get("stop_words") or DEFAULT_LANGUAGE)
+    if alpha is None and stored["fusion"] == fusion and stored["alpha"] is not None:
+        alpha = stored["alpha"]  # the stored weight goes with the stored fusion, named or not
+    language = stored.get("stop_words")
+    if language not in stop_word_languages():  # a list no longer shipped: the default, not a broken search
+        language = DEFAULT_LANGUAGE
+    return Plan(mode, fusion, check(fusion, alpha), language)
 
 
 def describe_plan(p: Plan) -> str:
@@ -97,32 +101,45 @@ def set_defaults(
     alpha: float | None = None,
     stop_words: str | None = None,
     reset: bool = False,
+    lexical: bool | None = None,
+    dry_run: bool = False,
 ) -> dict:
     """Store how ``collection`` is searched when a query does not say (``index alter``); the CLI,
     the service and the web page all search through :func:`plan`. Values left None keep what is
-    stored (``reset``: forget everything first). Returns the stored settings."""
-    stored = {} if reset else {k: v for k, v in collection.search_settings().items() if k != "lexical"}
-    if mode is not None:
-        if mode not in MODES:
-            raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
-        if mode != "dense" and not collection.has_lexical():
-            raise InvalidArgument(
-                f"{mode} mode needs a lexical index; `embedsearch index alter {collection.name} --lexical` builds one"
-            )
-        stored["mode"] = mode
+    stored (``reset``: forget everything first). ``lexical``: whether the collection will have a
+    lexical index when the settings apply (None: as it has now), so a caller can check settings
+    before building or dropping one; ``dry_run``: check only. The read, the check and the write
+    are one transaction under the collection's writer lock, so concurrent changes compose.
+    Returns the stored settings."""
+    if mode is not None and mode not in MODES:
+        raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
     if fusion is not None:
         check(fusion, None)
-        stored["fusion"], stored["alpha"] = fusion, None if stored.get("fusion") != fusion else stored.get("alpha")
     if stop_words is not None:
         stop_word_list(stop_words)  # refused when there is no such list
-        stored["stop_words"] = stop_words
-    if alpha is not None:
-        stored["alpha"] = check(stored.get("fusion") or DEFAULT_FUSION, alpha)
-        stored.setdefault("fusion", stored.get("fusion") or DEFAULT_FUSION)
-    elif stored.get("fusion") is not None and stored.get("alpha") is not None:
-        check(stored["fusion"], stored["alpha"])
-    collection.store_search_settings(stored)
-    return {k: v for k, v in collection.search_settings().items() if k != "lexical"}
+
+    def change(current: dict) -> dict:
+        has = current["lexical"] if lexical is None else lexical
+        stored = {} if reset else {k: v for k, v in current.items() if k != "lexical"}
+        if mode is not None:
+            if mode != "dense" and not has:
+                raise InvalidArgument(
+                    f"{mode} mode needs a lexical index; `embedsearch index alter {collection.name} --lexical` builds one"
+                )
+            stored["mode"] = mode
+        if fusion is not None:
+            stored["alpha"] = stored.get("alpha") if stored.get("fusion") == fusion else None
+            stored["fusion"] = fusion
+        if stop_words is not None:
+            stored["stop_words"] = stop_words
+        if alpha is not None:
+            stored["fusion"] = stored.get("fusion") or DEFAULT_FUSION  # the weight belongs to a fusion
+            stored["alpha"] = check(stored["fusion"], alpha)
+        return stored
+
+    if dry_run:
+        return change(collection.search_settings())
+    return collection.update_search_settings(change)
 
 
 def search(
@@ -176,7 +193,7 @@ def search(
 def terms(query: str, stop: frozenset[str]) -> list[str]:
     """The words a lexical search matches and highlights mark: the query's words, less the stop
     words unless the query has nothing else."""
-    return without_stop_words(lexical.query_terms(query), stop)
+    return without_stop_words(lexical.query_terms(query, limit=None), stop)[: lexical.MAX_TERMS]
 
 
 def _search_words(

@@ -19,6 +19,10 @@ def test_light_commands_import_no_library_code(args):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "import time:" in line}
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    if args == ["--version"]:
+        assert r.returncode == 0 and "embedsearch, version" in r.stdout
+    if "-h" in args:
+        assert r.returncode == 0 and "Commands:" in r.stdout and "search" in r.stdout
     if args == ["serach", "news"]:
         assert r.returncode == 2 and "No such command 'serach'" in r.stderr and "search" in r.stderr
 

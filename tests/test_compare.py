@@ -616,8 +616,9 @@ def test_recommendation_prefers_the_cheaper_of_tied_contenders():
     assert "statistically tied with the best, a (0.800), at 2.00 against 9.00 ms/query" in sentence(rec)
     rec = recommend(report([]))  # significantly better: the best, whatever it costs
     assert (rec["label"], rec["alternative"]) == ("a", None)
-    assert rec["command"] == "embedsearch index alter COLLECTION --default-mode hybrid --fusion rrf"
+    assert rec["command"] == "embedsearch index alter COLLECTION --lexical --default-mode hybrid --fusion rrf"
     assert sentence(rec).startswith("Use a: nDCG@10 0.800 [0.750, 0.850], 9.00 ms/query (the best nDCG@10).")
+    assert "the default of a collection of minilm (`index create --model minilm`)" in sentence(rec)
     no_best = report([])
     no_best["metrics"]["ndcg@10"]["best"] = None
     assert recommend(no_best) is None
@@ -734,8 +735,9 @@ def test_search_modes_side_by_side(modes_report):
     assert rec["label"] in [best, *metrics["ndcg@10"]["tied_with_best"]]
     assert rec["value"] == metrics["ndcg@10"]["values"][rec["label"]]["value"]
     assert rec["query_ms"] == metrics["query_ms"]["values"][rec["label"]]["value"]
-    expected = {"hashing": "--default-mode dense", "hashing+lexical": "--default-mode lexical", "bm25": "--default-mode lexical",
-                "hashing+hybrid": "--default-mode hybrid --fusion relative --alpha 0.85"}  # fmt: skip
+    expected = {"hashing": "--default-mode dense", "hashing+lexical": "--lexical --default-mode lexical",
+                "bm25": "--lexical --default-mode lexical",
+                "hashing+hybrid": "--lexical --default-mode hybrid --fusion relative --alpha 0.85"}  # fmt: skip
     assert rec["command"] == f"embedsearch index alter COLLECTION {expected[rec['label']]}"
     assert "## Recommendation" in (modes_report / "cmp.md").read_text()
     assert 'id="recommendation"' in (modes_report / "cmp.html").read_text()

@@ -205,11 +205,12 @@ def test_exports_are_shared_by_every_data_directory(tmp_path, exports, minilm_in
     r = cli("old-data", "index", "create", "a", "--model", "minilm-int8")
     assert r.returncode == 0, r.stderr
     cached = tmp_path / "cache" / "exports" / entry
-    assert (cached / "model.onnx").read_bytes() == (legacy / entry / "model.onnx").read_bytes()
+    # adopted, not rebuilt: export.json records when and from what the entry was built
+    assert (cached / "export.json").read_bytes() == (legacy / entry / "export.json").read_bytes()
     built_at = (cached / "export.json").stat().st_mtime_ns
     for other in ("data-b", "data-c"):  # other data directories: the same entry, not rebuilt
         r = cli(other, "index", "create", "b", "--model", "minilm-int8")
-        assert r.returncode == 0 and "building" not in r.stderr, r.stderr
+        assert r.returncode == 0, r.stderr
         assert not (tmp_path / other / "_models").exists()
     assert (cached / "export.json").stat().st_mtime_ns == built_at
     assert sorted(p.name for p in (tmp_path / "cache" / "exports").iterdir() if not p.name.startswith(".")) == [entry]

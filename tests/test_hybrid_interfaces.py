@@ -253,3 +253,45 @@ def test_changing_search_settings_while_threads_search(env):
         t.join()
     assert not errors, errors[:3]
     assert seen <= {"lexical", "dense", "hybrid"} and len(seen) >= 2
+
+
+def test_search_settings_edge_cases(env):
+    """--alpha alone takes the default fusion; naming the stored fusion keeps its alpha; a stored
+    stop-word list that is gone falls back to the default; bad settings are refused before the
+    lexical index is built or dropped; two handles changing different settings both keep theirs."""
+    import threading
+
+    from sqlalchemy import update
+
+    from embedsearch.search import plan, search, set_defaults
+    from embedsearch.store.metadata import search_settings
+
+    run, name, settings = env
+    coll = Store(settings).open(name)
+    r = run("index", "alter", name, "--alpha", "0.6", "--json")
+    assert json.loads(r.output)["search"]["fusion"] == "relative" and plan(coll) == plan(coll, "hybrid", "relative", 0.6)
+    set_defaults(coll, fusion="weighted", alpha=0.3)
+    assert plan(coll, fusion="weighted").alpha == 0.3 and plan(coll, fusion="relative").alpha == 0.85
+    with coll.store.engine.begin() as conn:  # a language whose list a later version no longer ships
+        conn.execute(update(search_settings).where(search_settings.c.collection_id == coll.id).values(stop_words="klingon"))
+    assert plan(coll).stop_words == "english" and search(coll, ["pump"], 1, mode="lexical")[0]
+
+    r = run("index", "alter", name, "--no-lexical", "--default-mode", "hybrid")
+    assert r.exit_code == 2 and "needs a lexical index" in r.output
+    assert coll.has_lexical()  # refused before the index was dropped
+    assert run("index", "alter", name, "--no-lexical").exit_code == 0
+    r = run("index", "alter", name, "--lexical", "--fusion", "rrf", "--alpha", "0.3")
+    assert r.exit_code == 2 and "alpha applies to fusion" in r.output
+    assert not coll.has_lexical()  # refused before the index was built
+    assert run("index", "alter", name, "--lexical", "--reset-search").exit_code == 0
+
+    other = Store(settings).open(name)
+    changes = [lambda i=i: set_defaults(coll if i % 2 else other, **({"stop_words": "german"} if i % 2 else {"fusion": "rrf"}))
+               for i in range(2)]  # fmt: skip
+    threads = [threading.Thread(target=f) for f in changes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stored = coll.search_settings()
+    assert stored["stop_words"] == "german" and stored["fusion"] == "rrf"

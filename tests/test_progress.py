@@ -75,10 +75,12 @@ def test_records_wait_for_the_interval_and_a_quiet_run_ends_quietly(capsys, monk
     assert err[0].startswith("reading corpus: 5 docs, ") and "ETA" not in err[0] and err[0].endswith("loss 0.5")
     assert err[-1].startswith("reading corpus: done, 5 docs in ")
     progress.configure("off")
-    with progress.bar(10, "off", "doc") as bar:
-        bar.update(10)
-    assert capsys.readouterr().err == ""
-    progress.configure("auto")
+    try:
+        with progress.bar(10, "off", "doc") as bar:
+            bar.update(10)
+        assert capsys.readouterr().err == ""
+    finally:
+        progress.configure("auto")
 
 
 def test_training_reports_progress_lines_too(tmp_path):

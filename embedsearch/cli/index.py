@@ -523,7 +523,7 @@ def info(app, name, as_json):
             how = f"{data['passages']} passages of at most {ch['tokens']} tokens, {ch['overlap']} overlap"
         click.echo(f"{'passages':18} {how}")
     if data.get("search"):
-        stored = [k for k in ("mode", "fusion", "alpha") if data["search"].get(k) is not None]
+        stored = [k for k in ("mode", "fusion", "alpha", "stop_words") if data["search"].get(k) is not None]
         why = f"stored by index alter ({', '.join(stored)})" if stored else "the library's default"
         click.echo(f"{'search':18} {data['search']['runs']} ({why})")
     shards = (data.get("embedder_config") or {}).get("shards")

@@ -32,7 +32,12 @@ from embedsearch.store.stop_words import languages as stop_word_languages
     help="The mode searches run in when they do not say (the CLI, the service and the web page).",
 )
 @click.option("--fusion", type=click.Choice(FUSIONS), default=None, help="The fusion hybrid searches use when they do not say.")
-@click.option("--alpha", type=click.FloatRange(0, 1), default=None, help="The dense weight of relative or weighted fusion.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="The dense weight of relative fusion (its base, moved per query by each side's confidence) or weighted fusion.",
+)
 @click.option(
     "--stop-words",
     type=click.Choice(stop_word_languages()),
@@ -59,14 +64,18 @@ def alter(app, name, add, drop, lexical, default_mode, fusion, alpha, stop_words
             "say what to change: --index-field FIELD, --drop-index-field FIELD, --lexical, --no-lexical, "
             "--default-mode, --fusion, --alpha, --stop-words or --reset-search"
         )
-    coll = app.store.open(name)
-    lex = coll.set_lexical(True) if lexical else None  # first: a default mode may need it
-    if searching:
-        from embedsearch.search import set_defaults
+    from embedsearch.search import plan, set_defaults
 
-        settings = set_defaults(coll, mode=default_mode, fusion=fusion, alpha=alpha, stop_words=stop_words, reset=reset_search)
-    if lexical is False:
-        lex = coll.set_lexical(False)
+    coll = app.store.open(name)
+    how = {"mode": default_mode, "fusion": fusion, "alpha": alpha, "stop_words": stop_words, "reset": reset_search}
+    if searching:  # every setting is checked before anything changes, against the index the command leaves
+        set_defaults(coll, **how, lexical=lexical, dry_run=True)
+    mode_before = plan(coll).mode if lexical is False else None
+    lex = coll.set_lexical(lexical) if lexical is not None else None
+    if searching:
+        settings = set_defaults(coll, **how)
+    if mode_before is not None and mode_before != "dense" and lex["had_lexical"] and not as_json:
+        click.echo(f"{name}: searches that do not name a mode now run dense (they ran {mode_before})", err=True)
     if add or drop:
         result = coll.alter_index_fields(add, drop)
     else:
@@ -86,8 +95,6 @@ def alter(app, name, add, drop, lexical, default_mode, fusion, alpha, stop_words
         else:
             click.echo(f"{name}: lexical index dropped" if lex["had_lexical"] else f"{name}: had no lexical index")
     if searching:
-        from embedsearch.search import plan
-
         p = plan(coll)
         stored = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None) or "none (the library's defaults)"
         click.echo(f"{name}: stored search settings: {stored}; searches now run {describe_plan(p)}")

@@ -93,7 +93,8 @@ def _dig(meta: dict, dotted: str):
     "--alpha",
     type=click.FloatRange(0, 1),
     default=None,
-    help="relative and weighted fusion: the dense side's weight (default: the collection's, else 0.85 relative, 0.5 weighted).",
+    help="relative and weighted fusion: the dense side's weight (relative: the base weight, moved per query by how sure "
+    "each side is; default: the collection's, else 0.85 relative, 0.5 weighted).",
 )
 @click.option("--nprobe", type=click.IntRange(1), default=None, help="IVF lists to visit (more: better recall, slower).")
 @click.option("--ef-search", type=click.IntRange(1), default=None, help="HNSW candidate list size (more: better recall, slower).")

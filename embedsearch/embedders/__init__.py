@@ -47,10 +47,25 @@ def user_cache_dir() -> Path:
 
 def models_dir() -> Path:
     """The exported-model cache: as set, else ``exports/`` in the user's cache (:func:`user_cache_dir`).
-    Entries are keyed by the weights' fingerprint, so every data directory shares them."""
+    Entries are keyed by the weights' fingerprint, so every data directory shares them. Where the
+    user's cache cannot be written (a service account without a home), the data directory's
+    ``_models/``, as before the per-user cache, with a warning naming ``EMBEDSEARCH_CACHE``."""
     if _MODELS_DIR:
         return _MODELS_DIR[0]
-    return user_cache_dir() / "exports"
+    import os
+
+    path = user_cache_dir() / "exports"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    from embedsearch.config import EXPORTS_DIRNAME, Settings
+
+    fallback = Settings.from_env().data_dir / EXPORTS_DIRNAME
+    log.warning("cannot write the model cache %s; exporting to %s (set EMBEDSEARCH_CACHE to choose)", path, fallback)
+    return fallback
 
 
 def load_embedder(

@@ -179,6 +179,11 @@ def _adopt(entry: Path, source_fingerprint: str, backend: str, models_dir: Path)
 
 
 def _notice(message: str) -> None:
+    """Builds and copies take seconds to minutes: say so on a terminal, and in the log (the
+    service's, or any the caller configured) wherever it runs."""
+    import logging
+
+    logging.getLogger("embedsearch.embedders").info(message)
     if sys.stderr.isatty():
         print(message, file=sys.stderr, flush=True)
 

@@ -19,10 +19,12 @@ def _cost(report: dict[str, Any], label: str) -> float | None:
 
 
 def alter_command(model: dict[str, Any]) -> str | None:
-    """The ``index alter`` line that makes a contender's mode a collection's default."""
+    """The ``index alter`` line that makes a contender's mode a collection's default (with
+    ``--lexical``, which builds the lexical index a lexical or hybrid mode needs, or keeps it)."""
     if model["model"] is None:
-        return "embedsearch index alter COLLECTION --default-mode lexical"
-    parts = ["embedsearch index alter COLLECTION", f"--default-mode {model['mode']}"]
+        return "embedsearch index alter COLLECTION --lexical --default-mode lexical"
+    parts = ["embedsearch index alter COLLECTION"] + (["--lexical"] if model["mode"] != "dense" else [])
+    parts.append(f"--default-mode {model['mode']}")
     fusion = model.get("fusion") or {}
     if model["mode"] == "hybrid" and fusion.get("fusion"):
         parts.append(f"--fusion {fusion['fusion']}")
@@ -64,6 +66,7 @@ def recommend(report: dict[str, Any]) -> dict[str, Any] | None:
         "query_ms": ms,
         "why": why,
         "command": alter_command(models[pick]),
+        "model": models[pick]["model"],
         "alternative": None if pick == best else best,
     }
 
@@ -74,5 +77,6 @@ def sentence(rec: dict[str, Any]) -> str:
     cost = "" if rec["query_ms"] is None else f", {rec['query_ms']:.2f} ms/query"
     out = f"Use {rec['label']}: {rec['metric']} {rec['value']:.3f}{interval}{cost} ({rec['why']})."
     if rec["command"]:
-        out += f" To make it a collection's default: `{rec['command']}`."
+        of = "a collection" if not rec.get("model") else f"a collection of {rec['model']} (`index create --model {rec['model']}`)"
+        out += f" To make its mode the default of {of}: `{rec['command']}`."
     return out

@@ -279,12 +279,17 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
         with self.store.engine.connect() as conn:
             return search_settings.read(conn, self.id)
 
-    def store_search_settings(self, values: dict[str, Any]) -> None:
-        """Replace the stored search settings (keys mode, fusion, alpha; None: not set). The
-        caller validates them (embedsearch.search.set_defaults)."""
+    def update_search_settings(self, change) -> dict[str, Any]:
+        """Replace the stored search settings with ``change(current)`` (current: as
+        :meth:`search_settings` reads them; the result: keys mode, fusion, alpha, stop_words,
+        None for not set), read and written in one transaction under the writer lock, so two
+        processes changing different settings both keep their change. ``change`` validates
+        (embedsearch.search.set_defaults) and may raise: nothing is written then."""
         with self._writing():
             with self.store.engine.begin() as conn:
+                values = change(search_settings.read(conn, self.id))
                 search_settings.write(conn, self.id, values)
+                return {f: values.get(f) for f in search_settings.FIELDS}
 
     def set_lexical(self, on: bool, *, rebuild: bool = False) -> dict[str, Any]:
         """Build (``on``), rebuild, or drop the lexical index, in one transaction; see

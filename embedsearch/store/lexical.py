@@ -51,10 +51,10 @@ def normalise(word: str) -> str:
     return word.lower()
 
 
-def query_terms(query: str) -> list[str]:
-    """The distinct lower-cased words of a query, in order (at most :data:`MAX_TERMS`)."""
-    out = dict.fromkeys(normalise(m.group()) for m in words(query))
-    return list(out)[:MAX_TERMS]
+def query_terms(query: str, limit: int | None = MAX_TERMS) -> list[str]:
+    """The distinct lower-cased words of a query, in order (at most ``limit``, None: all)."""
+    out = list(dict.fromkeys(normalise(m.group()) for m in words(query)))
+    return out if limit is None else out[:limit]
 
 
 def table_name(collection_id: int) -> str:
