@@ -83,7 +83,13 @@ class _Off:
         pass
 
     def update_to(self, done: float, **postfix: Any) -> None:
-        pass
+        """Absolute progress: move to ``done`` (never back), the postfix first (the update is
+        what redraws the line)."""
+        postfix = {k: v for k, v in postfix.items() if v is not None}
+        if postfix:
+            self.set_postfix(postfix, refresh=False)
+        if done > self.n:
+            self.update(done - self.n)
 
     def set_postfix(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -114,12 +120,6 @@ class _Tqdm(_Off):
     def update(self, n: float = 1) -> None:
         self.n += n
         self.bar.update(n)
-
-    def update_to(self, done: float, **postfix: Any) -> None:
-        if postfix:
-            self.bar.set_postfix({k: v for k, v in postfix.items() if v is not None}, refresh=False)
-        if done > self.n:
-            self.update(done - self.n)
 
     def set_postfix(self, *args: Any, **kwargs: Any) -> None:
         self.bar.set_postfix(*args, **kwargs)
@@ -152,11 +152,6 @@ class _Records(_Off):
         if now >= self.next_at:
             self.next_at = now + self.every
             self._emit("progress", now)
-
-    def update_to(self, done: float, **postfix: Any) -> None:
-        self.postfix.update({k: v for k, v in postfix.items() if v is not None})
-        if done > self.n:
-            self.update(done - self.n)
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs: Any) -> None:
         self.postfix.update({**(ordered_dict or {}), **kwargs})

@@ -57,8 +57,7 @@ def plan(collection: Collection, mode: str | None = None, fusion: str | None = N
     One statement reads both the stored settings and whether there is a lexical index."""
     stored = collection.search_settings()
     has = stored["lexical"]
-    if mode is not None and mode not in MODES:
-        raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+    _check_mode(mode)
     if mode is None:
         mode = stored["mode"] if stored["mode"] in MODES and (has or stored["mode"] == "dense") else None
         mode = mode or ("hybrid" if has else "dense")
@@ -75,6 +74,11 @@ def plan(collection: Collection, mode: str | None = None, fusion: str | None = N
     if language not in stop_word_languages():  # a list no longer shipped: the default, not a broken search
         language = DEFAULT_LANGUAGE
     return Plan(mode, fusion, check(fusion, alpha), language)
+
+
+def _check_mode(mode: str | None) -> None:
+    if mode is not None and mode not in MODES:
+        raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
 def describe_plan(p: Plan) -> str:
@@ -111,8 +115,7 @@ def set_defaults(
     before building or dropping one; ``dry_run``: check only. The read, the check and the write
     are one transaction under the collection's writer lock, so concurrent changes compose.
     Returns the stored settings."""
-    if mode is not None and mode not in MODES:
-        raise InvalidArgument(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+    _check_mode(mode)
     if fusion is not None:
         check(fusion, None)
     if stop_words is not None:

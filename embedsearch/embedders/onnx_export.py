@@ -21,7 +21,8 @@ so installing optimum would downgrade the whole stack.
 The cache is the user's (``$EMBEDSEARCH_CACHE``, else ``~/.cache/embedsearch``; see
 :func:`embedsearch.embedders.models_dir`), shared by every data directory, since an export depends
 on the weights only. An entry left in a data directory's ``_models/`` by earlier versions
-(:data:`LEGACY_DIRS`) is copied into it rather than built again.
+(:data:`embedsearch.config.LEGACY_EXPORT_DIRS`, which the CLI fills) is copied into it rather
+than built again.
 
 A cache entry ``<models dir>/<backend>-<source fingerprint[:24]>/`` holds ``model.onnx``,
 ``tokenizer.json`` and ``export.json`` (the source fingerprint, the recipe, library versions and
@@ -152,15 +153,10 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-#: other places an entry may already exist (a data directory's ``_models/``, the cache before it
-#: was per user); the CLI adds its data directory's (:func:`embedsearch.config.add_legacy_export_dir`)
-LEGACY_DIRS: list[Path] = LEGACY_EXPORT_DIRS
-
-
 def _adopt(entry: Path, source_fingerprint: str, backend: str, models_dir: Path) -> bool:
     """Copy a usable entry of the same name from a legacy directory into ``models_dir`` (caller
     holds the lock); True when one was adopted."""
-    for legacy in LEGACY_DIRS:
+    for legacy in LEGACY_EXPORT_DIRS:  # where an earlier version may have exported it
         old = Path(legacy) / entry.name
         if old.resolve() == entry.resolve() or not old.is_dir() or entry_problem(old, source_fingerprint, backend):
             continue

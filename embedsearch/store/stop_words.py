@@ -19,9 +19,11 @@ NONE = "none"  # no stop words: every query word counts
 _DIR = Path(__file__).resolve().parent / "stopwords"
 
 
-def languages() -> list[str]:
-    """The languages with a list, and ``none``."""
-    return sorted(p.stem for p in _DIR.glob("*.txt")) + [NONE]
+@cache
+def languages() -> tuple[str, ...]:
+    """The languages with a list, and ``none`` (the package's files, listed once: every search
+    checks its collection's language against them)."""
+    return (*sorted(p.stem for p in _DIR.glob("*.txt")), NONE)
 
 
 @cache

@@ -23,24 +23,16 @@ class Bar:
     """A percentage bar (0-100 over the whole run), silent when disabled or not a TTY."""
 
     def __init__(self, desc: str, enabled: bool, file: IO[str] | None = None) -> None:
-        self._bar = None
-        if enabled:
-            from embedsearch.progress import bar as progress_bar
+        from embedsearch.progress import bar as progress_bar
 
-            fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
-            self._bar = progress_bar(100.0, desc, "%", bar_format=fmt, file=file)
-        self._done = 0.0
+        fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+        self._bar = progress_bar(100.0, desc, "%", enabled=enabled, bar_format=fmt, file=file)
 
     def update_to(self, percent: float, **postfix: Any) -> None:
-        if self._bar is None:
-            return
-        percent = min(100.0, max(self._done, percent))
-        self._bar.update_to(percent, **postfix)  # the postfix first: the update is what redraws the line
-        self._done = percent
+        self._bar.update_to(min(100.0, percent), **postfix)  # it never moves back
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._bar.close()
 
 
 class GensimProgress(logging.Handler):
