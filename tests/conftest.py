@@ -100,6 +100,20 @@ class Cli:
         return self.runner.invoke(main, ["--data-dir", str(self.data_dir), *args], input=input, catch_exceptions=False)
 
 
+@pytest.fixture(scope="session")
+def student(tmp_path_factory) -> Path:
+    """A static student from `train distill` on the Lee corpus (the CLI, once per session)."""
+    from embedsearch.datasets import gensim_data
+
+    root = tmp_path_factory.mktemp("distill")
+    out = root / "static"
+    cli = Cli(root / "data")
+    r = cli("train", "distill", str(gensim_data("lee_background.cor")), "--encoding", "latin-1", "--teacher", "minilm",
+            "-o", str(out), "--dim", "64", "--epochs", "3", "--weighting", "corpus", "--device", "cpu", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return out
+
+
 @pytest.fixture
 def cli(data_dir) -> Cli:
     return Cli(data_dir)

@@ -5,27 +5,14 @@ of the same directory (the reference implementation)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from embedsearch.datasets import gensim_data, lee_documents
+from embedsearch.datasets import lee_documents
 from embedsearch.embedders import load_embedder
-from tests.conftest import Cli
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def student(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("distill")
-    out = root / "static"
-    cli = Cli(root / "data")
-    r = cli("train", "distill", str(gensim_data("lee_background.cor")), "--encoding", "latin-1", "--teacher", "minilm",
-            "-o", str(out), "--dim", "64", "--epochs", "3", "--weighting", "corpus", "--device", "cpu", "--json")  # fmt: skip
-    assert r.exit_code == 0, r.output
-    return out
 
 
 def test_student_directory_is_safe_and_described(student, no_pickle):

@@ -238,6 +238,7 @@ def train_distill(params: DistillParams, documents: list[Document], out_dir: Pat
     from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
 
     from embedsearch.models import publish_dir, sweep_leftovers, work_dir_prefix, write_manifest
+    from embedsearch.trainers.portable import make_portable
 
     params.validate()
     out_dir = Path(out_dir).expanduser().absolute()
@@ -291,6 +292,7 @@ def train_distill(params: DistillParams, documents: list[Document], out_dir: Pat
         student = SentenceTransformer(modules=[StaticEmbedding(student_tok, embedding_weights=vectors),
                                                Normalize()], device="cpu")  # fmt: skip
         student.save(str(model_dir), create_model_card=False, safe_serialization=True)
+        make_portable(model_dir)  # loads in sentence-transformers 3.3 to 6.x
         manifest = {
             "format": 1,
             "kind": "static",

@@ -69,7 +69,7 @@ class TripletParams:
     held_out: float = param(0.2, "share of documents (or triplets) held out for evaluation", min=0)
     patience: int = param(2, "evaluations without improvement before stopping early", min=1)
     eval_every: int = param(0, "steps between evaluations (0: once per epoch)", min=0)
-    max_seq_length: int = param(128, "longest input in tokens", min=8)
+    max_seq_length: int = param(128, "longest training input in tokens (the published model keeps the base's length)", min=8)
     dense_dim: int = param(0, "word-vector bases: output size of the trained dense layer (0: the word vectors' size)", min=0)
     seed: int = param(1, "random seed", min=0)
     device: str = param("auto", "cpu, cuda, or auto (cuda when available)")
@@ -404,6 +404,7 @@ def train_triplet(
     and publish a sentence-transformers model with our manifest at ``out_dir``."""
 
     from embedsearch.models import publish_dir, sweep_leftovers, work_dir_prefix, write_manifest
+    from embedsearch.trainers.portable import make_portable
 
     params.validate()
     if (triplets is None) == (documents is None):
@@ -426,12 +427,16 @@ def train_triplet(
     data = data.as_inputs(base.inputs)
     held_out = bool(data.held_out or data.held_out_docs)
     before = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if held_out else {}
+    base_length = getattr(model, "max_seq_length", None) if kind == "transformer" else None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=work_dir_prefix(out_dir), suffix=".tmp", dir=out_dir.parent) as tmp:
         result = fit(model, kind, data, params, device, progress, Path(tmp) / "checkpoint", before.get("mean_pairwise_cosine"))
+        if base_length is not None:  # trained on --max-seq-length tokens; published with the base's length
+            model.max_seq_length = base_length
         after = evaluate(model, data.held_out, data.held_out_docs, data.label_field, params.distance) if held_out else {}
         model_dir = Path(tmp) / "model"
         model.save(str(model_dir), safe_serialization=True)
+        make_portable(model_dir, max_seq_length=base_length)  # loads in sentence-transformers 3.x to 6.x
         manifest = {
             "format": 1,
             "kind": "sentence-transformers",
