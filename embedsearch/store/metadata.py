@@ -167,6 +167,16 @@ lexical_indexes = Table(
     Column("created_gen", BigInteger, nullable=False),
 )
 
+# PostgreSQL's BM25 statistics for a lexical index (store/lexical.py): its documents and their
+# tokens, kept in the transaction that writes the index rows. SQLite's FTS5 keeps its own.
+lexical_stats = Table(
+    "lexical_stats",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("docs", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+)
+
 # How a collection is searched when a query does not say (store/search_settings.py): at most one
 # row per collection; a column left NULL keeps the library's default for it.
 search_settings = Table(

@@ -199,6 +199,12 @@ def _check_lexical(coll, report: VerifyReport) -> None:
         if not lexical.enabled(conn, coll.id):
             return
         rows = lexical.row_count(conn, coll.id)
+        counted = lexical.counted_docs(conn, coll.id)
+    if counted is not None and counted != rows:
+        report.problems.append(
+            f"the lexical index's BM25 statistics count {counted} documents, the index holds {rows}: "
+            f"`embedsearch index repair {coll.name} --lexical` rebuilds it"
+        )
     if rows != report.sql_count:
         report.problems.append(
             f"the lexical index holds {rows} documents, SQL {report.sql_count}: "
