@@ -142,6 +142,16 @@ def test_readme_lists_every_limit_with_its_value():
     assert "{0,63}" in _NAME_RE.pattern and rows["collection name"].startswith("1–64 characters")
     assert "{0,127}" in MODEL_NAME and rows["model name under `--models-dir`"].startswith("1–128 characters")
     assert rows["idle HTTP connection"].startswith("`--keep-alive` seconds: 5 (1–3,600)")
+    from embedsearch.cli.serve import serve
+    from embedsearch.service import server
+
+    defaults = {o.name: o.default for o in serve.params}
+    assert rows["request line and headers (`serve`)"].startswith(f"`--header-timeout` seconds: {defaults['header_timeout']:g},")
+    assert rows["request body (`serve`)"].startswith(f"`--body-timeout` seconds: {defaults['body_timeout']:g} after")
+    assert rows["open HTTP connections (`serve`)"].startswith(
+        f"`--max-connections`: the open-file limit less {server.RESERVED_FDS} and one accept burst, "
+        f"at most {n(server.MAX_DEFAULT_CONNECTIONS)};"
+    )
     from embedsearch.service.documents import CreateRequest
 
     bounds = [max(getattr(m, "max_length", 0) or 0 for m in CreateRequest.model_fields[f].metadata) for f in ("model", "index")]

@@ -26,6 +26,14 @@ import click
               help="Accept writes without an API key even when listening beyond loopback.")  # fmt: skip
 @click.option("--keep-alive", default=5, show_default=True, type=click.IntRange(1, 3600),
               help="Seconds an idle HTTP connection stays open.")  # fmt: skip
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds a client has to send a request's line and headers (from connecting, or from the first byte "
+                   "of a later request); then 408 and the connection closes.")  # fmt: skip
+@click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds a client has to send a request's body after its headers; then 408 and the connection closes.")
+@click.option("--max-connections", default=None, type=click.IntRange(1, 1_000_000),
+              help="Open connections at most (default: what the open-file limit allows, at most 4096). Past it the oldest "
+                   "connection with no request being served is closed; if every one is being served, 503 at once.")  # fmt: skip
 @click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
               help="Join a Ray cluster at start-up for sharded collections (default: RAY_ADDRESS, a cluster "
                    "running here, or a local one); without it, the first search of one joins it.")  # fmt: skip
@@ -36,7 +44,7 @@ import click
 @click.pass_obj
 def serve(
     app, host, port, api_key_file, read_only, models_dir, no_batching, device, allowed_hosts, allow_open_writes, keep_alive,
-    ray_address, preload,
+    header_timeout, body_timeout, max_connections, ray_address, preload,
 ):  # fmt: skip
     """Serve the collections of the data directory over HTTP, with a search page at /.
 
@@ -48,6 +56,7 @@ def serve(
       embedsearch serve --host 0.0.0.0 --api-key-file key.txt --allowed-host search.example.org
       embedsearch serve --ray auto                        # sharded collections on Ray
       embedsearch serve --no-preload                      # ready at once; models load on first use
+      embedsearch serve --header-timeout 5 --max-connections 500
       curl -s -X POST localhost:8765/collections/news/search -H 'Content-Type: application/json' \\
            -d '{"query": "interest rates", "k": 5}'
     """
@@ -55,6 +64,14 @@ def serve(
 
     from embedsearch.errors import InvalidArgument
     from embedsearch.service.app import create_app
+    from embedsearch.service.server import (
+        ConnectionEvents,
+        Limits,
+        accept_backlog,
+        default_max_connections,
+        protocol_class,
+        raise_open_file_limit,
+    )
 
     key = None
     if api_key_file:
@@ -65,6 +82,9 @@ def serve(
         from embedsearch.cluster import connect
 
         connect(ray_address)
+    open_files = raise_open_file_limit()
+    events = ConnectionEvents()
+    limits = Limits(header_timeout, body_timeout, max_connections or default_max_connections(open_files), observe=events)
     loopback = is_loopback(host)
     hosts = list(allowed_hosts) or (["127.0.0.1", "localhost", "::1"] if loopback else None)
     service = create_app(
@@ -78,12 +98,14 @@ def serve(
         open_writes=loopback or allow_open_writes,
         ray_address=ray_address or "auto",
         preload=preload,
+        connection_events=events,
     )
     log_to_stderr()
     click.echo(f"serving {app.settings.data_dir} on http://{host}:{port}/ (API docs at /docs)", err=True)
     if not loopback and key is None and not read_only and not allow_open_writes:
         click.echo("listening beyond loopback without --api-key-file: writes are refused", err=True)
-    uvicorn.run(service, host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive)
+    uvicorn.run(service, host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive, http=protocol_class(limits),
+                backlog=accept_backlog(open_files))  # fmt: skip
 
 
 def log_to_stderr() -> None:

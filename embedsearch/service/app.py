@@ -82,6 +82,7 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     open_writes: bool = True,
     preload: bool = False,
+    connection_events: Any = None,
 ) -> FastAPI:
     """The service for one data directory and metadata database. ``batch_queries`` gathers
     the query embeddings of concurrent searches into one model call. ``allowed_hosts`` (names
@@ -89,11 +90,13 @@ def create_app(
     through DNS rebinding; ``open_writes`` off refuses writes when no API key is set.
     ``preload`` loads the models of the collections at start-up, in the background, with
     ``/health`` at 503 until they are loaded (``serve`` turns it on unless --no-preload; off
-    here, an app built in-process is ready at once and loads each model on first use)."""
+    here, an app built in-process is ready at once and loads each model on first use).
+    ``connection_events``: the server's connection limits (service/server.py), for /metrics."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = ServiceState(settings, api_key, read_only, device, batch_queries, ray_address=ray_address)
+        app.state.service = ServiceState(settings, api_key, read_only, device, batch_queries, ray_address=ray_address,
+                                         connection_events=connection_events)  # fmt: skip
         app.state.service.open_writes = open_writes
         if models_dir is not None:
             app.state.service.models_dir = Path(models_dir).absolute()

@@ -54,11 +54,28 @@ class _ModelLoadCollector:
         yield seconds
 
 
+class _ConnectionCollector:
+    """The connection limits of ``serve`` (service/server.py): open connections, and those closed
+    for a header or body timeout, evicted to make room, or refused at the cap."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+
+    def collect(self):
+        yield GaugeMetricFamily("embedsearch_http_connections_open", "HTTP connections open", value=self.events.open)
+        closed = CounterMetricFamily("embedsearch_http_connections_closed", "HTTP connections the limits closed, by reason",
+                                     labels=["reason"])  # fmt: skip
+        for reason, n in self.events.closed.items():
+            closed.add_metric([reason], n)
+        yield closed
+
+
 class ServiceMetrics:
     """The service's metrics, in a registry of its own."""
 
     def __init__(self, *, batching: bool = True, batchers: Callable[[], Iterable[Any]] = list,
-                 loads: Callable[[], Iterable[Any]] = list, ready: Callable[[], bool] = lambda: True) -> None:  # fmt: skip
+                 loads: Callable[[], Iterable[Any]] = list, ready: Callable[[], bool] = lambda: True,
+                 connections: Any = None) -> None:  # fmt: skip
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "embedsearch_http_requests",
@@ -75,6 +92,8 @@ class ServiceMetrics:
         )
         self.registry.register(_BatchingCollector(batching, batchers))
         self.registry.register(_ModelLoadCollector(loads, ready))
+        if connections is not None:  # served by `embedsearch serve` (an app in a test client has none)
+            self.registry.register(_ConnectionCollector(connections))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

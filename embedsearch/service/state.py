@@ -32,6 +32,7 @@ class ServiceState:
     models_dir: Path = field(default_factory=lambda: Path("models").absolute())
     open_writes: bool = True  # writes without a key: only when the service listens on loopback alone
     ray_address: str | None = "auto"  # the Ray cluster sharded collections are searched on
+    connection_events: Any = None  # serve's connection limits (service/server.py), counted in /metrics
     metrics: ServiceMetrics = field(init=False)
     preloader: Preloader = field(init=False)  # the models loaded at start-up (serve --preload), and readiness
     _word_models: dict[str, Any] = field(default_factory=dict)
@@ -42,7 +43,8 @@ class ServiceState:
     def __post_init__(self) -> None:
         self.preloader = Preloader(self)
         self.metrics = ServiceMetrics(batching=self.batch_queries, batchers=lambda: list(self._batchers.values()),
-                                      loads=self.preloader.finished, ready=lambda: self.preloader.ready)  # fmt: skip
+                                      loads=self.preloader.finished, ready=lambda: self.preloader.ready,
+                                      connections=self.connection_events)  # fmt: skip
 
     @property
     def store(self):
