@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from embedsearch.cli import beir as beir_cli
 from embedsearch.cli.index import build_read_options, device_option, read_options, with_examples, word_model_options
 from embedsearch.cli.output import table
 from embedsearch.progress import wanted as progress_wanted
@@ -46,9 +47,9 @@ def _check_outputs(outputs: dict[str, str | None]) -> None:
 @click.option(
     "--corpus",
     "-c",
-    required=True,
+    default=None,
     help="Corpus file/directory (read like 'index add'), '-' for stdin, "
-    "or a bundled corpus: lee, lee-background, mini_newsgroup.",
+    "or a bundled corpus: lee, lee-background, mini_newsgroup (or --beir instead).",
 )
 @read_options
 @click.option(
@@ -91,6 +92,7 @@ def _check_outputs(outputs: dict[str, str | None]) -> None:
     type=click.IntRange(1),
     help="Label mode / ANN mode: at most this many queries (a seeded sample).",
 )
+@beir_cli.beir_options
 @word_model_options
 @click.option("--no-word-level", is_flag=True, help="Skip WordSim-353, SimLex-999 and the analogies.")
 @click.option("--no-docsim", is_flag=True, help="Skip Lee document similarity.")
@@ -115,6 +117,8 @@ def _check_outputs(outputs: dict[str, str | None]) -> None:
     "      --corpus lee --queries corpora/lee-queries.jsonl -o reports/modes.html\n"
     "  embedsearch compare minilm tuned=models/triplet --corpus mini_newsgroup --label-field label \\\n"
     "      --json reports/cmp.json --markdown reports/cmp.md\n"
+    "  embedsearch compare minilm bm25 minilm+hybrid --beir scifact \\\n"
+    "      --mteb-json mteb-results --runs runs -o reports/scifact.html\n"
     "  embedsearch compare --index-specs Flat,HNSW32,IVF64,SQ8 --model minilm --corpus docs.jsonl -o reports/ann.html"
 )
 def compare(
@@ -139,6 +143,12 @@ def compare(
     bootstrap,
     seed,
     max_queries,
+    beir_dir,
+    split,
+    task_name,
+    language,
+    mteb_dir,
+    runs_dir,
     pooling,
     oov,
     no_word_level,
@@ -157,6 +167,10 @@ def compare(
     bootstrap intervals and paired tests against the best model), WordSim-353 / SimLex-999 /
     Google analogies, Lee document similarity, agreement between models (neighbour overlap and
     rank correlation), and cost (documents/s, size, dimension, index memory, query latency).
+    With --beir DIR the corpus and the judged queries come from a BEIR-format directory and
+    retrieval is scored as BEIR and MTEB score it (graded nDCG, recall over all relevant
+    documents, MAP; over each contender's top 1,000); --mteb-json and --runs write every
+    contender's scores in MTEB's results layout and its ranking as a TREC run file.
     With --index-specs it instead measures one model's vectors in each FAISS index: recall@k
     against exact search, queries/s, build time and bytes per vector.
     With labelled queries the report ends with a recommendation: the contender to use and the
@@ -167,6 +181,13 @@ def compare(
     _check_outputs(outputs)
     if queries_path and label_field:
         raise click.UsageError("give --queries or --label-field, not both")
+    beir_cli.check_beir_options(beir_dir, split, task_name, language, mteb_dir, runs_dir)
+    if beir_dir is not None:
+        clash = [name for name, v in (("--corpus", corpus), ("--queries", queries_path), ("--label-field", label_field)) if v]
+        if clash or index_specs:
+            raise click.UsageError(f"--beir brings its own corpus and queries: drop {', '.join(clash) or '--index-specs'}")
+    elif corpus is None:
+        raise click.UsageError("give --corpus (a file, directory or bundled corpus) or --beir DIR")
     options = {key: v for key, v in (("pooling", pooling), ("oov", oov)) if v}
     opts = build_read_options(fmt, per_line, text_field, id_field, encoding, skip_bad, glob_pattern, meta)
     progress = progress_wanted(any(dest == "-" for dest in outputs.values()))
@@ -214,11 +235,16 @@ def compare(
     from embedsearch.evaluation.contenders import check_contenders, parse_contenders
 
     check_contenders(parse_contenders(models), options)  # a bad spec or model stops here, before anything loads
-    docs, corpus_name = load_corpus(corpus, opts)
     from embedsearch.evaluation.compare import compare_models, label_queries, read_queries
 
-    queries = None
-    if queries_path:
+    beir, beir_runs, queries = None, {}, None
+    if beir_dir is not None:
+        beir = beir_cli.load(beir_dir, split, runs_dir)
+        docs, corpus_name, queries = beir.documents, f"{beir_dir} (BEIR)", beir.queries
+        queries_path = f"{beir_dir}/qrels/{beir.split}.tsv"
+    else:
+        docs, corpus_name = load_corpus(corpus, opts)
+    if queries_path and beir is None:
         queries = read_queries(Path(queries_path), {d.id for d in docs})
     elif label_field:
         queries = label_queries(docs, label_field, max_queries=max_queries, seed=seed)
@@ -239,7 +265,11 @@ def compare(
         map_method=map_method,
         color_field=color_field,
         progress=progress,
+        beir=beir,
+        beir_runs=beir_runs,
     )
+    if beir is not None:
+        beir_cli.write(beir, list(beir_runs.values()), task_name, language, mteb_dir, runs_dir)
     _finish(report, command, outputs)
 
 

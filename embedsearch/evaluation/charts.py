@@ -284,7 +284,7 @@ def models_charts(report: dict[str, Any]) -> list[dict[str, str]]:
     add(
         "chart-retrieval",
         "Retrieval",
-        chart_bars(report, [f"recall@{k}", f"mrr@{k}", f"ndcg@{k}"], "Retrieval on the labelled queries"),
+        chart_bars(report, [f"recall@{k}", f"mrr@{k}", f"ndcg@{k}", f"map@{k}"], "Retrieval on the labelled queries"),
         "Bars are means over queries; whiskers are 95% bootstrap intervals.",
     )
     if report.get("pareto"):

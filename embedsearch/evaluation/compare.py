@@ -10,6 +10,7 @@ similarity, agreement between contenders, and cost. It returns the report as pla
 JSON schema in ``report_schema.json``); :mod:`embedsearch.evaluation.render` turns it into HTML
 and Markdown.
 
+On a BEIR set (``beir``) retrieval is scored as BEIR and MTEB score it (:mod:`.beir_run`).
 The parts live in their own modules: the query sets (:mod:`.query_sets`), the contenders and
 the models they load (:mod:`.contenders`), the retrieval run (:mod:`.retrieval_run`), the
 sections about models' vectors (:mod:`.model_sections`) and the metric entries
@@ -27,7 +28,9 @@ import numpy as np
 
 from embedsearch.corpus import Document
 from embedsearch.errors import CorpusError, InvalidArgument
-from embedsearch.evaluation import model_sections
+from embedsearch.evaluation import beir_run, model_sections
+from embedsearch.evaluation.beir import BeirSet
+from embedsearch.evaluation.beir_run import BeirRun
 from embedsearch.evaluation.contenders import (
     Contender,
     ModelRun,
@@ -39,7 +42,7 @@ from embedsearch.evaluation.contenders import (
     parse_contenders,
 )
 from embedsearch.evaluation.examples import best_model, example_hits, missed_queries
-from embedsearch.evaluation.metric_cells import empty, metric, pick_best, value
+from embedsearch.evaluation.metric_cells import empty, metric, pick_best, retrieval_labels, value
 from embedsearch.evaluation.model_sections import pca_2d
 from embedsearch.evaluation.pareto import tradeoff
 from embedsearch.evaluation.query_sets import Query, fingerprint_documents, fingerprint_queries, label_queries, read_queries
@@ -107,8 +110,14 @@ def compare_models(
     map_method: str = "pca",
     color_field: str | None = None,
     progress: bool = False,
+    beir: BeirSet | None = None,
+    beir_runs: dict[str, BeirRun] | None = None,
 ) -> dict[str, Any]:
-    """Measure every contender on ``documents`` and return the report (see the module docstring)."""
+    """Measure every contender on ``documents`` and return the report (see the module docstring).
+
+    ``beir``: the documents and queries are this BEIR set's; retrieval is scored as trec_eval
+    scores it (graded nDCG, recall over all relevant, MAP) over each contender's top 1,000 (see
+    :mod:`.beir_run`), and ``beir_runs``, when given, receives every contender's run."""
     from embedsearch.evaluation.metrics import bootstrap_ci, bootstrap_indices, ranking_metrics
 
     contenders = parse_contenders(models)
@@ -155,9 +164,11 @@ def compare_models(
         ),
     ):
         metrics[name] = metric(label, "cost", higher, unit)
-    retrieval_names = (f"recall@{k}", f"mrr@{k}", f"ndcg@{k}")
-    for name, label in zip(retrieval_names, (f"recall@{k} (capped)", f"MRR@{k}", f"nDCG@{k}"), strict=True):
+    labels = retrieval_labels(k, trec=beir is not None)
+    retrieval_names = tuple(labels)
+    for name, label in labels.items():
         metrics[name] = metric(label if queries else name, "retrieval", True)
+    beir_runs = {} if beir_runs is None else beir_runs
 
     idx = bootstrap_indices(len(queries), resamples, seed) if queries else None
     per_query: dict[str, dict[str, np.ndarray]] = {}
@@ -177,13 +188,18 @@ def compare_models(
                 steps.done()
                 continue
             steps.step(c.label, "retrieval")
-            rankings[c.label], ms = rank(c, run, searchers, queries, doc_ids, k, timed=not label_field)
+            if beir is not None:
+                beir_runs[c.label] = scored = beir_run.score(c, run, searchers, queries, doc_ids, k, built_for.get(c.label))
+                rankings[c.label], ms = scored.top(k), scored.ms_per_query
+                per_query[c.label] = beir_run.report_metrics(scored.per_query, k)
+            else:
+                rankings[c.label], ms = rank(c, run, searchers, queries, doc_ids, k, timed=not label_field)
+                per_query[c.label] = ranking_metrics(rankings[c.label], [q.relevant for q in queries], k)
             if label_field:
                 why = "already embedded" if c.model else "whole documents, unlike typed queries"
                 empty(metrics["query_ms"], c.label, f"label mode: the queries are corpus documents ({why}), not timed")
             else:
                 metrics["query_ms"]["values"][c.label] = value(ms, note=_query_note(c))
-            per_query[c.label] = ranking_metrics(rankings[c.label], [q.relevant for q in queries], k)
             for name, values in per_query[c.label].items():
                 metrics[name]["values"][c.label] = value(*bootstrap_ci(values, idx))
             steps.done()
@@ -218,6 +234,10 @@ def compare_models(
     steps.close()
     report["models"] = [_model_entry(c, runs.get(c.model) if c.model else None, built_for.get(c.label)) for c in contenders]
     report["notes"] += _notes(contenders, label_field, report)
+    if beir is not None:
+        report["settings"]["queries"]["mode"] = "beir"
+        report["beir"] = beir_run.report_section(beir, beir_runs)
+        report["notes"] += [beir_run.METHOD_NOTE.format(depth=report["beir"]["depth"]), *beir.notes()]
     report["recommendation"] = recommend(report) if queries else None
     return report
 

@@ -11,6 +11,15 @@ def metric(label: str, group: str, higher: bool | None, unit: str = "") -> dict[
     return {"label": label, "group": group, "higher_is_better": higher, "unit": unit, "values": {}, "why_empty": {}}
 
 
+def retrieval_labels(k: int, *, trec: bool = False) -> dict[str, str]:
+    """The retrieval metrics' names and labels: recall capped at the relevant count (query files,
+    label mode), or, on a BEIR set (``trec``), trec_eval's recall, graded nDCG and MAP too."""
+    if trec:
+        names = (f"recall@{k} (of all relevant)", f"MRR@{k}", f"nDCG@{k} (graded)", f"MAP@{k}")
+        return dict(zip((f"recall@{k}", f"mrr@{k}", f"ndcg@{k}", f"map@{k}"), names, strict=True))
+    return {f"recall@{k}": f"recall@{k} (capped)", f"mrr@{k}": f"MRR@{k}", f"ndcg@{k}": f"nDCG@{k}"}
+
+
 def value(v: float | None, low: float | None = None, high: float | None = None, **extra: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"value": v}
     if low is not None:

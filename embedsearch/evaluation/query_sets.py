@@ -1,5 +1,6 @@
 """The queries a comparison measures retrieval on: a labelled query file, or documents that share
-a metadata label (label mode), and the fingerprints that pin a report to its corpus and queries."""
+a metadata label (label mode), and the fingerprints that pin a report to its corpus and queries.
+A BEIR set's judged queries (:mod:`.beir`) are :class:`Query` objects too, with their grades."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Query:
     relevant: set[str]
     exclude: str | None = None
     doc_index: int | None = None  # label mode: the query is this document's own embedding
+    grades: dict[str, int] | None = None  # graded judgements (a BEIR set), 0 and below not relevant
 
 
 def fingerprint_documents(docs: Sequence[Document]) -> str:
@@ -35,7 +37,8 @@ def fingerprint_documents(docs: Sequence[Document]) -> str:
 
 
 def fingerprint_queries(queries: Sequence[Query]) -> str:
-    return hashlib.sha256(json.dumps([[q.id, q.text, sorted(q.relevant)] for q in queries]).encode()).hexdigest()
+    rows = [[q.id, q.text, sorted(q.relevant)] + ([sorted(q.grades.items())] if q.grades is not None else []) for q in queries]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 def read_queries(path: Path, doc_ids: set[str]) -> list[Query]:

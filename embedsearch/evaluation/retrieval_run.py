@@ -52,15 +52,18 @@ def flat_bytes(run: ModelRun) -> int:
     return int(faiss.serialize_index(model_index(run)).size)
 
 
-def rank_dense(run: ModelRun, queries: list[Query], q_vectors: np.ndarray, doc_ids: list[str], k: int) -> list[list[str]]:
-    """Top-k document ids per query by exact inner product (cosine: vectors are unit length)."""
+def rank_dense(
+    run: ModelRun, queries: list[Query], q_vectors: np.ndarray, doc_ids: list[str], k: int, *, scored: bool = False
+) -> list[list]:
+    """Top-k document ids per query by exact inner product (cosine: vectors are unit length);
+    ``scored``: (id, score) pairs."""
     index = model_index(run)
     extra = 1 if any(q.exclude for q in queries) else 0
-    _, idx = index.search(np.ascontiguousarray(q_vectors, dtype=np.float32), min(k + extra, len(doc_ids)))
+    sims, idx = index.search(np.ascontiguousarray(q_vectors, dtype=np.float32), min(k + extra, len(doc_ids)))
     ranked = []
-    for q, row in zip(queries, idx, strict=True):
-        ids = [doc_ids[j] for j in row if j >= 0 and doc_ids[j] != q.exclude]
-        ranked.append(ids[:k])
+    for q, row, row_sims in zip(queries, idx, sims, strict=True):
+        hits = [(doc_ids[j], float(s)) for j, s in zip(row, row_sims, strict=True) if j >= 0 and doc_ids[j] != q.exclude]
+        ranked.append(hits[:k] if scored else [d for d, _ in hits[:k]])
     return ranked
 
 
@@ -136,8 +139,11 @@ class SearchCollections:
             self.tmp = None
 
 
-def rank_search(contender: Contender, built: Built, run: ModelRun | None, queries: list[Query], k: int) -> list[list[str]]:
-    """Top-k document ids per query through :func:`embedsearch.search.search` in the contender's mode."""
+def rank_search(
+    contender: Contender, built: Built, run: ModelRun | None, queries: list[Query], k: int, *, scored: bool = False
+) -> list[list]:
+    """Top-k document ids per query through :func:`embedsearch.search.search` in the contender's
+    mode; ``scored``: (id, score) pairs."""
     from embedsearch.search import search
 
     extra = 1 if any(q.exclude for q in queries) else 0
@@ -155,7 +161,10 @@ def rank_search(contender: Contender, built: Built, run: ModelRun | None, querie
         vectors=vectors,
         columns=(),
     )
-    return [[h.id for h in row if h.id != q.exclude][:k] for q, row in zip(queries, hits, strict=True)]
+    return [
+        [(h.id, float(h.score)) if scored else h.id for h in row if h.id != q.exclude][:k]
+        for q, row in zip(queries, hits, strict=True)
+    ]
 
 
 def rank(
@@ -167,12 +176,14 @@ def rank(
     k: int,
     *,
     timed: bool,
-) -> tuple[list[list[str]], float | None]:
-    """The contender's rankings, and (``timed``) the best of three rounds in ms per query:
-    embedding the queries in one batch (when the contender uses a model) and searching."""
+    scored: bool = False,
+) -> tuple[list[list], float | None]:
+    """The contender's rankings (``scored``: (id, score) pairs), and (``timed``) the best of
+    three rounds in ms per query: embedding the queries in one batch (when the contender uses a
+    model) and searching."""
     built = None if contender.dense else searchers.get(run)  # built before the clock starts
     best = float("inf")
-    rankings: list[list[str]] = []
+    rankings: list[list] = []
     for _ in range(TIMING_ROUNDS if timed else 1):
         started = time.perf_counter()
         if contender.dense:
@@ -180,8 +191,8 @@ def rank(
                 qv = run.doc_vectors[[q.doc_index for q in queries]]
             else:
                 qv = run.embedder.embed([q.text for q in queries])
-            rankings = rank_dense(run, queries, qv, doc_ids, k)
+            rankings = rank_dense(run, queries, qv, doc_ids, k, scored=scored)
         else:
-            rankings = rank_search(contender, built, run, queries, k)
+            rankings = rank_search(contender, built, run, queries, k, scored=scored)
         best = min(best, time.perf_counter() - started)
     return rankings, (best / len(queries) * 1000 if timed else None)
