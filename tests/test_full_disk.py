@@ -152,3 +152,55 @@ def test_a_really_full_disk_through_the_service(small_tmpfs, hashing):
         assert r.status_code == 200, r.text
         assert _state(client)[0] == 40 + added + 100
     assert Store(settings).open("news").verify(check_model=False).ok
+
+
+def test_a_full_disk_gives_space_back_and_deletes_and_optimize_still_work(small_tmpfs, hashing, monkeypatch):
+    """Issue 24 item 2: after adds fill the disk, the failed write's log tail and SQLite's WAL are
+    given back, /health says so (503) while searches go on, a large delete and optimize succeed on
+    the full disk (through the space reserve), space comes back and writes work again."""
+    from embedsearch.store import space
+    from embedsearch.store.growing import record_dtype
+
+    mnt, resize = small_tmpfs
+    resize("16m")
+    monkeypatch.setenv("EMBEDSEARCH_DISK_RESERVE", str(6 << 20))
+    data = mnt / "data"
+    settings = Settings.from_env(data)
+    Store(settings).create("news", hashing, "Flat").add_documents(topic_docs(40), hashing)
+    assert (data / space.RESERVE_NAME).stat().st_size == 6 << 20
+    coll = Store(settings).open("news")
+    log = next((data / "news").glob("growing-*.log"))
+    wal = data / "embedsearch.db-wal"
+    with TestClient(create_app(settings)) as client:
+        added, start, failures = 0, 1000, 0
+        for _ in range(400):  # add until the disk is full: a 507, and /health saying so
+            r = client.post("/collections/news/documents", json=_docs(start, 100, words=5))
+            if r.status_code == 200:
+                added, start = added + 100, start + 100
+                continue
+            assert r.status_code == 507, r.text
+            failures += 1
+            coll.refresh()
+            assert log.stat().st_size == coll.view().growing.meta.count * record_dtype(coll.dim).itemsize  # no uncommitted tail
+            assert not wal.exists() or wal.stat().st_size <= 4 << 20
+            health = client.get("/health")
+            if health.status_code == 503:  # else giving the WAL back made room: the next add goes through
+                break
+        else:
+            raise AssertionError("16 MiB never filled up")
+        assert health.json()["status"] == "insufficient_storage", health.text
+        assert "bytes free on the disk of" in health.json()["storage"]
+        count, hits = _state(client)
+        assert count == 40 + added and hits  # searches go on
+        free_before = shutil.disk_usage(mnt).free
+        ids = [f"d{i}" for i in range(1000, 1000 + added, 2)]
+        assert client.delete(f"/collections/news/documents/{ids.pop()}").status_code == 200
+        assert coll.delete(ids) == (len(ids), [])  # thousands of ids in one commit, on the full disk
+        coll.optimize()
+        assert shutil.disk_usage(mnt).free > free_before + (2 << 20)  # the deleted vectors' space came back
+        assert (data / space.RESERVE_NAME).exists()  # and the reserve is held again
+        assert client.get("/health").status_code == 200
+        assert _state(client)[0] == 40 + added - len(ids) - 1
+        r = client.post("/collections/news/documents", json=_docs(start, 100, words=5))
+        assert r.status_code == 200, r.text
+    assert Store(settings).open("news").verify(check_model=False).ok

@@ -66,6 +66,7 @@ from embedsearch.service.schemas import (
     errors,
 )
 from embedsearch.service.state import ServiceState, State, Writer
+from embedsearch.store.space import low_space
 
 log = logging.getLogger("embedsearch.service")
 
@@ -190,20 +191,26 @@ def create_app(
 
     retry = {"Retry-After": {"description": "Seconds to wait before asking again.", "schema": {"type": "integer"}}}
     loading = {"model": HealthResponse, "headers": retry,
-               "description": 'The models of the collections are still loading ("status": "loading").'}  # fmt: skip
+               "description": 'Still loading the models ("status": "loading", with Retry-After), or the disk of '
+                              'the data directory is too full for writes ("status": "insufficient_storage").'}  # fmt: skip
 
     # /health and /health/live run on the event loop (async, no State dependency: sync ones run in the
     # thread pool), so they answer even while every worker thread is a query waiting for a model's load
     @app.get("/health", response_model=None, responses={200: {"model": HealthResponse}, 503: loading, **errors()})
     async def health(request: Request) -> Any:
         """Readiness: 503 "loading" while the collections' models load at start-up, then 200
-        ("ok", or "degraded" naming the models that failed to load)."""
+        ("ok", or "degraded" naming the models that failed to load); 503 "insufficient_storage"
+        with the reason while the data directory's disk is too full for writes."""
         state: ServiceState = request.app.state.service
         report = state.preloader.report()
         body = {"status": report.pop("status"), "version": __version__, "read_only": state.read_only,
                 "auth": state.api_key is not None, **report}  # fmt: skip
         if body["status"] == "loading":
             return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        storage = None if state.read_only else low_space(state.settings.data_dir)
+        if storage is not None:  # searches still work; writes would fail (store/space.py)
+            body.update(status="insufficient_storage", storage=storage)
+            return JSONResponse(body, status_code=503)
         return body
 
     @app.get("/health/live", response_model=None, responses={200: {"model": LiveResponse}, **errors()})

@@ -240,15 +240,17 @@ class ModelLoadOut(BaseModel):
 class HealthResponse(BaseModel):
     """Readiness. 503 with status "loading" (and Retry-After) while the models of the served
     collections load at start-up (serve --preload); 200 once every load has ended: "ok", or
-    "degraded" when a model failed to load (its collection's searches fail; the others serve)."""
+    "degraded" when a model failed to load (its collection's searches fail; the others serve).
+    503 "insufficient_storage" while the data directory's disk is too full for writes."""
 
-    status: Literal["ok", "loading", "degraded"]
+    status: Literal["ok", "loading", "degraded", "insufficient_storage"]
     version: str
     read_only: bool
     auth: bool
     preload: bool = Field(..., description="Whether the models of the collections were loaded at start-up.")
     models: list[ModelLoadOut] = Field(..., description="The start-up load of each collection's model (empty without a preload).")
     error: str | None = Field(None, description="Degraded: why the collections could not be listed at start-up.")
+    storage: str | None = Field(None, description="Insufficient storage (503): why writes would fail for lack of space.")
 
 
 class LiveResponse(BaseModel):

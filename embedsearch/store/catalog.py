@@ -19,7 +19,7 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, resolve_chunking
-from embedsearch.store import deleter, lexical, manifest, payload, search_settings
+from embedsearch.store import deleter, lexical, manifest, payload, search_settings, space
 from embedsearch.store import lexical as _lexical_index  # `lexical` is also create()'s flag
 from embedsearch.store.collection import Collection
 from embedsearch.store.growing import create_log, growing_file, growing_meta
@@ -175,6 +175,7 @@ class Store:
             rows = conn.execute(select(collections).order_by(collections.c.name)).mappings().all()
         return [public_row(r) for r in rows]
 
+    @space.frees_space(lambda store: store.settings.data_dir)
     def drop(self, name: str) -> None:
         """Delete a collection's rows and its files (locks in the order store/locks.py writes
         down: a running merge finishes first, then writers in this process and in others)."""

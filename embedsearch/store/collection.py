@@ -20,7 +20,7 @@ from embedsearch.errors import (
     InvalidArgument,
 )
 from embedsearch.passages import Chunking, embed_texts
-from embedsearch.store import lexical, manifest, payload, search_settings
+from embedsearch.store import lexical, manifest, payload, search_settings, space
 from embedsearch.store.locks import RWLock, file_lock
 from embedsearch.store.reading import CollectionReads, StaleRead
 from embedsearch.store.sealing import CollectionSealing
@@ -241,6 +241,7 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
                 return {"merges": [], "skipped": "another merge is running"}
             return run_merges(self, force=force, retrain=retrain, progress=progress)
 
+    @space.frees_space(lambda coll: coll.store.settings.data_dir)
     def optimize(self, *, retrain: bool = False, progress: bool = False) -> dict[str, Any]:
         """Merge segments as far as the size limit allows, purge tombstones, retrain when due."""
         self.merge(force=False, retrain=retrain, progress=progress)  # seal-independent work first

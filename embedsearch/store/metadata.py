@@ -203,6 +203,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     _switch_to_wal(cur)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=FULL")
+    # after a checkpoint the WAL is cut back to this size instead of staying at its largest (store/space.py)
+    cur.execute("PRAGMA journal_size_limit=4194304")
     cur.close()
 
 

@@ -23,6 +23,7 @@ files. Part of :class:`embedsearch.store.collection.Collection` (a mixin).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -36,8 +37,9 @@ from embedsearch.embedders.base import Embedder
 from embedsearch.errors import (
     DimensionMismatch,
     InvalidArgument,
+    disk_full_reason,
 )
-from embedsearch.store import deleter, manifest
+from embedsearch.store import deleter, manifest, space
 from embedsearch.store.filters import parse_filter
 from embedsearch.store.growing import truncate_log
 from embedsearch.store.locks import file_lock
@@ -46,6 +48,8 @@ from embedsearch.store.metadata import (
 )
 from embedsearch.store.segment_files import segment_files
 from embedsearch.store.view import SegmentSet
+
+log = logging.getLogger("embedsearch.store")
 
 _IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 
@@ -105,7 +109,24 @@ class CollectionWrites:
                 self.refresh()
             view = self.view()
             self._clean_leftovers(view)
-            yield view
+            space.ensure_reserve(self.store.settings.data_dir)  # adds stop short of the space deletes need
+            try:
+                yield view
+            except BaseException as exc:
+                self._give_back(exc)
+                raise
+
+    def _give_back(self, failure: BaseException) -> None:
+        """After a failed write: drop what it wrote that no commit names (the log's tail, a new
+        segment's files); after a full disk also give SQLite's WAL back as far as the disk allows
+        (the reserve stays: it is for deletes, store/space.py)."""
+        try:
+            self.refresh()
+            self._clean_leftovers(self.view())
+        except Exception as exc:  # noqa: BLE001 - the next writer cleans up; the write's own error is the one to report
+            log.debug("clean-up after a failed write left for the next writer: %s", exc)
+        if disk_full_reason(failure) is not None:
+            space.checkpoint(self.store.engine)
 
     def _clean_leftovers(self, view: SegmentSet) -> None:
         """Remove what interrupted writes left: the log tail past the committed count, and
@@ -307,6 +328,7 @@ class CollectionWrites:
             self._after_write()
         return result
 
+    @space.frees_space(lambda coll: coll.store.settings.data_dir)
     def delete(self, external_ids: Iterable[str]) -> tuple[int, list[str]]:
         """Delete documents by id; returns (deleted count, ids that were not found)."""
         wanted = list(dict.fromkeys(external_ids))
@@ -315,11 +337,22 @@ class CollectionWrites:
                 existing = self._lookup(conn, wanted)
             missing = [i for i in wanted if i not in existing]
             if existing:
-                self._commit([], None, [rid for rid, _ in existing.values()])
+                self._commit_removal([rid for rid, _ in existing.values()])
         if existing:
             self._after_write()
         return len(existing), missing
 
+    def _commit_removal(self, row_ids: list[int]) -> None:
+        """Remove rows in one commit; on a full disk's reserve (store/space.py) in commits of
+        :data:`space.EMERGENCY_CHUNK`, each checkpointed, so the WAL stays small."""
+        if not space.on_reserve():
+            self._commit([], None, row_ids)
+            return
+        for part in batched(row_ids, space.EMERGENCY_CHUNK):
+            self._commit([], None, list(part))
+            space.checkpoint(self.store.engine, mode="PASSIVE")
+
+    @space.frees_space(lambda coll: coll.store.settings.data_dir)
     def delete_where(self, where: dict | str | None) -> int:
         """Delete every document matching a filter, in one commit; returns how many. ``{}``
         (and None) match every document, as in :func:`count` and MongoDB."""
@@ -331,7 +364,7 @@ class CollectionWrites:
                     query = query.where(self.filter_condition(conn, spec))
                 row_ids = [int(r[0]) for r in conn.execute(query)]
             if row_ids:
-                self._commit([], None, row_ids)
+                self._commit_removal(row_ids)
         if row_ids:
             self._after_write()
         return len(row_ids)
