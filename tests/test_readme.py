@@ -156,6 +156,11 @@ def test_readme_lists_every_limit_with_its_value():
 
     bounds = [max(getattr(m, "max_length", 0) or 0 for m in CreateRequest.model_fields[f].metadata) for f in ("model", "index")]
     assert rows["`PUT /collections/{name}`: model; index spec"] == f"1–{bounds[0]} characters; 1–{bounds[1]} characters"
+    from embedsearch.service import openai_api
+
+    texts = f"1–{n(app.MAX_EMBED_INPUTS)}; 1–{n(app.MAX_TEXT_CHARS)}"
+    assert rows["`/v1/embeddings`: texts per request; characters per text"] == texts
+    assert rows["`/v1/embeddings`: `model`; `dimensions`"] == f"1–{openai_api.MAX_MODEL_CHARS} characters; the model's own only"
 
 
 def test_readme_search_mode_commands_run_as_written(cli, tmp_path):

@@ -32,10 +32,12 @@ from embedsearch.service.middleware import (
     BodyLimit,
     HostCheck,
     HTTPError,
+    OpenAIErrors,
     RequestId,
     allowed_methods,
     check_response_size,
     error_response,
+    note_param,
     request_id_of,
 )
 from embedsearch.service.preload import RETRY_AFTER_S
@@ -135,6 +137,7 @@ def create_app(
 
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=allowed_hosts)
+    app.add_middleware(OpenAIErrors)  # /v1/: OpenAI's error shape, for every refusal above included
     app.add_middleware(RequestId)  # outermost: the id exists before anything can fail
 
     @app.exception_handler(EmbedsearchError)
@@ -155,6 +158,7 @@ def create_app(
 
     @app.exception_handler(HTTPError)
     async def http_error(request: Request, exc: HTTPError):
+        note_param(request, exc.param)
         return error_response(exc.status, exc.code, exc.message, request_id_of(request))
 
     @app.exception_handler(RequestValidationError)
@@ -163,6 +167,8 @@ def create_app(
         if request.method in ("POST", "PUT", "PATCH") and kind != "application/json":
             message = f"send the body as JSON with Content-Type: application/json (got {kind or 'none'})"
             return error_response(422, "invalid_request", message, request_id_of(request))
+        fields = [x for err in exc.errors()[:1] for x in err.get("loc", ())[1:2] if isinstance(x, str)]
+        note_param(request, fields[0] if fields else None)  # OpenAI's "param" on /v1/
         parts = []
         for err in exc.errors()[:5]:
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
@@ -187,7 +193,7 @@ def create_app(
         rid = request_id_of(request)
         log.error("%s %s -> 500 request_id=%s", request.method, request.url.path, rid, exc_info=exc)
         message = f"internal error ({type(exc).__name__}); see the server log (request id {rid})"
-        return error_response(500, "internal_error", message, rid)
+        return error_response(500, "internal_error", message, rid, scope=request)  # outside OpenAIErrors: shaped here
 
     retry = {"Retry-After": {"description": "Seconds to wait before asking again.", "schema": {"type": "integer"}}}
     loading = {"model": HealthResponse, "headers": retry,
@@ -338,8 +344,10 @@ def create_app(
         return {"collection": name, "deleted": deleted}
 
     from embedsearch.service.documents import router as documents_router
+    from embedsearch.service.openai_api import router as openai_router
 
     app.include_router(documents_router)
+    app.include_router(openai_router)  # /v1/embeddings and /v1/models, in OpenAI's shapes
 
     @app.post("/similar", response_model=None, responses={200: {"model": SimilarResponse}, **errors(404, 422)})
     def similar(body: SimilarRequest, state: State) -> dict[str, Any]:

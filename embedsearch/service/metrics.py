@@ -34,7 +34,8 @@ class _BatchingCollector:
         )
         calls, texts = sum(b.calls for b in batchers), sum(b.texts for b in batchers)
         yield CounterMetricFamily("embedsearch_query_batching_model_calls", "Model calls made for query embeddings", value=calls)
-        yield CounterMetricFamily("embedsearch_query_batching_queries", "Query texts embedded through the batchers", value=texts)
+        yield CounterMetricFamily("embedsearch_query_batching_queries", "Texts embedded through the batchers (queries and "
+                                  "/v1/embeddings inputs)", value=texts)  # fmt: skip
 
 
 class _ModelLoadCollector:

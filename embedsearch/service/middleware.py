@@ -1,5 +1,6 @@
 """ASGI middleware and error plumbing: the Host check, request ids, the body limit, the 405
-Allow header, error responses and the response-size check."""
+Allow header, error responses (in OpenAI's shape on the OpenAI-compatible routes) and the
+response-size check."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class HTTPError(Exception):
-    """An error response with its status and code, for conditions no domain exception names."""
+    """An error response with its status and code, for conditions no domain exception names.
+    ``param`` names the request field at fault (OpenAI's error shape carries it)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.param = status, code, message, param
 
 
 def check_response_size(results) -> None:
@@ -40,9 +42,14 @@ def check_response_size(results) -> None:
 
 
 def error_response(
-    status: int, code: str, message: str, request_id: str | None = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
+    status: int, code: str, message: str, request_id: str | None = None, headers: dict[str, str] | None = None,
+    *, scope=None,
+) -> JSONResponse:  # fmt: skip
+    """The error body; in OpenAI's shape when ``scope`` (a scope or a Request) is for a
+    ``/v1/`` route (answers that pass through :class:`OpenAIErrors` are reshaped there)."""
     body = {"code": code, "message": message, "request_id": request_id}
+    if scope is not None and is_openai_path(scope):
+        body = openai_error(body, status)
     headers = {**(headers or {}), **({"X-Request-ID": request_id} if request_id else {})}
     return JSONResponse({"error": body}, status_code=status, headers=headers or None)
 
@@ -155,3 +162,84 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+# --- OpenAI's error shape on the OpenAI-compatible routes ---------------------------------------
+
+#: the routes of service/openai_api.py; their errors are in OpenAI's shape
+OPENAI_PREFIX = "/v1/"
+
+
+def is_openai_path(scope) -> bool:
+    """Whether the request (a scope or a Request) is for an OpenAI-compatible route."""
+    scope = getattr(scope, "scope", scope)
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path.startswith(OPENAI_PREFIX)
+
+
+def note_param(scope_or_request, param: str | None) -> None:
+    """Remember which request field an error is about, for OpenAI's ``param`` (the request's
+    state dict is shared by every layer of the app)."""
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    if param is not None:
+        scope.setdefault("state", {})["error_param"] = param
+
+
+def openai_error(error: dict, status: int, param: str | None = None) -> dict:
+    """The service's error body ``{"code", "message", "request_id"}`` in OpenAI's shape,
+    ``{"message", "type", "param", "code"}`` (the request id kept): the ``type`` OpenAI gives
+    the status (invalid_request_error for 4xx, authentication_error, permission_error,
+    server_error for 5xx)."""
+    if status == 401:
+        kind = "authentication_error"
+    elif status == 403:
+        kind = "permission_error"
+    elif status >= 500:
+        kind = "server_error"
+    else:
+        kind = "invalid_request_error"
+    return {"message": error.get("message"), "type": kind, "param": param, "code": error.get("code"),
+            "request_id": error.get("request_id")}  # fmt: skip
+
+
+class OpenAIErrors:
+    """ASGI middleware: on the OpenAI-compatible routes (``/v1/...``), every error body the
+    service writes (from a handler, the Host check, the body limit, an unknown path or method)
+    is rewritten in OpenAI's shape, so OpenAI's clients raise their typed exceptions with the
+    message; statuses and headers stay as they are. Other routes pass untouched."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not is_openai_path(scope):
+            return await self.app(scope, receive, send)
+        start: dict | None = None
+        chunks: list[bytes] = []
+
+        async def reshape(message):
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                return await send(message)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                payload = None  # not the service's error body: sent as it is
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if isinstance(error, dict) and "type" not in error:  # "type": in OpenAI's shape already
+                param = (scope.get("state") or {}).get("error_param")
+                body = json.dumps({"error": openai_error(error, start["status"], param)}).encode()
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, reshape)

@@ -25,6 +25,8 @@ MAX_ID_CHARS = 1024
 MAX_TEXT_CHARS = 1_000_000
 MAX_WORD_CHARS = 200
 MAX_PROBE = 65536  # nprobe and ef_search
+MAX_EMBED_DIMENSIONS = 65536  # the schema's bound on /v1/embeddings' `dimensions` (only the model's own is served)
+MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request (OpenAI's own limit); each up to MAX_TEXT_CHARS
 
 
 # --- request and response models ---------------------------------------------------------------
