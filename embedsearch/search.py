@@ -30,13 +30,15 @@ from embedsearch.store.filters import parse_filter
 from embedsearch.store.stop_words import DEFAULT_LANGUAGE, without_stop_words
 from embedsearch.store.stop_words import languages as stop_word_languages
 from embedsearch.store.stop_words import stop_words as stop_word_list
+from embedsearch.store.timings import STAGES, Stopwatch
 
 MAX_K = 10_000
 MODES = ("dense", "lexical", "hybrid")
 MIN_DEPTH = 50  # candidates each side gives a hybrid search, at least (and at least 2k)
 
 __all__ = [
-    "DEFAULT_FUSION", "FUSIONS", "MAX_K", "MODES", "Plan", "describe_plan", "plan", "resolve_mode", "search", "set_defaults",
+    "DEFAULT_FUSION", "FUSIONS", "MAX_K", "MODES", "STAGES", "Plan", "describe_plan", "plan", "resolve_mode", "search",
+    "set_defaults",
 ]  # fmt: skip
 
 
@@ -160,6 +162,7 @@ def search(
     alpha: float | None = None,
     depth: int | None = None,
     vectors: np.ndarray | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[list[Hit]]:
     """Search ``collection`` for each query text; one list of hits per query.
 
@@ -170,26 +173,38 @@ def search(
     hybrid search, and ``highlights`` (query words in its text, when the text is read).
     ``vectors``: the queries already embedded with the collection's model (the service batches
     concurrent queries); ``depth``: candidates each side of a hybrid search gives (default
-    ``max(2k, 50)``).
+    ``max(2k, 50)``); ``timings``: a dict the seconds of each stage the search runs are added
+    to, by stage name (:data:`STAGES`: plan, embed, view, filter, dense, lexical, fuse, passages,
+    rows, annotate; see store/timings.py). Left None, no clock is read.
     """
+    clock = Stopwatch(timings)
     if not 1 <= k <= MAX_K:
         raise InvalidArgument(f"k must be between 1 and {MAX_K}")
     spec = parse_filter(where) if not isinstance(where, dict) else where  # fail on a bad filter before embedding
     mode, fusion, alpha, language = dataclasses.astuple(plan(collection, mode, fusion, alpha))
     stop = stop_word_list(language)
     queries = list(queries)
+    clock.lap("plan")
     if mode != "lexical" and vectors is None:
         if embedder is None:
             embedder = collection.load_embedder()
         else:
             collection.check_embedder(embedder)
         vectors = embedder.embed(queries)
+        clock.lap("embed")
     if mode == "dense":
-        results = collection.search_vectors(vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search, columns=columns)
-        return [_annotate(hits, terms(q, stop), "dense", columns) for q, hits in zip(queries, results, strict=True)]
+        results = collection.search_vectors(
+            vectors, k, where=spec, nprobe=nprobe, ef_search=ef_search, columns=columns, timings=timings
+        )
+        clock.skip()  # search_vectors counted its stages
+        out = [_annotate(hits, terms(q, stop), "dense", columns) for q, hits in zip(queries, results, strict=True)]
+        clock.lap("annotate")
+        return out
     n = k if mode == "lexical" else max(k, depth or max(2 * k, MIN_DEPTH))
     return collection.at_one_generation(
-        lambda: _search_words(collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns, stop)
+        lambda: _search_words(
+            collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns, stop, timings
+        )
     )
 
 
@@ -200,21 +215,25 @@ def terms(query: str, stop: frozenset[str]) -> list[str]:
 
 
 def _search_words(
-    collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns, stop
+    collection, queries, vectors, k, n, spec, mode, fusion, alpha, nprobe, ef_search, columns, stop, timings=None
 ) -> list[list[Hit]]:
     """Lexical and hybrid searches, once: raises StaleRead when a commit removed a ranked
     document before its row was read (the caller runs it again)."""
+    clock = Stopwatch(timings)
     selection = collection.selection(spec)
+    clock.lap("filter")
     if selection is not None and not selection.count:
         return [[] for _ in queries]
     selected = None if selection is None else selection.doc_ids
     dense = None
     if mode == "hybrid":
-        dense = collection.search_vectors(vectors, n, where=spec, nprobe=nprobe, ef_search=ef_search, columns=())
+        dense = collection.search_vectors(vectors, n, where=spec, nprobe=nprobe, ef_search=ef_search, columns=(), timings=timings)
+        clock.skip()  # search_vectors counted its stages
     out = []
     for i, q in enumerate(queries):
         words = terms(q, stop)
         lex_ids, lex_scores = lexical.search_selected(collection.store.engine, collection.id, words, n, selected)
+        clock.lap("lexical")
         if dense is None:
             ranked = [(int(r), float(s), None) for r, s in zip(lex_ids.tolist(), lex_scores.tolist(), strict=True)]
         else:
@@ -225,13 +244,17 @@ def _search_words(
                 (int(r), float(s), {"ranks": {"dense": int(dr) or None, "lexical": int(lr) or None}})
                 for r, s, dr, lr in zip(f.ids, f.scores, f.dense_rank, f.lexical_rank, strict=True)
             ]
+            clock.lap("fuse")
         rows = collection.fetch([r for r, _, _ in ranked], columns)
         if len(rows) != len({r for r, _, _ in ranked}):
             raise StaleRead  # a commit replaced or deleted a ranked document meanwhile
         hits = [Hit(rows[r][0], s, rows[r][1], rows[r][2], r, extra) for r, s, extra in ranked]
+        clock.lap("rows")
         if collection.chunking is not None:
             _add_passages(collection, hits, {h.row_id: h.extras for h in dense[i]} if dense is not None else {}, words)
+            clock.lap("passages")
         out.append(_annotate(hits, words, mode, columns))
+        clock.lap("annotate")
     return out
 
 

@@ -11,7 +11,7 @@ from embedsearch.cli.index import device_option
 from embedsearch.cli.output import echo_json, shorten, table
 from embedsearch.highlights import mark
 from embedsearch.queries import QUERY_FORMATS, read_queries
-from embedsearch.search import FUSIONS, MAX_K, MODES, plan
+from embedsearch.search import FUSIONS, MAX_K, MODES, STAGES, plan
 from embedsearch.search import search as run_search
 from embedsearch.store.filters import parse_filter
 
@@ -113,6 +113,8 @@ def _dig(meta: dict, dotted: str):
     help="The Ray cluster a sharded collection's shards run on (default: RAY_ADDRESS, a cluster running "
     "here, or a local one).",
 )
+@click.option("--timings", "show_timings", is_flag=True,
+              help="Print on stderr the milliseconds each stage of the search took (embed, filter, dense, rows...).")  # fmt: skip
 @device_option
 @click.pass_obj
 def search(
@@ -134,6 +136,7 @@ def search(
     model,
     ray_address,
     device,
+    show_timings,
 ):
     """Search collection NAME for QUERY.
 
@@ -158,6 +161,7 @@ def search(
       embedsearch search news "floods" --fields id,score,source
       embedsearch search news --queries questions.txt > results.jsonl
       embedsearch search news --queries questions.jsonl --queries-format jsonl
+      embedsearch search news "bushfire smoke" --timings
     """
     if (query is None) == (queries_file is None):
         raise click.UsageError("give either a QUERY or --queries FILE")
@@ -178,13 +182,16 @@ def search(
     mode = how.mode
     embedder = None if mode == "lexical" else coll.load_embedder(device=device, spec=model)
     how = {"mode": mode, "fusion": how.fusion, "alpha": how.alpha, "nprobe": nprobe, "ef_search": ef_search}
+    how["timings"] = {} if show_timings else None
     if queries is not None:
         results = run_search(coll, queries, k, where=spec, embedder=embedder, columns=_columns(field_list), **how)
+        _echo_timings(how["timings"])
         for q, hits in zip(queries, results, strict=True):
             click.echo(json.dumps({"query": q, "hits": [_project(h, field_list) for h in hits]}, ensure_ascii=False))
         return
     columns = _columns(field_list or (None if as_json or as_jsonl else ["score", "id", "text", "metadata"]))
     hits = run_search(coll, [query], k, where=spec, embedder=embedder, columns=columns, **how)[0]
+    _echo_timings(how["timings"])
     if as_json:
         echo_json([_project(h, field_list) for h in hits])
     elif as_jsonl:
@@ -207,6 +214,13 @@ def search(
             rows.append([rank] + [_cell(c, d.get(c)) for c in cols])
         flex = 1 + cols.index("text") if "text" in cols else None
         click.echo(table(rows, ["#"] + cols, flex=flex))
+
+
+def _echo_timings(timings: dict[str, float] | None) -> None:
+    """``--timings``: each stage's milliseconds, on stderr (stdout keeps only the hits)."""
+    if timings:
+        stages = ", ".join(f"{stage} {timings[stage] * 1000:.2f}" for stage in STAGES if stage in timings)
+        click.echo(f"stage ms: {stages}; total {sum(timings.values()) * 1000:.2f}", err=True)
 
 
 def _marked(text: str, spans: list[dict], passage_start: int | None = None) -> str:

@@ -112,10 +112,13 @@ def log_to_stderr() -> None:
     """The service's log (model loads, errors with their request ids) on stderr, with the time."""
     import logging
 
+    from embedsearch.service.middleware import RequestIdFilter
+
     logger = logging.getLogger("embedsearch")
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(RequestIdFilter())  # a line logged during a request ends with its request_id=
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 

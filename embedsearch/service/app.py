@@ -227,8 +227,9 @@ def create_app(
     @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
              "description": "The Prometheus text format."}, **errors()})  # fmt: skip
     def metrics(state: State) -> Response:
-        """Request counts by route and status, a latency histogram and query batching, in the
-        Prometheus text format."""
+        """Request counts by route and status, latency histograms (per request, and per stage of
+        a search), query batching, the process (memory, CPU, open files, threads) and each
+        collection's numbers, in the Prometheus text format."""
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/collections", response_model=None, responses={200: {"model": CollectionsResponse}, **errors()})
@@ -267,6 +268,7 @@ def create_app(
         if (body.query is None) == (body.vector is None):
             raise InvalidArgument("give exactly one of 'query' (text) or 'vector'")
         started = time.perf_counter()
+        timings: dict[str, float] = {}  # seconds by stage, for /metrics
         if body.vector is not None:
             raw = np.asarray([body.vector], dtype=np.float64)
             if raw.shape[1] != coll.dim:
@@ -281,7 +283,8 @@ def create_app(
             if body.mode not in (None, "dense"):
                 raise InvalidArgument("a 'vector' query can only be searched in dense mode")
             mode = plan(coll, "dense", body.fusion, body.alpha).mode
-            hits = coll.search_vectors(vec, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search)[0]
+            hits = coll.search_vectors(vec, body.k, where=body.where, nprobe=body.nprobe, ef_search=body.ef_search,
+                                       timings=timings)[0]  # fmt: skip
         else:
             if body.where is not None:
                 parse_filter(body.where)  # a bad filter fails before the model runs
@@ -289,9 +292,12 @@ def create_app(
             mode = how.mode
             vectors = None
             if mode != "lexical":  # embedded with the concurrent searches' queries (state.embed_queries)
+                embedding = time.perf_counter()
                 vectors = state.embed_queries(coll.load_embedder(device=state.device), [body.query])
-            hits = search(coll, [body.query], body.k, where=body.where, vectors=vectors, nprobe=body.nprobe,
+                timings["embed"] = time.perf_counter() - embedding
+            hits = search(coll, [body.query], body.k, where=body.where, vectors=vectors, nprobe=body.nprobe, timings=timings,
                           ef_search=body.ef_search, mode=mode, fusion=how.fusion, alpha=how.alpha)[0]  # fmt: skip
+        state.metrics.observe_stages(timings)
         check_response_size([hits])
         return {"collection": name, "k": body.k, "mode": mode, "took_ms": round((time.perf_counter() - started) * 1000, 2),
                 "hits": [h.to_dict() for h in hits]}  # fmt: skip
@@ -311,8 +317,10 @@ def create_app(
         how = plan(coll, body.mode, body.fusion, body.alpha)
         mode = how.mode
         embedder = None if mode == "lexical" else coll.load_embedder(device=state.device)
+        timings: dict[str, float] = {}  # seconds by stage, for /metrics
         results = search(coll, body.queries, body.k, where=body.where, embedder=embedder, mode=mode, fusion=how.fusion,
-                         alpha=how.alpha)  # fmt: skip
+                         alpha=how.alpha, timings=timings)  # fmt: skip
+        state.metrics.observe_stages(timings)
         check_response_size(results)
         pairs = zip(body.queries, results, strict=True)
         return {

@@ -1,12 +1,14 @@
-"""ASGI middleware and error plumbing: the Host check, request ids, the body limit, the 405
-Allow header, error responses (in OpenAI's shape on the OpenAI-compatible routes) and the
-response-size check."""
+"""ASGI middleware and error plumbing: the Host check, request ids (and the log filter that
+writes them in every log line of a request), the body limit, the 405 Allow header, error
+responses (in OpenAI's shape on the OpenAI-compatible routes) and the response-size check."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
+from contextvars import ContextVar
 
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -14,6 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedsearch.service.requests import MAX_BODY_BYTES, MAX_RESPONSE_TEXT
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: the id of the request this code runs for (None outside one): set by :class:`RequestId`, seen
+#: by the endpoint's thread (the thread pool runs it in a copy of the request's context)
+CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("embedsearch_request_id", default=None)
 
 
 class HTTPError(Exception):
@@ -103,7 +108,29 @@ class RequestId:
                 message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = CURRENT_REQUEST_ID.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            CURRENT_REQUEST_ID.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """A log filter for handlers: a record logged while a request is handled (by the service or
+    by the library under it: ``embedsearch.store``, ``embedsearch.embedders``...) gets the
+    request's id as ``record.request_id`` and ` request_id=ID` at the end of its message, unless
+    the message names it already; other records get ``record.request_id = None``. ``serve``
+    puts it on its log handler; an app served another way adds it to its own handlers
+    (``handler.addFilter(RequestIdFilter())``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = CURRENT_REQUEST_ID.get()
+        if getattr(record, "request_id", None) is None:
+            record.request_id = rid
+        if rid is not None and "request_id=" not in str(record.msg):
+            # the id holds no "%", so the message's own %-formatting is unchanged
+            record.msg = f"{record.msg} request_id={rid}"
+        return True
 
 
 def allowed_methods(app, path: str) -> list[str]:

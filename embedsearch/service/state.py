@@ -44,7 +44,7 @@ class ServiceState:
         self.preloader = Preloader(self)
         self.metrics = ServiceMetrics(batching=self.batch_queries, batchers=lambda: list(self._batchers.values()),
                                       loads=self.preloader.finished, ready=lambda: self.preloader.ready,
-                                      connections=self.connection_events)  # fmt: skip
+                                      connections=self.connection_events, collections=lambda: self.store.stats())  # fmt: skip
 
     @property
     def store(self):

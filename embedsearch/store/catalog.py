@@ -38,6 +38,7 @@ from embedsearch.store.metadata import (
 )
 from embedsearch.store.searcher import check_shards
 from embedsearch.store.specs import check_metric, validate_spec
+from embedsearch.store.stats import CollectionStats, collection_stats
 
 
 def _now() -> datetime:
@@ -174,6 +175,13 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(collections).order_by(collections.c.name)).mappings().all()
         return [public_row(r) for r in rows]
+
+    def stats(self) -> list[CollectionStats]:
+        """Each collection's documents, vectors, segments, tombstones, generation and bytes on
+        disk (store/stats.py): one SQL statement and a listing of each collection's directory,
+        no model loaded, none of the collections' locks taken, so a monitor may call it while
+        writers run."""
+        return collection_stats(self.engine, self.settings.collection_dir)
 
     @space.frees_space(lambda store: store.settings.data_dir)
     def drop(self, name: str) -> None:

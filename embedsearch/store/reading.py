@@ -25,6 +25,7 @@ from embedsearch.store.metadata import (
     documents,
 )
 from embedsearch.store.selection import Selection, filter_key
+from embedsearch.store.timings import Stopwatch
 from embedsearch.store.view import committed_generation
 
 SNAPSHOT_TRIES = 20  # optimistic reads before a read takes the write lock (see at_one_generation)
@@ -127,6 +128,7 @@ class CollectionReads:
         nprobe: int | None = None,
         ef_search: int | None = None,
         columns: Iterable[str] = hits.COLUMNS,
+        timings: dict[str, float] | None = None,
     ) -> list[list[Hit]]:
         """Nearest documents for each query vector, optionally restricted by a metadata filter.
 
@@ -135,6 +137,8 @@ class CollectionReads:
         them. ``columns`` (of "text", "metadata") are read for the hits; the others are None.
         The hits are the documents as of the generation whose vectors were searched (see
         :meth:`at_one_generation`), so the k guarantee holds while others commit.
+        ``timings``: a dict the seconds of each stage (view, filter, dense, passages, rows) are
+        added to (store/timings.py).
         """
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.dim:
@@ -143,7 +147,7 @@ class CollectionReads:
             raise InvalidArgument("k must be at least 1")
         if not np.isfinite(queries).all():
             raise DimensionMismatch("query vectors contain NaN or infinity")
-        return self.at_one_generation(lambda: self._search_once(queries, k, where, nprobe, ef_search, columns))
+        return self.at_one_generation(lambda: self._search_once(queries, k, where, nprobe, ef_search, columns, timings))
 
     def at_one_generation(self, read: Callable[[], Any]) -> Any:
         """Run ``read`` until it saw one generation throughout: it raises :class:`StaleRead` when
@@ -182,9 +186,12 @@ class CollectionReads:
 
         return generation, view.live(), local
 
-    def _search_once(self, queries, k, where, nprobe, ef_search, columns) -> list[list[Hit]]:
+    def _search_once(self, queries, k, where, nprobe, ef_search, columns, timings=None) -> list[list[Hit]]:
+        clock = Stopwatch(timings)
         generation, available, search = self._searcher()
+        clock.lap("view")
         selection = self.selection(where, generation)
+        clock.lap("filter")
         if selection is not None and selection.generation != generation:
             raise StaleRead  # the filter saw a later commit than the vectors
         if selection is not None and not selection.count:
@@ -197,8 +204,9 @@ class CollectionReads:
             return scores, ids
 
         if self.chunking is not None:
-            return self._search_passages(searcher, available, queries, k, selection, nprobe, ef_search, columns)
+            return self._search_passages(searcher, available, queries, k, selection, nprobe, ef_search, columns, clock)
         scores, ids = searcher(queries, k, selection=selection, nprobe=nprobe, ef_search=ef_search)
+        clock.lap("dense")
         wanted = np.unique(ids[ids >= 0])
         rows = self.fetch(wanted, columns)
         if len(rows) != len(wanted):
@@ -211,9 +219,12 @@ class CollectionReads:
                     ext, text, meta = rows[rid]
                     found.append(Hit(ext, score, text, meta, rid))
             results.append(found)
+        clock.lap("rows")
         return results
 
-    def _search_passages(self, searcher, available, queries, k, selection, nprobe, ef_search, columns) -> list[list[Hit]]:
+    def _search_passages(
+        self, searcher, available, queries, k, selection, nprobe, ef_search, columns, clock: Stopwatch
+    ) -> list[list[Hit]]:
         """Search passages; each query's first k distinct documents, each scored by its best
         passage. Passages are fetched 4k at a time, 4 times more while some query has fewer
         than k documents and more passages remain, so the k guarantee holds."""
@@ -221,11 +232,13 @@ class CollectionReads:
         depth = max(1, min(max(4 * k, 16), available))
         while True:
             scores, ids = searcher(queries, depth, selection=selection, nprobe=nprobe, ef_search=ef_search)
+            clock.lap("dense")
             wanted = np.unique(ids[ids >= 0])
             where = passage_rows.lookup(self.store.engine, self.store.dialect, self.id, wanted)
             if len(where) != len(wanted):
                 raise StaleRead
             grouped = passage_rows.best_per_document(scores, ids, where, k)
+            clock.lap("passages")
             if depth >= available or all(len(g) >= k for g in grouped):
                 break
             depth = min(depth * 4, available)
@@ -241,4 +254,5 @@ class CollectionReads:
                 extras = {"passage": None if row[1] is None else row[1][a:b], "start": a, "end": b}
                 hits_.append(Hit(row[0], score, row[1], row[2], doc, extras))
             results.append(hits_)
+        clock.lap("rows")
         return results
