@@ -232,7 +232,7 @@ def create_app(
         from embedsearch.models import list_models as model_dirs
 
         used = sorted({c["model"] for c in state.store.list()})
-        available = [{**m, "name": Path(m["path"]).name} for m in model_dirs(state.models_dir)]
+        available = [{**m, "name": Path(m["path"]).name} for m in model_dirs(state.models_dir, confined=True)]
         return {"builtin": [{"name": k, "description": v} for k, v in BUILTIN_MODELS.items()], "in_use": used,
                 "models_dir": str(state.models_dir), "available": available}  # fmt: skip
 
@@ -276,7 +276,7 @@ def create_app(
             mode = how.mode
             vectors = None
             if mode != "lexical":  # embedded with the concurrent searches' queries (state.embed_queries)
-                vectors = state.embed_queries(coll.load_embedder(device=state.device), [body.query])
+                vectors = state.embed_queries(state.embedder(coll), [body.query])
             hits = search(coll, [body.query], body.k, where=body.where, vectors=vectors, nprobe=body.nprobe,
                           ef_search=body.ef_search, mode=mode, fusion=how.fusion, alpha=how.alpha)[0]  # fmt: skip
         check_response_size([hits])
@@ -297,7 +297,7 @@ def create_app(
         coll = state.collection(name)
         how = plan(coll, body.mode, body.fusion, body.alpha)
         mode = how.mode
-        embedder = None if mode == "lexical" else coll.load_embedder(device=state.device)
+        embedder = None if mode == "lexical" else state.embedder(coll)
         results = search(coll, body.queries, body.k, where=body.where, embedder=embedder, mode=mode, fusion=how.fusion,
                          alpha=how.alpha)  # fmt: skip
         check_response_size(results)
@@ -314,7 +314,7 @@ def create_app(
         from embedsearch.corpus import Document
 
         coll = state.collection(name)
-        embedder = coll.load_embedder(device=state.device)
+        embedder = state.embedder(coll)
         docs = [Document(d.id, d.text, d.metadata) for d in body.documents]
         result = coll.add_documents(docs, embedder)
         return {"collection": name, **result.to_dict()}

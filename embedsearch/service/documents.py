@@ -133,12 +133,13 @@ def create_collection(name: CollectionName, body: CreateRequest, state: Writer) 
     from embedsearch.store.documents_api import create_collection
 
     options = {"pooling": body.pooling, "oov": body.oov}
+    spec = _model_spec(state, body.model)
     try:
-        coll = create_collection(state.store, name, _model_spec(state, body.model), body.index, body.metric,
+        coll = create_collection(state.store, name, spec, body.index, body.metric,
                                  options=options, device=state.device, index_fields=body.index_fields,
                                  lexical=body.lexical, chunk_tokens=body.chunk_tokens,
                                  chunk_overlap=body.chunk_overlap, chunking=body.chunking,
-                                 shards=body.shards)  # fmt: skip
+                                 shards=body.shards, root=state.confinement(spec))  # fmt: skip
     except UnknownModel as exc:  # a model the body names: the body is wrong, not the URL
         raise HTTPError(422, "unknown_model", str(exc)) from None
     return coll.info()
