@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedsearch import __version__
 from embedsearch.config import Settings
 from embedsearch.errors import EmbedsearchError, insufficient_storage
+from embedsearch.service.constraints import install_filter_schema
 from embedsearch.service.docs import install_docs
 from embedsearch.service.metrics import CONTENT_TYPE
 from embedsearch.service.middleware import (
@@ -114,6 +115,7 @@ def create_app(
         redoc_url=None,  # ReDoc has no packaged copy: /docs only
     )
     install_docs(app)
+    install_filter_schema(app)
 
     app.add_middleware(BodyLimit)
 

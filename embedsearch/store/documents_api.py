@@ -28,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ MAX_LIMIT = 1000
 MAX_IDS = 1000  # ids per get_documents call
 MAX_CURSOR_CHARS = 512
 _CURSOR_VERSION = 1
+_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")  # URL-safe base64 without padding, as encode_cursor writes it
 _IN_CHUNK = 500
 
 
@@ -112,7 +114,7 @@ def encode_cursor(coll, where: dict | None, after_row_id: int) -> str:
 def decode_cursor(coll, where: dict | None, cursor: str) -> int:
     """The last row id a cursor's page returned; :class:`InvalidCursor` when the cursor is not
     one of ours, or belongs to another collection or another filter."""
-    if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR_CHARS:
+    if not isinstance(cursor, str) or not _CURSOR_RE.fullmatch(cursor) or len(cursor) > MAX_CURSOR_CHARS:
         raise InvalidCursor("invalid cursor: pass the next_cursor of a previous page unchanged")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
