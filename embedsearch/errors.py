@@ -163,6 +163,13 @@ class BrokenModel(ModelFormatError):
     code = "broken_model"
 
 
+class ModelOutsideModelsDir(BrokenModel):
+    """A model under the service's models directory with a file (or a module directory, or a
+    configuration entry) that leads outside it: it is not loaded."""
+
+    code = "model_outside_models_dir"
+
+
 class ClusterUnavailable(EmbedsearchError):
     """Ray is not installed, cannot be reached, or a sharded collection's shard did not answer in
     time (a search never returns a subset of the shards' results)."""

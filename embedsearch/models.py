@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from embedsearch.embedders.base import Embedder
-from embedsearch.errors import ModelFormatError, OutputExists, UnknownModel
+from embedsearch.errors import EmbedsearchError, ModelFormatError, ModelOutsideModelsDir, OutputExists, UnknownModel
 from embedsearch.files import atomic_temp, atomic_temp_dir, fsync_path
 from embedsearch.wordvectors import FastTextVectors, WordVectors, load_fasttext_bin
 
@@ -175,9 +175,14 @@ def load_npy(path: Path) -> np.ndarray:
         raise ModelFormatError(f"{path}: unreadable ({exc})") from None
 
 
-def load_word_vectors(path: Path, manifest: dict[str, Any] | None = None) -> WordVectors:
-    """Load a word model directory (``word-vectors`` or ``fasttext`` kind)."""
+def load_word_vectors(path: Path, manifest: dict[str, Any] | None = None, *, root: Path | None = None) -> WordVectors:
+    """Load a word model directory (``word-vectors`` or ``fasttext`` kind). With ``root`` (the
+    service's models directory) every file it would load must lie inside it (:func:`confine_model_dir`)."""
     path = Path(path)
+    if root is not None:
+        from embedsearch.model_files import confine_model_dir
+
+        confine_model_dir(path, root)
     manifest = manifest or read_manifest(path)
     kind = manifest["kind"]
     if kind == "fasttext":
@@ -370,15 +375,26 @@ def load_model_embedder(
     raise UnknownModel(f"{path}: model kind {kind!r} is not supported by this version of embedsearch")
 
 
-def list_models(root: Path) -> list[dict[str, Any]]:
-    """Model directories directly under ``root`` (those with a readable manifest)."""
+def list_models(root: Path, *, confined: bool = False) -> list[dict[str, Any]]:
+    """Model directories directly under ``root`` (those with a readable manifest). ``confined``
+    (the service): only those with every file inside ``root`` (:func:`confine_model_dir`)."""
+    from embedsearch.model_files import confine_model_dir
+
     out = []
     for p in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
-        if p.is_dir() and (p / MANIFEST).exists():
+        if not (p.is_dir() and (p / MANIFEST).exists()):
+            continue
+        if confined:
             try:
-                m = read_manifest(p)
-            except UnknownModel:
+                confine_model_dir(p, root)
+            except ModelOutsideModelsDir:
                 continue
-            out.append({"path": str(p), "kind": m["kind"], "algorithm": m.get("algorithm"), "dim": m.get("dim"),
-                        "vocab_size": m.get("vocab_size"), "created_at": m.get("created_at")})  # fmt: skip
+            except EmbedsearchError:
+                pass  # broken, not outside: listed, and loading it says what is wrong
+        try:
+            m = read_manifest(p)
+        except UnknownModel:
+            continue
+        out.append({"path": str(p), "kind": m["kind"], "algorithm": m.get("algorithm"), "dim": m.get("dim"),
+                    "vocab_size": m.get("vocab_size"), "created_at": m.get("created_at")})  # fmt: skip
     return out

@@ -61,6 +61,15 @@ def _scalar(r: random.Random):
     return r.choice(SCALARS)
 
 
+#: a filter's numbers lie within 64-bit integers (1e20 is an integer to JSON, and to the OpenAPI
+#: document's filter schema); documents keep 1e20, which comparisons with these still cross
+FILTER_NUMBERS = [x for x in NUMBERS if -(2**63) <= x < 2**63]
+
+
+def _filter_scalar(r: random.Random):
+    return r.choice(FILTER_NUMBERS + STRINGS + [True, False, None])
+
+
 def _value(r: random.Random, depth: int = 0):
     roll = r.random()
     if depth < 2 and roll < 0.25:
@@ -84,17 +93,17 @@ def _leaf(r: random.Random) -> tuple[str, object]:
     op = r.choice(["eq", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not", "$all",
                    "$size", "$elemMatch", "null", "array"])
     if op == "eq":
-        return path, _scalar(r)
+        return path, _filter_scalar(r)
     if op == "null":
-        return path, r.choice([None, {"$eq": None}, {"$ne": None}, {"$in": [None, r.choice(NUMBERS)]}, {"$nin": [None]}])
+        return path, r.choice([None, {"$eq": None}, {"$ne": None}, {"$in": [None, r.choice(FILTER_NUMBERS)]}, {"$nin": [None]}])
     if op == "array":
-        return path, [_scalar(r) for _ in range(r.randint(0, 2))]
+        return path, [_filter_scalar(r) for _ in range(r.randint(0, 2))]
     if op in ("$eq", "$ne"):
-        return path, {op: _scalar(r) if r.random() < 0.8 else [_scalar(r)]}
+        return path, {op: _filter_scalar(r) if r.random() < 0.8 else [_filter_scalar(r)]}
     if op in ("$gt", "$gte", "$lt", "$lte"):
-        return path, {op: _scalar(r)}
+        return path, {op: _filter_scalar(r)}
     if op in ("$in", "$nin", "$all"):
-        return path, {op: [_scalar(r) for _ in range(r.randint(0 if op == "$all" else 1, 4))]}
+        return path, {op: [_filter_scalar(r) for _ in range(r.randint(0 if op == "$all" else 1, 4))]}
     if op == "$exists":
         return path, {op: r.choice([True, False])}
     if op == "$not":
@@ -104,8 +113,10 @@ def _leaf(r: random.Random) -> tuple[str, object]:
         return path, {op: r.randint(0, 3)}
     # $elemMatch: operators on each element, or a (positive) filter on elements that are objects
     if r.random() < 0.5:
-        return path, {op: {"$gte": r.choice(NUMBERS), "$lt": r.choice(NUMBERS)} if r.random() < 0.5 else {"$eq": _scalar(r)}}
-    return path, {op: {r.choice(["k", "m"]): _scalar(r)}}
+        if r.random() < 0.5:
+            return path, {op: {"$gte": r.choice(FILTER_NUMBERS), "$lt": r.choice(FILTER_NUMBERS)}}
+        return path, {op: {"$eq": _filter_scalar(r)}}
+    return path, {op: {r.choice(["k", "m"]): _filter_scalar(r)}}
 
 
 def make_filter(r: random.Random, depth: int = 0) -> dict:

@@ -139,6 +139,7 @@ def test_readme_lists_every_limit_with_its_value():
     expected["query words a lexical search uses"] = f"the first {lexical.MAX_TERMS} distinct (the rest are ignored, not refused)"
     for name, value in expected.items():
         assert rows.get(name) == value, (name, rows.get(name), value)
+    assert filters.INT64 == 2**63 and rows["numbers in a filter"].startswith("-2^63 to 2^63-1 (64-bit integers")
     assert "{0,63}" in _NAME_RE.pattern and rows["collection name"].startswith("1–64 characters")
     assert "{0,127}" in MODEL_NAME and rows["model name under `--models-dir`"].startswith("1–128 characters")
     assert rows["idle HTTP connection"].startswith("`--keep-alive` seconds: 5 (1–3,600)")

@@ -277,7 +277,8 @@ def test_auto_chooses_by_size():
         assert 39 * nlist <= n
 
 
-@pytest.mark.parametrize("spec", ["IVF", "HNSW", "PQ8", "IVF16,PQ7", "IVF0,Flat", "HNSW2", "IVF16,Flat,Refine", "Flat,Refine"])
+@pytest.mark.parametrize("spec", ["IVF", "HNSW", "PQ8", "IVF16,PQ7", "IVF0,Flat", "HNSW2", "IVF16,Flat,Refine", "Flat,Refine",
+                                  " Flat", "auto ", "HNSW\u0663\u0662"])  # fmt: skip  # spaces, Arabic-Indic digits
 def test_bad_specs_are_rejected_with_the_valid_forms(spec):
     with pytest.raises(InvalidIndexSpec):
         validate_spec(spec, DIM)

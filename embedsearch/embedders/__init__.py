@@ -76,6 +76,7 @@ def load_embedder(
     cache: bool = True,
     options: dict[str, Any] | None = None,
     models_dir: Path | None = None,
+    root: Path | None = None,
 ) -> Embedder:
     """Load an embedder from a built-in name (``minilm``, ``minilm-int8``...) or a model directory.
 
@@ -85,13 +86,15 @@ def load_embedder(
     sentence models (``backend``: torch, onnx or int8; ONNX builds are cached in
     ``models_dir``, by default :func:`models_dir`). Loaded models are cached per process, so
     a service or a batch of queries loads each model once; threads that ask for a model while
-    it loads wait for that one load (:func:`load_counts` counts the loads).
+    it loads wait for that one load (:func:`load_counts` counts the loads). With ``root`` (the
+    service's ``--models-dir``) a model directory loads only when every file it would load lies
+    inside ``root`` (:func:`embedsearch.model_files.confine_model_dir`; built-in models are exempt).
     """
     spec, options = canonical_spec(spec, options)
     cache_dir = Path(models_dir) if models_dir is not None else None
     if not cache:
-        return _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
-    key = (spec, device, batch_size, tuple(sorted(options.items())), cache_dir)
+        return _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir, root=root)
+    key = (spec, device, batch_size, tuple(sorted(options.items())), cache_dir, root)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -101,7 +104,7 @@ def load_embedder(
             if key in _CACHE:
                 return _CACHE[key]
         started = time.perf_counter()
-        embedder = _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir)
+        embedder = _load(spec, device=device, batch_size=batch_size, options=options, cache_dir=cache_dir, root=root)
         log.info("loaded model %s in %.1f s", spec, time.perf_counter() - started)  # serve logs it (the first query's wait)
         with _CACHE_LOCK:
             _CACHE[key] = embedder
@@ -137,10 +140,11 @@ def canonical_spec(spec: str, options: dict[str, Any] | None) -> tuple[str, dict
     return spec, options
 
 
-def check_model(spec: str, options: dict[str, Any] | None = None) -> str:
+def check_model(spec: str, options: dict[str, Any] | None = None, root: Path | None = None) -> str:
     """Refuse, without loading anything, a model that :func:`load_embedder` would refuse: an
     unknown name, a missing path, a directory of neither kind, an unreadable manifest, a
-    sentence-transformers directory with broken files, options the model does not take. Returns
+    sentence-transformers directory with broken files, options the model does not take, and
+    with ``root`` a file that leads outside it (checked before any file is read). Returns
     what ``spec`` names: ``builtin``, ``manifest`` (a directory of ours) or ``sentence``. Commands
     call it for every model before loading the first (a model takes seconds to load)."""
     from embedsearch.embedders.sentence import check_sentence_dir, is_sentence_transformers_dir
@@ -151,6 +155,10 @@ def check_model(spec: str, options: dict[str, Any] | None = None) -> str:
             raise UnknownModel(f"{spec}: --pooling/--oov apply to word-vector models only")
         return "builtin"
     path = Path(spec).expanduser()
+    if root is not None:
+        from embedsearch.model_files import confine_model_dir
+
+        confine_model_dir(path, root)
     if path.is_dir():
         if (path / "manifest.json").exists():
             from embedsearch.models import read_manifest
@@ -170,10 +178,11 @@ def check_model(spec: str, options: dict[str, Any] | None = None) -> str:
     raise UnknownModel(f"unknown model {spec!r}: not a built-in ({', '.join(BUILTIN_MODELS)}) and no such directory")
 
 
-def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, Any], cache_dir: Path | None) -> Embedder:
+def _load(spec: str, *, device: str | None, batch_size: int, options: dict[str, Any], cache_dir: Path | None,
+          root: Path | None = None) -> Embedder:  # fmt: skip
     from embedsearch.embedders.sentence import SentenceEmbedder, bundled_minilm_path
 
-    kind = check_model(spec, options)
+    kind = check_model(spec, options, root)
     if spec == "hashing":
         from embedsearch.embedders.hashing import HashingEmbedder
 

@@ -118,15 +118,15 @@ def _modules(path: Path) -> list[tuple[Path, str]]:
     modules = _read_json(path / "modules.json", list)
     if not modules:
         raise BrokenModel(f"{path / 'modules.json'}: lists no modules")
-    root = path.resolve()
     out = []
     for m in modules:
         if not isinstance(m, dict) or not isinstance(m.get("path", ""), str) or not isinstance(m.get("type"), str):
             raise BrokenModel(f"{path / 'modules.json'}: each module needs a 'type' and a 'path' (strings); got {m!r}")
-        where = (path / m.get("path", "")).resolve()
-        if where != root and root not in where.parents:
-            raise BrokenModel(f"{path / 'modules.json'}: module path {m.get('path')!r} leads out of the model directory")
-        out.append((where, m["type"].rsplit(".", 1)[-1]))
+        relative = m.get("path", "")
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            # a module directory itself may be a link (the service's --models-dir confines links: model_files.py)
+            raise BrokenModel(f"{path / 'modules.json'}: module path {relative!r} leads out of the model directory")
+        out.append(((path / relative).resolve(), m["type"].rsplit(".", 1)[-1]))
     return out
 
 

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedsearch import __version__
 from embedsearch.config import Settings
 from embedsearch.errors import EmbedsearchError, insufficient_storage
+from embedsearch.service.constraints import install_filter_schema
 from embedsearch.service.docs import install_docs
 from embedsearch.service.metrics import CONTENT_TYPE
 from embedsearch.service.middleware import (
@@ -117,6 +118,7 @@ def create_app(
         redoc_url=None,  # ReDoc has no packaged copy: /docs only
     )
     install_docs(app)
+    install_filter_schema(app)
 
     app.add_middleware(BodyLimit)
 
@@ -246,7 +248,7 @@ def create_app(
         from embedsearch.models import list_models as model_dirs
 
         used = sorted({c["model"] for c in state.store.list()})
-        available = [{**m, "name": Path(m["path"]).name} for m in model_dirs(state.models_dir)]
+        available = [{**m, "name": Path(m["path"]).name} for m in model_dirs(state.models_dir, confined=True)]
         return {"builtin": [{"name": k, "description": v} for k, v in BUILTIN_MODELS.items()], "in_use": used,
                 "models_dir": str(state.models_dir), "available": available}  # fmt: skip
 
@@ -293,7 +295,7 @@ def create_app(
             vectors = None
             if mode != "lexical":  # embedded with the concurrent searches' queries (state.embed_queries)
                 embedding = time.perf_counter()
-                vectors = state.embed_queries(coll.load_embedder(device=state.device), [body.query])
+                vectors = state.embed_queries(state.embedder(coll), [body.query])
                 timings["embed"] = time.perf_counter() - embedding
             hits = search(coll, [body.query], body.k, where=body.where, vectors=vectors, nprobe=body.nprobe, timings=timings,
                           ef_search=body.ef_search, mode=mode, fusion=how.fusion, alpha=how.alpha)[0]  # fmt: skip
@@ -316,7 +318,7 @@ def create_app(
         coll = state.collection(name)
         how = plan(coll, body.mode, body.fusion, body.alpha)
         mode = how.mode
-        embedder = None if mode == "lexical" else coll.load_embedder(device=state.device)
+        embedder = None if mode == "lexical" else state.embedder(coll)
         timings: dict[str, float] = {}  # seconds by stage, for /metrics
         results = search(coll, body.queries, body.k, where=body.where, embedder=embedder, mode=mode, fusion=how.fusion,
                          alpha=how.alpha, timings=timings)  # fmt: skip
@@ -335,7 +337,7 @@ def create_app(
         from embedsearch.corpus import Document
 
         coll = state.collection(name)
-        embedder = coll.load_embedder(device=state.device)
+        embedder = state.embedder(coll)
         docs = [Document(d.id, d.text, d.metadata) for d in body.documents]
         result = coll.add_documents(docs, embedder)
         return {"collection": name, **result.to_dict()}

@@ -8,13 +8,17 @@ cursor or model, 401/403 key).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from embedsearch.passages import MIN_TOKENS
+from embedsearch.service.constraints import CURSOR, INDEX_FIELD, INDEX_SPEC
 from embedsearch.service.middleware import HTTPError
+from embedsearch.service.requests import WHERE_HELP, Where
 from embedsearch.service.schemas import (
+    MODEL_NAME_SCHEMA,
     READ,
     STRICT,
     WRITE,
@@ -28,13 +32,23 @@ from embedsearch.service.schemas import (
     JsonInt,
     PageResponse,
     errors,
+    json_int,
 )
 from embedsearch.service.state import State, Writer
 from embedsearch.store.documents_api import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_IDS, MAX_LIMIT
 
 router = APIRouter()
 
-_WHERE = Field(None, description='Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}; all documents when null.')
+_WHERE = Field(None, description=WHERE_HELP + " All documents when null.")
+#: a payload-index field (checked by payload.validate_field: 422 invalid_argument)
+IndexField = Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 256, "pattern": INDEX_FIELD})]
+#: passage settings: none of them with "chunking": false
+NO_CHUNK_SETTINGS_WITHOUT_CHUNKING = {
+    "anyOf": [
+        {"properties": {"chunking": {"enum": [True, None]}}},
+        {"properties": {"chunk_tokens": {"type": "null"}, "chunk_overlap": {"type": "null"}}},
+    ]
+}
 
 
 class GetRequest(BaseModel):
@@ -44,54 +58,75 @@ class GetRequest(BaseModel):
 
 
 class ListRequest(BaseModel):
-    where: dict[str, Any] | None = _WHERE
+    where: Where = _WHERE
     limit: JsonInt = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Documents per page.")
-    cursor: str | None = Field(
-        None, max_length=MAX_CURSOR_CHARS, description="The next_cursor of the previous page; null for the first."
+    cursor: Annotated[str, Field(max_length=MAX_CURSOR_CHARS, json_schema_extra={"pattern": CURSOR})] | None = Field(
+        None,  # the pattern is checked by decode_cursor: 422 invalid_cursor
+        description="The next_cursor of the previous page, unchanged; null (or empty) for the first. A cursor is the "
+        "server's token for this collection and filter: one it did not hand out for them is a 422 invalid_cursor.",
     )
 
     model_config = {**STRICT, "json_schema_extra": {"examples": [{"where": {"source": "lee"}, "limit": 100, "cursor": None}]}}
 
 
 class CountRequest(BaseModel):
-    where: dict[str, Any] | None = _WHERE
+    where: Where = _WHERE
 
     model_config = {**STRICT, "json_schema_extra": {"examples": [{"where": {"year": {"$gte": 2001}}}]}}
 
 
 class CreateRequest(BaseModel):
+    """What depends on the model, which no schema of this request can state (422 beyond): the model
+    must exist; PQ{m} needs an m that divides the model's dimension; passages need a model with a
+    tokenizer, at most its window of tokens each (default: the window, for models that have one);
+    and chunk_overlap is at most half of chunk_tokens (a comparison of two fields)."""
+
     model: str = Field(
         "minilm",
         min_length=1,
-        max_length=200,
-        description="A built-in model (minilm, hashing) or the name of a model directory under --models-dir.",
+        max_length=128,
+        json_schema_extra=MODEL_NAME_SCHEMA,
+        description="A built-in model (minilm, hashing) or the name of a model directory under --models-dir "
+        "(422 unknown_model when there is none).",
     )
-    index: str = Field("auto", min_length=1, max_length=64, description="FAISS index spec: auto, Flat, HNSW32, IVF256,SQ8 ...")
+    index: str = Field(
+        "auto",
+        min_length=1,
+        max_length=64,
+        json_schema_extra={"pattern": INDEX_SPEC},  # checked by validate_spec: 422 invalid_index_spec
+        description="FAISS index spec, any letter case: auto, Flat, HNSW{M: 4-256}, SQ8, IVF{nlist: 1-1048576} alone or "
+        "with ,Flat / ,SQ8 / ,PQ{m}, the last two optionally with ,Refine (re-ranked from stored full vectors).",
+    )
     metric: Literal["cosine", "ip"] = "cosine"
     pooling: Literal["mean", "sif"] | None = Field(None, description="Word-vector models: how word vectors are pooled.")
     oov: Literal["skip", "subword"] | None = Field(None, description="Word-vector models: what unknown words become.")
-    index_fields: list[str] = Field(
+    index_fields: list[IndexField] = Field(
         default_factory=list,
         max_length=32,
-        description="Metadata fields to build payload indexes on (filters on them read an index, not every document).",
+        description="Metadata fields to build payload indexes on (filters on them read an index, not every document): "
+        "dotted paths of 1-8 segments, none of them empty, starting with '$', all digits (an array position) or "
+        "holding control characters.",
     )
     lexical: bool = Field(True, description="Build a lexical (full-text) index, for search modes lexical and hybrid.")
-    chunk_tokens: int | None = Field(
+    chunk_tokens: json_int(MIN_TOKENS, 1_000_000) | None = Field(
         None,
-        ge=1,
-        le=1_000_000,
         description="Split documents into passages of at most this many tokens of the model's tokenizer, one vector "
         "each (16 to the model's window). Default: the model's window for sentence models, none for others.",
     )
-    chunk_overlap: int | None = Field(None, ge=0, le=500_000, description="Tokens consecutive passages share (default 0).")
-    shards: int = Field(1, ge=1, le=256, description="Ray actors the collection's search fans out to (needs the ray extra).")
+    chunk_overlap: json_int(0, 500_000) | None = Field(
+        None, description="Tokens consecutive passages share, at most half of chunk_tokens (default 0)."
+    )
+    shards: JsonInt = Field(1, ge=1, le=256, description="Ray actors the collection's search fans out to (needs the ray extra).")
     chunking: bool | None = Field(
         None,
         description="false: one vector per document (text past the model's window is cut off). "
         "Default: as chunk_tokens says.",
     )
 
-    model_config = {**STRICT, "json_schema_extra": {"examples": [{"model": "minilm", "index": "auto"}]}}
+    model_config = {
+        **STRICT,
+        "json_schema_extra": {**NO_CHUNK_SETTINGS_WITHOUT_CHUNKING, "examples": [{"model": "minilm", "index": "auto"}]},
+    }
 
 
 @router.get("/collections/{name}/documents/{doc_id:path}", response_model=None,
@@ -133,12 +168,13 @@ def create_collection(name: CollectionName, body: CreateRequest, state: Writer) 
     from embedsearch.store.documents_api import create_collection
 
     options = {"pooling": body.pooling, "oov": body.oov}
+    spec = _model_spec(state, body.model)
     try:
-        coll = create_collection(state.store, name, _model_spec(state, body.model), body.index, body.metric,
+        coll = create_collection(state.store, name, spec, body.index, body.metric,
                                  options=options, device=state.device, index_fields=body.index_fields,
                                  lexical=body.lexical, chunk_tokens=body.chunk_tokens,
                                  chunk_overlap=body.chunk_overlap, chunking=body.chunking,
-                                 shards=body.shards)  # fmt: skip
+                                 shards=body.shards, root=state.confinement(spec))  # fmt: skip
     except UnknownModel as exc:  # a model the body names: the body is wrong, not the URL
         raise HTTPError(422, "unknown_model", str(exc)) from None
     return coll.info()

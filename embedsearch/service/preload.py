@@ -99,7 +99,7 @@ class Preloader:
             load.state = "loading"
         started = time.perf_counter()
         try:
-            self.service.collection(load.collection).load_embedder(device=self.service.device)
+            self.service.embedder(self.service.collection(load.collection))
             state, error = "loaded", None
         except CollectionNotFound:
             state, error = "dropped", None

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
+from embedsearch.service.constraints import WHERE_SCHEMA
 from embedsearch.service.schemas import (
+    MODEL_NAME_SCHEMA,
     STRICT,
     JsonInt,
     json_int,
@@ -27,6 +29,7 @@ MAX_WORD_CHARS = 200
 MAX_PROBE = 65536  # nprobe and ef_search
 MAX_EMBED_DIMENSIONS = 65536  # the schema's bound on /v1/embeddings' `dimensions` (only the model's own is served)
 MAX_EMBED_INPUTS = 2048  # texts per /v1/embeddings request (OpenAI's own limit); each up to MAX_TEXT_CHARS
+FLOAT32_MAX = 3.4028234663852886e38  # a query vector's values are float32
 
 
 # --- request and response models ---------------------------------------------------------------
@@ -44,15 +47,43 @@ FUSION_HELP = (
 )
 ALPHA_HELP = (
     "With fusion 'relative' or 'weighted': the dense side's weight, 0 to 1 (default: the collection's, else 0.85 "
-    "relative, 0.5 weighted)."
+    "relative, 0.5 weighted). Not with fusion 'rrf' (given here, or the collection's when none is given: 422)."
 )
+WHERE_HELP = 'Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}; null: no filter.'
+#: a filter field: the grammar in the document's components (service/constraints.py)
+Where = Annotated[dict[str, Any] | None, WithJsonSchema(WHERE_SCHEMA)]
+#: alpha weighs the two sides of relative and weighted fusion; rrf has no weight
+ALPHA_NOT_WITH_RRF = {
+    "anyOf": [
+        {"properties": {"fusion": {"enum": ["relative", "weighted", None]}}},
+        {"properties": {"alpha": {"type": "null"}}},
+    ]
+}
+#: exactly one of query (text, any mode) and vector (dense mode only)
+QUERY_XOR_VECTOR = {
+    "oneOf": [
+        {"required": ["query"], "properties": {"query": {"type": "string"}, "vector": {"type": "null"}}},
+        {
+            "required": ["vector"],
+            "properties": {"vector": {"type": "array"}, "query": {"type": "null"}, "mode": {"enum": ["dense", None]}},
+        },
+    ]
+}
 
 
 class SearchRequest(BaseModel):
+    """Exactly one of ``query`` and ``vector``; ``alpha`` only with relative or weighted fusion.
+    What no schema of this request can state, since it is the collection's: the vector's length
+    is the collection's dimension (GET /collections/{name}: ``dim``; 422 dimension_mismatch),
+    modes lexical and hybrid need its lexical index, and an ``alpha`` without ``fusion`` needs a
+    collection whose own fusion is not rrf (422 invalid_argument)."""
+
     query: str | None = Field(None, min_length=1, max_length=MAX_QUERY_CHARS, description="Text to embed and search for.")
-    vector: list[float] | None = Field(None, description="A raw query vector of the collection's dimension, instead of text.")
+    vector: list[Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]] | None = Field(
+        None, min_length=1, description="A raw query vector of the collection's dimension, instead of text (dense mode only)."
+    )
     k: JsonInt = Field(10, ge=1, le=MAX_K)
-    where: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"source": "lee", "year": {"$gte": 2000}}.')
+    where: Where = Field(None, description=WHERE_HELP)
     nprobe: json_int(1, MAX_PROBE) | None = Field(None, description="IVF lists to visit (more: better recall, slower).")
     ef_search: json_int(1, MAX_PROBE) | None = Field(None, description="HNSW candidate list size (more: better recall, slower).")
     mode: SearchMode | None = Field(None, description=MODE_HELP)
@@ -62,25 +93,32 @@ class SearchRequest(BaseModel):
     model_config = {
         **STRICT,
         "json_schema_extra": {
+            "allOf": [QUERY_XOR_VECTOR, ALPHA_NOT_WITH_RRF],
             "examples": [
                 {"query": "interest rates", "k": 5, "where": {"source": "lee"}},
                 {"query": "error E1234", "k": 5, "mode": "hybrid", "fusion": "weighted", "alpha": 0.7},
-            ]
+            ],
         },
     }
 
 
 class BatchSearchRequest(BaseModel):
+    """As a search, for up to 256 texts. ``len(queries) x k`` is at most 20,000: a product of two
+    fields, which JSON Schema cannot state (422 invalid_argument beyond)."""
+
     queries: list[Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]] = Field(
-        ..., min_length=1, max_length=MAX_BATCH
+        ..., min_length=1, max_length=MAX_BATCH, description=f"Query texts; len(queries) x k is at most {MAX_HITS}."
     )
-    k: JsonInt = Field(10, ge=1, le=MAX_K, description=f"Hits per query; queries x k is at most {MAX_HITS}.")
-    where: dict[str, Any] | None = None
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description=f"Hits per query; len(queries) x k is at most {MAX_HITS}.")
+    where: Where = Field(None, description=WHERE_HELP)
     mode: SearchMode | None = Field(None, description=MODE_HELP)
     fusion: Literal["relative", "rrf", "weighted"] | None = Field(None, description=FUSION_HELP)
     alpha: Annotated[float, Field(ge=0, le=1)] | None = Field(None, description=ALPHA_HELP)
 
-    model_config = {**STRICT, "json_schema_extra": {"examples": [{"queries": ["bushfires", "cricket"], "k": 3}]}}
+    model_config = {
+        **STRICT,
+        "json_schema_extra": {**ALPHA_NOT_WITH_RRF, "examples": [{"queries": ["bushfires", "cricket"], "k": 3}]},
+    }
 
 
 class DocumentIn(BaseModel):
@@ -103,7 +141,12 @@ class DocumentsRequest(BaseModel):
 
 
 class SimilarRequest(BaseModel):
-    model: str = Field(..., description="Name of a word-vector model directory under the service's models directory.")
+    model: str = Field(
+        ...,
+        json_schema_extra=MODEL_NAME_SCHEMA,
+        description="Name of a word-vector model directory under the service's models directory (400 invalid_name "
+        "outside the pattern, 404 when there is none).",
+    )
     word: str = Field(..., min_length=1, max_length=MAX_WORD_CHARS)
     k: JsonInt = Field(10, ge=1, le=MAX_K)
 

@@ -40,17 +40,20 @@ def json_int(ge: int, le: int) -> Any:
 
 # --- path parameters: the pattern is documented; a name outside it is refused with 400 invalid_name ---
 
+#: names never hold '..' (a pattern with a lookahead would say it too, but not every tool reads one)
+NOT_TWO_DOTS = {"not": {"pattern": r"\.\."}}
 CollectionName = Annotated[
     str,
     Path(
         description="A collection: 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit, no '..'.",
-        json_schema_extra={"pattern": _NAME_RE.pattern},
+        json_schema_extra={"pattern": _NAME_RE.pattern, **NOT_TWO_DOTS},
     ),  # fmt: skip
 ]
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+MODEL_NAME_SCHEMA = {"pattern": MODEL_NAME, "maxLength": 128, **NOT_TWO_DOTS}
 ModelName = Annotated[
     str,
-    Path(description="A model directory directly under the service's --models-dir.", json_schema_extra={"pattern": MODEL_NAME}),
+    Path(description="A model directory directly under the service's --models-dir.", json_schema_extra=MODEL_NAME_SCHEMA),
 ]
 DocumentId = Annotated[str, Path(description="A document id; it may contain '/'.")]
 

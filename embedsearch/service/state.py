@@ -79,20 +79,37 @@ class ServiceState:
         return batcher.embed(texts)
 
     def model_path(self, name: str) -> Path:
-        """A model directory under ``models_dir``; names cannot climb out of it."""
+        """A model directory under ``models_dir``; names cannot climb out of it, and neither can
+        any file the model loads (:func:`embedsearch.model_files.confine_model_dir`)."""
         from embedsearch.errors import InvalidName, UnknownModel
+        from embedsearch.model_files import confine_model_dir
 
         if not re.fullmatch(MODEL_NAME, name) or ".." in name:
             raise InvalidName(f"invalid model name {name!r}: a directory name under the models directory")
         path = self.models_dir / name
         if not (path / "manifest.json").is_file():
             raise UnknownModel(f"no model {name!r} under {self.models_dir}")
-        root = self.models_dir.resolve()
         real = path.resolve()
-        if real.parent != root or not (real / "manifest.json").resolve().is_relative_to(real):
-            # a symlink pointing out of the models directory is not served
+        if real.parent != self.models_dir.resolve():  # the name is a link to a directory elsewhere
             raise UnknownModel(f"no model {name!r} under {self.models_dir} (it links outside the models directory)")
+        confine_model_dir(path, self.models_dir)
         return real
+
+    def confinement(self, spec: str) -> Path | None:
+        """The models directory when the model ``spec`` (a collection's) lies in it, so that none
+        of its files may lead out; None for built-in models and directories the CLI named elsewhere."""
+        from embedsearch.embedders import BUILTIN_MODELS
+
+        if spec in BUILTIN_MODELS:
+            return None
+        path = Path(spec).expanduser().absolute()
+        inside = path.is_relative_to(self.models_dir.absolute()) or path.is_relative_to(self.models_dir.resolve())
+        return self.models_dir if inside else None
+
+    def embedder(self, coll):
+        """The collection's model, loaded once per process; one under the models directory loads
+        only when none of its files leads out of it."""
+        return coll.load_embedder(device=self.device, root=self.confinement(coll.model))
 
     def word_vectors(self, name: str):
         """A word model, loaded once and shared."""
@@ -102,7 +119,7 @@ class ServiceState:
         with self._lock:
             wv = self._word_models.get(name)
         if wv is None:
-            wv = load_word_vectors(path)
+            wv = load_word_vectors(path, root=self.models_dir)
             with self._lock:
                 self._word_models[name] = wv
         return wv

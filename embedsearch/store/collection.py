@@ -33,6 +33,8 @@ SEAL_BYTES = 32 << 20  # the growing segment is sealed once its vectors take thi
 MAX_SEGMENT_BYTES = 2 << 30  # merges stop growing a segment past this (bounds a merge's memory)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from embedsearch.store.catalog import Store
 
 __all__ = ["AddResult", "Collection", "StaleRead"]
@@ -189,12 +191,15 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
         """Options the collection's embedder was built with (word-vector pooling, OOV policy)."""
         return dict((self.row["embedder_config"] or {}).get("options") or {})
 
-    def load_embedder(self, device: str | None = None, batch_size: int = 32, spec: str | None = None) -> Embedder:
+    def load_embedder(self, device: str | None = None, batch_size: int = 32, spec: str | None = None,
+                      root: Path | None = None) -> Embedder:  # fmt: skip
         """Load the collection's model (or ``spec``, e.g. the same model moved elsewhere) and
-        check that it is the model the collection was built with."""
+        check that it is the model the collection was built with. ``root``: a directory every file
+        of the model must lie in (the service's --models-dir)."""
         from embedsearch.embedders import load_embedder
 
-        embedder = load_embedder(spec or self.row["model"], device=device, batch_size=batch_size, options=self.embedder_options)
+        embedder = load_embedder(spec or self.row["model"], device=device, batch_size=batch_size, options=self.embedder_options,
+                                 root=root)  # fmt: skip
         self.check_embedder(embedder)
         return embedder
 

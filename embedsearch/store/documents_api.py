@@ -28,8 +28,10 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -43,6 +45,7 @@ MAX_LIMIT = 1000
 MAX_IDS = 1000  # ids per get_documents call
 MAX_CURSOR_CHARS = 512
 _CURSOR_VERSION = 1
+_CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")  # URL-safe base64 without padding, as encode_cursor writes it
 _IN_CHUNK = 500
 
 
@@ -111,7 +114,7 @@ def encode_cursor(coll, where: dict | None, after_row_id: int) -> str:
 def decode_cursor(coll, where: dict | None, cursor: str) -> int:
     """The last row id a cursor's page returned; :class:`InvalidCursor` when the cursor is not
     one of ours, or belongs to another collection or another filter."""
-    if not isinstance(cursor, str) or not cursor or len(cursor) > MAX_CURSOR_CHARS:
+    if not isinstance(cursor, str) or not _CURSOR_RE.fullmatch(cursor) or len(cursor) > MAX_CURSOR_CHARS:
         raise InvalidCursor("invalid cursor: pass the next_cursor of a previous page unchanged")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -191,12 +194,14 @@ def create_collection(
     chunk_overlap: int | None = None,
     chunking: bool | None = None,
     shards: int = 1,
+    root: Path | None = None,
 ):
     """Create an empty collection ``name`` for ``model`` (a built-in name or a model directory),
     with payload indexes on ``index_fields``, a lexical index unless ``lexical`` is False, and
     documents split into passages of ``chunk_tokens`` tokens sharing ``chunk_overlap`` (default:
     the model's window, for models that have one; ``chunking`` False: one vector per document;
-    see embedsearch/passages.py), searched by ``shards`` Ray actors when more than one.
+    see embedsearch/passages.py), searched by ``shards`` Ray actors when more than one. ``root``:
+    a directory every file of the model must lie in (the service's --models-dir).
 
     Cheap checks come before the model loads: a bad name or index spec is refused, an existing
     collection is :class:`CollectionExists`, and a missing or broken model directory is refused,
@@ -214,7 +219,7 @@ def create_collection(
     index_fields = [validate_field(f) for f in index_fields]
     if store.exists(name):
         raise CollectionExists(f"collection {name!r} already exists")
-    check_model(model, options or {})  # a missing or broken model directory, before the load
+    check_model(model, options or {}, root)  # a missing or broken model directory, before the load
     from embedsearch.passages import resolve_chunking
 
     if shards != 1:
@@ -224,7 +229,7 @@ def create_collection(
     for value in (chunk_tokens, chunk_overlap):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidArgument("chunk_tokens and chunk_overlap must be integers")
-    embedder = load_embedder(model, device=device, options=options or {})
+    embedder = load_embedder(model, device=device, options=options or {}, root=root)
     split = resolve_chunking(embedder, chunk_tokens, chunk_overlap, chunking)
     return store.create(
         name, embedder, index_spec, metric, index_fields=index_fields, lexical=lexical, chunking=split, shards=shards

@@ -51,8 +51,10 @@ def parse_filter(text: str | dict | None) -> dict | None:
 
 
 def json_problem(value: Any, depth: int = 0) -> str | None:
-    """What SQL could not bind faithfully: NaN/Infinity, lone surrogates, integers outside 64
-    bits (checked iteratively deep enough for MAX_DEPTH; deeper filters are refused anyway)."""
+    """What SQL could not bind faithfully: NaN/Infinity, lone surrogates, numbers outside 64-bit
+    integers (checked iteratively deep enough for MAX_DEPTH; deeper filters are refused anyway).
+    A float of 2**63 or more is an integer by JSON's rules (1e19 is 10000000000000000000), so the
+    bound holds for every number, as the OpenAPI document's filter schema says."""
     from embedsearch.corpus import metadata_problem
 
     if depth > 4 * MAX_DEPTH:
@@ -61,8 +63,10 @@ def json_problem(value: Any, depth: int = 0) -> str | None:
         return None
     if isinstance(value, int):
         return None if -(2**63) <= value < 2**63 else f"integer {value} does not fit in 64 bits"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{value} is not a finite number"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{value} is not a finite number"
+        return None if -INT64 <= value < INT64 else f"number {value:g} is outside 64-bit integers"
     if isinstance(value, dict):
         for k, v in value.items():
             problem = metadata_problem(k, "a key") if isinstance(k, str) else f"key {k!r} is not a string"
@@ -97,6 +101,8 @@ def check_value(key: str, op: str, value: Any, arrays: bool) -> None:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidFilter(f"{key}: {op}: numbers must be finite")
+        if not -INT64 <= value < INT64:
+            raise InvalidFilter(f"{key}: {op}: numbers must lie within 64-bit integers, got {value:g}")
         return
     if isinstance(value, list) and arrays:
         for v in value:

@@ -214,6 +214,8 @@ class FilterCompiler:
                     parts.append(self._match(node, path, self._equals(v)))
             return and_(*parts)
         if op == "$size":
+            if isinstance(arg, float) and arg.is_integer():  # JSON: 2.0 is the integer 2
+                arg = int(arg)
             if isinstance(arg, bool) or not isinstance(arg, int) or arg < 0 or arg >= INT64:
                 raise InvalidFilter(f"{key}: $size takes a non-negative integer")
             return self._match(node, path, Leaf(whole=lambda n: and_(j.is_kind(n, "array"), j.length(n) == literal(arg))))

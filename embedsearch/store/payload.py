@@ -52,7 +52,7 @@ def validate_field(name: Any) -> str:
     parts = name.split(".")
     if any(not p for p in parts) or any(p.startswith("$") for p in parts):
         raise InvalidArgument(f"indexed field {name!r}: segments must be non-empty and cannot start with '$'")
-    if any(p.isdigit() for p in parts):
+    if any(p.isascii() and p.isdigit() for p in parts):  # as path_index reads them: ASCII digits
         raise InvalidArgument(f"indexed field {name!r}: numeric segments address array positions and cannot be indexed")
     if len(parts) > 8:
         raise InvalidArgument(f"indexed field {name!r} has more than 8 segments")

@@ -32,8 +32,8 @@ HNSW_EF_SEARCH = 128
 # 10 and 1.000 at 25, at any nprobe: PQ's ranking, not the probed lists, is what the factor fixes
 REFINE_FACTOR = 10
 _SPEC_RE = re.compile(
-    r"^(?:(?P<flat>Flat)|HNSW(?P<hnsw>\d+)|(?P<sq>SQ8)"
-    r"|IVF(?P<nlist>\d+)(?:,(?P<quant>Flat|SQ8|PQ(?P<pqm>\d+)))?(?P<refine>,(?:Refine|RFlat))?)$",
+    r"^(?:(?P<flat>Flat)|HNSW(?P<hnsw>[0-9]+)|(?P<sq>SQ8)"
+    r"|IVF(?P<nlist>[0-9]+)(?:,(?P<quant>Flat|SQ8|PQ(?P<pqm>[0-9]+)))?(?P<refine>,(?:Refine|RFlat))?)$",
     re.IGNORECASE,
 )
 SPEC_HELP = (
@@ -126,8 +126,11 @@ def parse_spec(text: str, dim: int | None = None) -> IndexSpec:
 
 
 def validate_spec(text: str, dim: int | None = None) -> str:
-    """Return the canonical form of a spec, ``auto`` included."""
-    if isinstance(text, str) and text.strip().lower() == "auto":
+    """Return the canonical form of a spec, ``auto`` included: exactly the grammar the service's
+    OpenAPI document states (service/constraints.py), so no space around it."""
+    if isinstance(text, str) and text != text.strip():
+        raise InvalidIndexSpec(f"index spec {text!r} has spaces around it; valid: {SPEC_HELP}")
+    if isinstance(text, str) and text.lower() == "auto":
         return "auto"
     return parse_spec(text, dim).text
 
