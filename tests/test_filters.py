@@ -68,7 +68,9 @@ BAD = [
     ('{"year": {"$all": 3}}', "takes a list"),
     ('{"$nor": {}}', "non-empty list"),
     ('{"a.$b": 1}', "cannot start with"),
-    ('{"a.b.c.d.e.f.g.h.i": 1}', "more than 8 segments"),
+    ('{"a.b.c.d.e.f.g.h": 1}', "more than 7 segments"),
+    ('{"a.b.c.d.e.f.g": null}', "too costly to search without an index"),  # 640 ways through arrays
+    ('{"a.b.c.d.e.f": 1, "b.c.d.e.f.g": 2, "c.d.e.f.g.h": 3}', "too costly"),  # 192 each
     ('{"$or": []}', "non-empty list"),
     ('{"author": {"name": "Ann"}}', "dotted names"),
     ('{"tags": [{"a": 1}]}', "cannot compare with an object"),

@@ -127,6 +127,8 @@ def test_readme_lists_every_limit_with_its_value():
         "`/similar`: word; k": f"1–{app.MAX_WORD_CHARS} characters; 1–{n(app.MAX_K)}",
         "filter depth (CLI and HTTP)": f"{filters.MAX_DEPTH} levels",
         "filter conditions (field operators and logical branches)": str(filters.MAX_CONDITIONS),
+        "ways a filter's paths may pass through arrays, summed (unindexed fields)":
+            f"{filters.MAX_ARRAY_WALKS} (a one-segment condition costs 1, a 7-segment path 448, or 640 matching null: refused)",
         "values per `$in` / `$nin` / `$all`": n(filters.MAX_IN),
         "segments per dotted path (`a.b.c`)": str(filters.MAX_SEGMENTS),
         "payload indexes per collection (`--index-field`)": f"{payload.MAX_FIELDS} fields of at most 256 characters, "

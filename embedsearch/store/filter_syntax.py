@@ -16,12 +16,17 @@ FIELD_OPS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists
 LOGICAL = ("$and", "$or", "$nor", "$not")
 MAX_DEPTH = 16
 MAX_IN = 10_000
-MAX_SEGMENTS = 8
+MAX_SEGMENTS = 7  # each may pass through an array: 2^(n-1) SQL ways through a path (MAX_ARRAY_WALKS)
 MAX_BRANCHES = 512  # SQL copies of a condition that one dotted path may need (x2 per segment)
 # conditions (field operators and logical branches) in one filter: SQLite refuses expression trees
 # deeper than 1000 (a 1,001-branch $or), and thousands of branches cost seconds of CPU per query;
 # many values of one field belong in one $in, which has its own limit (MAX_IN)
 MAX_CONDITIONS = 256
+# arrays the SQL of one filter may walk, summed over every way each path can pass through arrays:
+# a dotted path may meet an array at each segment (MongoDB walks them), so the ways double per
+# segment; an 8-segment match for null took 5 s of SQLite's time on 40 documents. 256 one-segment
+# conditions cost 256; a 7-segment path 448 (640 matching null: refused)
+MAX_ARRAY_WALKS = 512
 INT64 = 2**63
 
 Expr = ColumnElement[bool]

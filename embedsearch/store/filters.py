@@ -31,6 +31,7 @@ from embedsearch.store.filter_syntax import (
     FIELD_OPS,
     INT64,
     LOGICAL,
+    MAX_ARRAY_WALKS,
     MAX_BRANCHES,
     MAX_CONDITIONS,
     MAX_DEPTH,
@@ -75,6 +76,7 @@ class FilterCompiler:
         if not spec:
             return true()
         self._conditions = 0
+        self._walks = 0
         self._root = self.json.root(self.column)
         return self._object(spec, self._root, "filter", 0)
 
@@ -286,6 +288,13 @@ class FilterCompiler:
         plans = []
         for end, trail in self._walk(node, path, _Trail(), leaf):
             plans.extend(self._at_end(end, trail, leaf))
+        self._walks = getattr(self, "_walks", 0) + sum(len(t.froms) for t in plans)
+        if self._walks > MAX_ARRAY_WALKS:
+            raise InvalidFilter(
+                f"filter too costly to search without an index: its paths may pass through arrays in more than "
+                f"{MAX_ARRAY_WALKS} ways ({'.'.join(path)} and the conditions before it); shorten deep paths, "
+                "match null with $exists, or index the field (--index-field)"
+            )
         return or_(*[t.sql() for t in plans]) if len(plans) > 1 else plans[0].sql()
 
     def _walk(self, node: Node | None, path: tuple[str, ...], trail: _Trail, leaf: Leaf):
