@@ -170,6 +170,11 @@ class Store:
                 self._open[name] = coll
             return coll
 
+    def forget(self, name: str) -> None:
+        """Forget this store's open object of a collection that was renamed or dropped elsewhere."""
+        with self._lock:
+            self._open.pop(name, None)
+
     def list(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(collections).order_by(collections.c.name)).mappings().all()
