@@ -271,3 +271,104 @@ def test_restore_cli_names_and_replace(tmp_path, hashing, monkeypatch, cli):
     assert r.exit_code == 2
     assert sorted(c["name"] for c in store.list()) == ["news"]
 
+
+# ---- export / import ---------------------------------------------------------------------------
+def _same_results(a, b, embedder):
+    """Equal scores; equal ids except among hits tied at the last score (tie order may differ)."""
+    for ra, rb in zip(results_of(a, embedder), results_of(b, embedder), strict=True):
+        assert [s for _, s in ra] == [s for _, s in rb]
+        last = ra[-1][1] if ra else None
+        assert [i for i, s in ra if s != last] == [i for i, s in rb if s != last]
+
+
+@pytest.fixture
+def embed_calls(hashing, monkeypatch):
+    """How many times the hashing model is asked for vectors (it is called through, not replaced)."""
+    calls = []
+    cls = type(hashing)
+    original = cls.embed_batch
+
+    def counted(self, texts):
+        calls.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(cls, "embed_batch", counted)
+    return calls
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_export_import_round_trip_without_embedding(suffix, tmp_path, hashing, names, monkeypatch, embed_calls):
+    from embedsearch.store.importing import import_file
+    from embedsearch.store.portable import export
+
+    store = _store("sqlite", tmp_path / "data")
+    src = _filled(store, names(store), hashing, monkeypatch, n=900)
+    out = export(src, tmp_path / f"e{suffix}")
+    assert out["documents"] == src.count()
+    embed_calls.clear()
+    result = import_file(store, tmp_path / f"e{suffix}", names(store, "imp"))
+    assert embed_calls == [] and result["reused_vectors"] and result["created"]
+    dst = store.open(result["collection"])
+    assert dst.verify().ok
+    assert documents_of(dst) == documents_of(src)
+    assert sorted(vectors_of(dst).values()) == sorted(vectors_of(src).values())
+    _same_results(dst, src, hashing)
+    part = export(src, tmp_path / f"lee{suffix}", where={"source": "lee"})
+    assert part["documents"] == src.count() - len([d for d in documents_of(src).values() if '"source": "bbc"' in d[1]])
+
+
+def test_exported_parquet_is_readable_by_pandas_and_duckdb(tmp_path, hashing, names, monkeypatch):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from embedsearch.store.portable import export
+
+    store = _store("sqlite", tmp_path / "data")
+    src = _filled(store, names(store), hashing, monkeypatch, n=300)
+    export(src, tmp_path / "e.parquet")
+    schema = pq.read_schema(tmp_path / "e.parquet")
+    assert str(schema.field("vector").type) == "fixed_size_list<element: float>[256]"
+    assert json.loads(schema.metadata[b"embedsearch"])["model_fingerprint"] == src.model_fingerprint
+    df = pd.read_parquet(tmp_path / "e.parquet")
+    assert len(df) == src.count() and df["vector"].iloc[0].dtype == np.float32 and len(df["vector"].iloc[0]) == 256
+    row = df[df["id"] == "doc-1"].iloc[0]
+    assert json.loads(row["metadata"]) == src.get("doc-1").metadata
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    n, dim = con.execute(f"SELECT count(*), max(len(vector)) FROM read_parquet('{tmp_path / 'e.parquet'}')").fetchall()[0]
+    assert (n, dim) == (src.count(), 256)
+
+
+def test_import_refuses_bad_vectors_and_re_embeds_other_models(tmp_path, hashing, names, monkeypatch, embed_calls, cli):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from embedsearch.store.importing import import_file
+    from embedsearch.store.portable import arrow_schema
+
+    store = _store("sqlite", cli.data_dir)
+    target = store.create("target", hashing)
+    head = {"model": "hashing", "model_fingerprint": hashing.fingerprint, "dim": 256, "metric": "cosine"}
+
+    def write(path, vectors, dim=256, meta=head):
+        flat = pa.array(np.asarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
+        cols = {"id": [f"x{i}" for i in range(len(vectors))], "text": [f"text {i}" for i in range(len(vectors))],
+                "metadata": ["{}"] * len(vectors), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)}  # fmt: skip
+        pq.write_table(pa.table(cols, schema=arrow_schema(dim, False, meta)), path)
+
+    write(tmp_path / "dim.parquet", np.ones((3, 8)), dim=8)
+    r = cli("index", "import", str(tmp_path / "dim.parquet"), "--into", "target")
+    assert r.exit_code == 1 and "row 1 (id 'x0'): a 8-d vector; the collection is 256-d" in r.output, r.output
+    bad = np.ones((4, 256))
+    bad[2, 5] = np.nan
+    write(tmp_path / "nan.parquet", bad)
+    r = cli("index", "import", str(tmp_path / "nan.parquet"), "--into", "target")
+    assert r.exit_code == 1 and "row 3 (id 'x2'): the vector holds NaN or infinity" in r.output, r.output
+    assert target.count() == 0
+    write(tmp_path / "other.parquet", np.ones((5, 256)), meta={**head, "model_fingerprint": "0" * 64, "model": "other"})
+    embed_calls.clear()
+    result = import_file(store, tmp_path / "other.parquet", "target")
+    assert not result["reused_vectors"] and "different model" in result["re_embedded_because"]
+    assert sum(embed_calls) == 5 and target.count() == 5
+    r = cli("index", "import", str(tmp_path / "other.parquet"), "--into", "target")
+    assert r.exit_code == 0 and "embedding the text again" in r.output

@@ -116,3 +116,60 @@ def restore(app, file, as_name, replace, as_json):
         f"{c['documents']} documents, {c['segments']} segments, verified{how}"
     )
 
+
+@index.command("export")
+@click.argument("name")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="FILE.parquet or FILE.jsonl.")  # fmt: skip
+@click.option("--where", default=None, help="Export only the documents matching this metadata filter (JSON).")
+@json_option
+@with_examples(
+    "  embedsearch index export news -o news.parquet\n"
+    "  embedsearch index export news -o news.jsonl --where '{\"source\": \"lee\"}'"
+)
+@click.pass_obj
+def export(app, name, output, where, as_json):
+    """Write NAME's documents with their vectors (id, text, metadata, vector) to Parquet or JSONL,
+    as of its last commit, in bounded memory. The file records the model, its fingerprint, the
+    dimension and metric, so `index import` can use the vectors without embedding again."""
+    from embedsearch.store.portable import export as run
+
+    result = run(app.store.open(name), output, where)
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(
+        f"{name}: exported {result['documents']} documents with {result['dim']}-d vectors of {result['model']} "
+        f"(generation {result['generation']}) to {result['file']}"
+    )
+
+
+@index.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--into", required=True, help="The collection to add the documents to (created when it does not exist).")
+@click.option("--model", "-m", default=None, help="Model of a new collection (default: the model the file records).")
+@json_option
+@with_examples(
+    "  embedsearch index import news.parquet --into archive\n"
+    "  embedsearch index import news.jsonl --into news-minilm --model minilm     # re-embeds: another model"
+)
+@click.pass_obj
+def import_(app, file, into, model, as_json):
+    """Add the documents of an `index export` file (or any Parquet/JSONL file with id, text,
+    metadata and vector) to a collection. Vectors from the collection's own model (same
+    fingerprint) are used as they are, with no embedding; otherwise the text is embedded again,
+    and the command says why. Wrong dimensions and NaN vectors are refused before anything is written."""
+    from embedsearch.config import validate_collection_name
+    from embedsearch.store.importing import import_file
+
+    validate_collection_name(into)
+    if not file.is_file():
+        raise click.ClickException(f"{file}: no such file")
+    result = import_file(app.store, file, into, model=model)
+    if as_json:
+        echo_json(result)
+        return
+    if not result["reused_vectors"]:
+        click.echo(f"{into}: embedding the text again: {result['re_embedded_because']}", err=True)
+    how = "vectors used as they are, no embedding" if result["reused_vectors"] else "embedded with " + result["model"]
+    click.echo(f"{into}: imported {result['documents']} documents from {file} ({how})")
