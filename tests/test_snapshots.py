@@ -256,6 +256,10 @@ def test_restore_cli_names_and_replace(tmp_path, hashing, monkeypatch, cli):
     r = cli("index", "snapshot", "news", "-o", str(tmp_path / "n.tar"), "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["counts"]["documents"] == src.count()
+    r = cli("index", "info", "news", "--json")
+    last = json.loads(r.output)["last_snapshot"]
+    assert last["generation"] == src.generation and last["file"] == str((tmp_path / "n.tar").resolve())
+    assert "last snapshot" in cli("index", "info", "news").output
     r = cli("index", "verify-snapshot", str(tmp_path / "n.tar"))
     assert r.exit_code == 0 and "ok" in r.output
     r = cli("index", "restore", str(tmp_path / "n.tar"))

@@ -35,9 +35,11 @@ def snapshot(app, name, output, as_json):
     """Write NAME as of its last commit to one file, while writers and merges go on (they wait
     at most for the moment it takes to pin that commit). `index restore FILE` brings it back,
     into this or another database and data directory."""
-    from embedsearch.store.snapshot import take_snapshot
+    from embedsearch.store.snapshot import record_snapshot, take_snapshot
 
-    result = take_snapshot(app.store.open(name), output)
+    coll = app.store.open(name)
+    result = take_snapshot(coll, output)
+    record_snapshot(coll, result)
     if as_json:
         echo_json(result)
         return

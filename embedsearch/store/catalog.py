@@ -33,6 +33,7 @@ from embedsearch.store.metadata import (
     payload_values,
     public_row,
     segments,
+    snapshots_taken,
     tombstones,
     trainings,
 )
@@ -187,7 +188,8 @@ class Store:
         coll = self.open(name)
         with file_lock(self.lock_path(name, "merge")), coll.writer_lock(), file_lock(self.lock_path(name)):
             with self.engine.begin() as conn:
-                for table in (payload_values, payload_fields, passages, documents, segments, tombstones, trainings):
+                tables = (payload_values, payload_fields, passages, documents, segments, tombstones, trainings, snapshots_taken)
+                for table in tables:
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
                 lexical.drop(conn, coll.id)
                 search_settings.drop(conn, coll.id)

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
 from embedsearch.errors import InvalidArgument
 from embedsearch.store import deleter, manifest, search_settings
@@ -42,6 +42,7 @@ from embedsearch.store.metadata import (
     passages,
     payload_fields,
     public_row,
+    snapshots_taken,
     tombstones,
 )
 from embedsearch.store.segment_files import SegmentMeta, segment_files
@@ -229,3 +230,28 @@ def take_snapshot(coll, target: Path) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 3),
     }
 
+
+def record_snapshot(coll, result: dict[str, Any]) -> None:
+    """Remember ``result`` (what :func:`take_snapshot` returned) as the collection's last snapshot."""
+    with coll.store.engine.begin() as conn:
+        conn.execute(delete(snapshots_taken).where(snapshots_taken.c.collection_id == coll.id))
+        conn.execute(
+            insert(snapshots_taken).values(
+                collection_id=coll.id,
+                taken_at=datetime.now().astimezone(),
+                generation=result["generation"],
+                file=str(Path(result["file"]).resolve()),
+                bytes=result["bytes"],
+            )
+        )
+
+
+def last_snapshot(coll) -> dict[str, Any] | None:
+    """The last snapshot taken through the CLI: time, generation, file, bytes (None: none yet)."""
+    with coll.store.engine.connect() as conn:
+        row = conn.execute(select(snapshots_taken).where(snapshots_taken.c.collection_id == coll.id)).mappings().first()
+    if row is None:
+        return None
+    out = {k: row[k] for k in ("taken_at", "generation", "file", "bytes")}
+    out["taken_at"] = out["taken_at"].isoformat()
+    return out
