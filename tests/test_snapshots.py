@@ -300,12 +300,15 @@ def embed_calls(hashing, monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
-def test_export_import_round_trip_without_embedding(suffix, tmp_path, hashing, names, monkeypatch, embed_calls):
+ROUND_TRIPS = [("sqlite", ".parquet"), ("sqlite", ".jsonl"), pytest.param("postgresql", ".parquet", marks=DBS[1].marks)]
+
+
+@pytest.mark.parametrize(("kind", "suffix"), ROUND_TRIPS)
+def test_export_import_round_trip_without_embedding(kind, suffix, tmp_path, hashing, names, monkeypatch, embed_calls):
     from embedsearch.store.importing import import_file
     from embedsearch.store.portable import export
 
-    store = _store("sqlite", tmp_path / "data")
+    store = _store(kind, tmp_path / "data")
     src = _filled(store, names(store), hashing, monkeypatch, n=900)
     out = export(src, tmp_path / f"e{suffix}")
     assert out["documents"] == src.count()
@@ -376,3 +379,59 @@ def test_import_refuses_bad_vectors_and_re_embeds_other_models(tmp_path, hashing
     assert sum(embed_calls) == 5 and target.count() == 5
     r = cli("index", "import", str(tmp_path / "other.parquet"), "--into", "target")
     assert r.exit_code == 0 and "embedding the text again" in r.output
+
+
+@pytest.mark.parametrize("kind", DBS)
+def test_a_pinned_generation_does_not_see_later_commits(kind, tmp_path, hashing, names, monkeypatch):
+    """The read transaction a snapshot reads its rows in sees the generation it pinned, while a
+    commit and a merge (which deletes the files it linked) land."""
+    from sqlalchemy import func, select
+
+    from embedsearch.store.metadata import documents
+    from embedsearch.store.snapshot import pinned, staging_dir
+
+    store = _store(kind, tmp_path / "data")
+    src = _filled(store, names(store), hashing, monkeypatch, n=700)
+    before = src.count()
+    with pinned(src, staging_dir(src, "test")) as pin:
+        linked = sorted(p.name for p in pin.files.iterdir())
+        src.add_documents([Document("late", "a late document", {})], hashing)
+        src.optimize()
+        assert src.count() == before + 1
+        n = pin.conn.execute(select(func.count()).select_from(documents).where(documents.c.collection_id == src.id)).scalar()
+        assert n == before and pin.generation < src.committed_generation()
+        assert not all((src.dir / name).exists() for name in linked)  # the merge removed some of them
+        assert all((pin.files / name).stat().st_size > 0 for name in linked if not name.startswith("growing"))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_leaves_no_snapshot_and_no_restored_collection(tiny_disk, tmp_path, hashing, monkeypatch, cli):
+    store = _store("sqlite", cli.data_dir)
+    src = _filled(store, "src", hashing, monkeypatch, n=1500)
+    r = cli("index", "snapshot", "src", "-o", str(tiny_disk / "s.tar"))
+    assert r.exit_code == 1 and "space" in r.output.lower(), r.output
+    assert list(tiny_disk.iterdir()) == []
+    assert src.verify().ok
+    take_snapshot(src, tmp_path / "s.tar")
+    small = Store(Settings.from_env(tiny_disk / "data"))
+    with pytest.raises(Exception, match="(?i)full|space"):
+        restore(small, tmp_path / "s.tar", "copy")
+    assert small.list() == []
+    assert sorted(p.name for p in (tiny_disk / "data").iterdir() if p.is_dir() and not p.name.startswith(".")) == []
+    assert not any((tiny_disk / "data" / ".snapshots").iterdir())

@@ -14,6 +14,8 @@ from embedsearch.corpus import Document
 from embedsearch.errors import CorpusError, DimensionMismatch
 from embedsearch.store.portable import BATCH, HEADER, file_kind
 
+COMMIT_EVERY = 20_000  # documents an import commits at once (their vectors: 80 MB at 1,024 dimensions)
+
 
 def read_header(path: Path) -> dict[str, Any] | None:
     """The export's record of its model (None when the file has none)."""
@@ -138,12 +140,22 @@ def import_file(store, path: Path, into: str, *, model: str | None = None, load_
     total = 0
     if not reuse and embedder is None:
         embedder = coll.load_embedder()
-    for batch in _rows(path):
-        docs = [Document(str(d["id"]), d["text"], d["metadata"]) for d in batch]
+    pending: list[dict] = []
+
+    def flush() -> int:
+        docs = [Document(str(d["id"]), d["text"], d["metadata"]) for d in pending]
         if reuse:
-            coll.add_vectors(docs, _vectors(path, batch, dim))
+            coll.add_vectors(docs, _vectors(path, pending, dim))
         else:
             coll.add_documents(docs, embedder, progress=progress)
-        total += len(docs)
+        pending.clear()
+        return len(docs)
+
+    for batch in _rows(path):  # commits of COMMIT_EVERY documents: fewer commits, memory still bounded
+        pending.extend(batch)
+        if len(pending) >= COMMIT_EVERY:
+            total += flush()
+    if pending:
+        total += flush()
     return {"collection": into, "file": str(path), "documents": total, "reused_vectors": reuse,
             "re_embedded_because": reason, "created": created, "model": coll.model}  # fmt: skip
