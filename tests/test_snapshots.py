@@ -435,3 +435,23 @@ def test_a_full_disk_leaves_no_snapshot_and_no_restored_collection(tiny_disk, tm
     assert small.list() == []
     assert sorted(p.name for p in (tiny_disk / "data").iterdir() if p.is_dir() and not p.name.startswith(".")) == []
     assert not any((tiny_disk / "data" / ".snapshots").iterdir())
+
+
+def test_snapshot_over_http_restores(tmp_path, hashing, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from embedsearch.service.app import create_app
+
+    config = Settings.from_env(tmp_path / "data")
+    src = _filled(Store(config), "news", hashing, monkeypatch, n=300)
+    with TestClient(create_app(config, models_dir=tmp_path / "models")) as client:
+        r = client.post("/collections/news/snapshot?zstd=true")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/zstd"
+        assert int(r.headers["x-embedsearch-generation"]) == src.generation
+        (tmp_path / "got.tar.zst").write_bytes(r.content)
+        assert client.post("/collections/nope/snapshot").status_code == 404
+    assert not any((tmp_path / "data" / ".snapshots").iterdir())
+    other = Store(Settings.from_env(tmp_path / "other"))
+    dst = other.open(restore(other, tmp_path / "got.tar.zst")["collection"])
+    assert dst.verify().ok and vectors_of(dst) == vectors_of(src)
