@@ -455,3 +455,28 @@ def test_snapshot_over_http_restores(tmp_path, hashing, monkeypatch):
     other = Store(Settings.from_env(tmp_path / "other"))
     dst = other.open(restore(other, tmp_path / "got.tar.zst")["collection"])
     assert dst.verify().ok and vectors_of(dst) == vectors_of(src)
+
+
+@pytest.mark.skipif(not pg_url(), reason="no PostgreSQL configured")
+def test_restore_from_postgresql_into_sqlite(tmp_path, hashing, names, monkeypatch):
+    _hot_snapshot(_store("postgresql", tmp_path / "a"), _store("sqlite", tmp_path / "b"), tmp_path, hashing, names, monkeypatch)
+
+
+def test_a_snapshot_of_a_model_this_machine_lacks_restores_and_search_names_it(tmp_path, hashing, monkeypatch, cli):
+    store = _store("sqlite", tmp_path / "source")
+    src = _filled(store, "news", hashing, monkeypatch, n=200)
+    take_snapshot(src, tmp_path / "s.tar")
+
+    def elsewhere(name, data):  # as if taken where a model "team-encoder" was installed
+        if name == "manifest.json":
+            doc = json.loads(data)
+            doc["collection"]["model"] = "team-encoder"
+            data = json.dumps(doc).encode()
+        return name, data
+
+    _rewrite(tmp_path / "s.tar", tmp_path / "team.tar", elsewhere)
+    r = cli("index", "restore", str(tmp_path / "team.tar"))
+    assert r.exit_code == 0, r.output
+    r = cli("search", "news", "cricket")
+    assert r.exit_code == 2 and "unknown model 'team-encoder'" in r.output, r.output
+    assert cli("index", "verify", "news", "--no-model-check").exit_code == 0

@@ -86,7 +86,7 @@ class AppContext:
 
 
 # commands that may create the metadata database where there is none yet
-CREATING_COMMANDS = {"index create", "demo", "serve", "compare"}
+CREATING_COMMANDS = {"index create", "index restore", "index import", "demo", "serve", "compare"}
 
 
 #: the top-level commands: name -> (module, attribute, modules that add to it, one-line help).

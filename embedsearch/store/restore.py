@@ -34,6 +34,7 @@ from sqlalchemy import insert, update
 from embedsearch.config import validate_collection_name
 from embedsearch.errors import CollectionExists, InconsistentCollection
 from embedsearch.store import deleter, lexical, payload, search_settings
+from embedsearch.store.locks import file_lock
 from embedsearch.store.metadata import collections, documents, passages, segments, tombstones, trainings
 from embedsearch.store.snapshot_format import SnapshotError, read_jsonl, read_members
 
@@ -145,15 +146,18 @@ def restore(store, path: Path, name: str | None = None, *, replace: bool = False
 
 def _rename(store, cid: int, temp: str, name: str) -> None:
     old, new = store.settings.collection_dir(temp), store.settings.collection_dir(name)
-    if new.exists():  # left by an interrupted drop or create (no row names it: checked above)
-        deleter.remove_directory(new)
-    os.replace(old, new)
-    try:
-        with store.engine.begin() as conn:
-            conn.execute(update(collections).where(collections.c.id == cid).values(name=name))
-    except BaseException:
-        os.replace(new, old)
-        raise
+    with file_lock(store.lock_path(name)):  # what create holds while it makes a directory and a row
+        if store.fetch_row(name) is not None:  # created meanwhile
+            raise CollectionExists(f"collection {name!r} already exists (restore --as ANOTHER, or --replace)")
+        if new.exists():  # left by an interrupted drop or create: no row names it
+            deleter.remove_directory(new)
+        os.replace(old, new)
+        try:
+            with store.engine.begin() as conn:
+                conn.execute(update(collections).where(collections.c.id == cid).values(name=name))
+        except BaseException:
+            os.replace(new, old)
+            raise
     store.forget(temp)
 
 
