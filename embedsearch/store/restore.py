@@ -77,7 +77,9 @@ def _insert_rows(conn, cid: int, staging: Path, doc: dict[str, Any]) -> None:
     for table, file in ((documents, "documents"), (passages, "passages"), (tombstones, "tombstones"),
                         (segments, "segments"), (trainings, "trainings")):  # fmt: skip
         for batch in _batches(read_jsonl(rows / f"{file}.jsonl")):
-            conn.execute(insert(table), [{**r, "collection_id": cid} for r in batch])
+            columns = set(table.c.keys())
+            rows_ = [{**{k: v for k, v in r.items() if k in columns}, "collection_id": cid} for r in batch]
+            conn.execute(insert(table), rows_)
     fields = [r["field"] for r in read_jsonl(rows / "payload_fields.jsonl")]
     if fields:
         payload.add_fields(conn, cid, fields, gen)
@@ -102,6 +104,9 @@ def restore(store, path: Path, name: str | None = None, *, replace: bool = False
     try:
         doc = _extract(path, staging)
         source = doc["collection"]
+        missing = [k for k in ("name", *_ROW_KEYS) if not isinstance(source, dict) or k not in source]
+        if missing:
+            raise SnapshotError(f"manifest.json: the collection row has no {missing[0]!r}")
         name = validate_collection_name(name or source["name"])
         if not replace and store.exists(name):
             raise CollectionExists(f"collection {name!r} already exists (restore --as ANOTHER, or --replace)")
