@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import threading
 import uuid
@@ -480,3 +481,18 @@ def test_a_snapshot_of_a_model_this_machine_lacks_restores_and_search_names_it(t
     r = cli("search", "news", "cricket")
     assert r.exit_code == 2 and "unknown model 'team-encoder'" in r.output, r.output
     assert cli("index", "verify", "news", "--no-model-check").exit_code == 0
+
+
+def test_staging_left_by_a_killed_snapshot_is_removed_by_the_next(tmp_path, hashing, monkeypatch):
+    import subprocess
+
+    store = _store("sqlite", tmp_path / "data")
+    src = _filled(store, "news", hashing, monkeypatch, n=200)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / "data" / ".snapshots" / f"snapshot-news-{dead.pid}-0badf00d"
+    (stale / "files").mkdir(parents=True)
+    live = tmp_path / "data" / ".snapshots" / f"export-news-{os.getpid()}-0badf00d"
+    live.mkdir()
+    take_snapshot(src, tmp_path / "s.tar")
+    assert not stale.exists() and live.exists()

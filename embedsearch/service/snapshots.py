@@ -8,6 +8,7 @@ a CLI operation (``embedsearch index restore FILE``), run where the data directo
 
 from __future__ import annotations
 
+import os
 import secrets
 
 from fastapi import APIRouter, Query
@@ -44,7 +45,7 @@ def snapshot(
     from embedsearch.store.snapshot import take_snapshot
 
     coll = state.collection(name)
-    work = state.store.settings.data_dir / ".snapshots" / f"http-{secrets.token_hex(6)}"
+    work = state.store.settings.data_dir / ".snapshots" / f"http-{os.getpid()}-{secrets.token_hex(6)}"  # see remove_stale
     work.mkdir(parents=True)
     suffix = ".tar.zst" if zstd else ".tar"
     try:

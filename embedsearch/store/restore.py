@@ -36,7 +36,7 @@ from embedsearch.errors import CollectionExists, InconsistentCollection
 from embedsearch.store import deleter, lexical, payload, search_settings
 from embedsearch.store.locks import file_lock
 from embedsearch.store.metadata import collections, documents, passages, segments, tombstones, trainings
-from embedsearch.store.snapshot_format import SnapshotError, read_jsonl, read_members
+from embedsearch.store.snapshot_format import SnapshotError, read_jsonl, read_members, remove_stale
 
 _BATCH = 2000
 _ROW_KEYS = ("model", "model_fingerprint", "embedder_config", "dim", "metric", "index_spec", "active_spec",
@@ -98,7 +98,8 @@ def restore(store, path: Path, name: str | None = None, *, replace: bool = False
     data_dir = store.settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(6)
-    staging = data_dir / ".snapshots" / f"restore-{token}"
+    remove_stale(data_dir / ".snapshots")
+    staging = data_dir / ".snapshots" / f"restore-{os.getpid()}-{token}"
     temp = f"restoring-{token}"
     cid = None
     try:

@@ -50,6 +50,7 @@ from embedsearch.store.snapshot_format import (
     FORMAT,
     FORMAT_VERSION,
     file_sha256,
+    remove_stale,
     write_jsonl,
     write_tar,
 )
@@ -164,7 +165,9 @@ def pinned(coll, staging: Path) -> Iterator[Pinned]:
 
 def staging_dir(coll, kind: str) -> Path:
     """A new staging directory in the data directory (hard links need the same filesystem)."""
-    return coll.store.settings.data_dir / ".snapshots" / f"{kind}-{coll.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    root = coll.store.settings.data_dir / ".snapshots"
+    remove_stale(root)
+    return root / f"{kind}-{coll.name}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def take_snapshot(coll, target: Path) -> dict[str, Any]:

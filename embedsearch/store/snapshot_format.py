@@ -179,6 +179,34 @@ def read_members(path: Path, sink: Callable[[str, Iterator[bytes]], None] | None
     return manifest
 
 
+_STAGING_RE = re.compile(r"-(\d+)-[0-9a-f]+$")
+
+
+def remove_stale(directory: Path) -> list[str]:
+    """Remove the staging directories under ``directory`` (``<data dir>/.snapshots``) of snapshots,
+    exports and restores whose process is gone (killed: their hard links would keep old segment
+    files on the disk). Their names end in ``-<pid>-<hex>``."""
+    import shutil
+
+    gone = []
+    if not directory.is_dir():
+        return gone
+    for path in directory.iterdir():
+        m = _STAGING_RE.search(path.name)
+        if m is None or not path.is_dir():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        gone.append(path.name)
+    return gone
+
+
 def write_jsonl(path: Path, rows: Iterator[dict[str, Any]]) -> int:
     n = 0
     with open(path, "w", encoding="utf-8") as f:
