@@ -267,3 +267,25 @@ def test_installs_are_pinned_by_one_constraints_file_in_readme_and_ci():
     assert (major, minor) < (9, 1)
     # this environment is the pinned one (CI installs with the file)
     assert md.version("pytest") == pins["pytest"] and md.version("schemathesis") == pins["schemathesis"]
+
+
+def test_readme_snapshot_commands_run_as_written(cli, tmp_path, monkeypatch):
+    """The snapshot, restore, export and import lines of "Snapshots, export and import"."""
+    import json
+    import shlex
+
+    src = tmp_path / "news.jsonl"
+    rows = [{"id": f"doc-{i}", "text": f"story {i} about rates", "source": "lee" if i % 2 else "bbc"} for i in range(30)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli("index", "create", "news", "--model", "hashing").exit_code == 0
+    assert cli("index", "add", "news", str(src)).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    block = next(b for b in _blocks("bash") if "embedsearch index snapshot news" in b)
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) == 7
+    for line in lines:
+        r = cli(*shlex.split(line)[1:])
+        assert r.exit_code == 0, f"{line}\n{r.output}"
+    assert "last snapshot" in cli("index", "info", "news").output
+    counts = [cli("index", "count", name).output.strip() for name in ("news", "news-copy", "archive")]
+    assert counts == ["30", "30", "30"]

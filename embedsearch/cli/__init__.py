@@ -86,7 +86,7 @@ class AppContext:
 
 
 # commands that may create the metadata database where there is none yet
-CREATING_COMMANDS = {"index create", "demo", "serve", "compare"}
+CREATING_COMMANDS = {"index create", "index restore", "index import", "demo", "serve", "compare"}
 
 
 #: the top-level commands: name -> (module, attribute, modules that add to it, one-line help).
@@ -98,7 +98,8 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "compare": ("embedsearch.cli.compare", "compare", (), "Compare MODELS (built-in names or model directories;..."),
     "demo": ("embedsearch.cli.demo", "demo", (), "Index the Lee news corpus (350 stories, bundled with gensim)..."),
     "evaluate": ("embedsearch.cli.evaluate", "evaluate", (), "Word benchmarks and Lee document similarity for MODEL (a..."),
-    "index": ("embedsearch.cli.index", "index", ("embedsearch.cli.documents", "embedsearch.cli.index_fields"),
+    "index": ("embedsearch.cli.index", "index",
+              ("embedsearch.cli.documents", "embedsearch.cli.index_fields", "embedsearch.cli.snapshots"),
               "Create and maintain collections (FAISS vectors + SQL metadata)."),  # fmt: skip
     "models": ("embedsearch.cli.models", "models", (), "List, inspect, import and export models."),
     "search": ("embedsearch.cli.search", "search", (), "Search collection NAME for QUERY."),

@@ -476,9 +476,11 @@ def list_(app, as_json):
 def info(app, name, as_json):
     """Show a collection's model, index, counts, files and how it is searched by default."""
     from embedsearch.search import describe_plan, plan
+    from embedsearch.store.snapshot import last_snapshot
 
     coll = app.store.open(name)
     data = coll.info()
+    data["last_snapshot"] = last_snapshot(coll)
     if "search" in data:
         data["search"]["runs"] = describe_plan(plan(coll))
     if as_json:
@@ -526,6 +528,10 @@ def info(app, name, as_json):
         stored = [k for k in ("mode", "fusion", "alpha", "stop_words") if data["search"].get(k) is not None]
         why = f"stored by index alter ({', '.join(stored)})" if stored else "the library's default"
         click.echo(f"{'search':18} {data['search']['runs']} ({why})")
+    snap = data.get("last_snapshot")
+    if snap:
+        where = f"{snap['file']} ({snap['bytes']} bytes)"
+        click.echo(f"{'last snapshot':18} {snap['taken_at']} of generation {snap['generation']}: {where}")
     shards = (data.get("embedder_config") or {}).get("shards")
     if shards:
         click.echo(f"{'shards':18} {shards} Ray actors (searches fan out to them)")

@@ -355,9 +355,11 @@ def create_app(
 
     from embedsearch.service.documents import router as documents_router
     from embedsearch.service.openai_api import router as openai_router
+    from embedsearch.service.snapshots import router as snapshots_router
 
     app.include_router(documents_router)
     app.include_router(openai_router)  # /v1/embeddings and /v1/models, in OpenAI's shapes
+    app.include_router(snapshots_router)  # POST /collections/{name}/snapshot streams a hot snapshot
 
     @app.post("/similar", response_model=None, responses={200: {"model": SimilarResponse}, **errors(404, 422)})
     def similar(body: SimilarRequest, state: State) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from embedsearch.store.metadata import (
     payload_values,
     public_row,
     segments,
+    snapshots_taken,
     tombstones,
     trainings,
 )
@@ -171,6 +172,11 @@ class Store:
                 self._open[name] = coll
             return coll
 
+    def forget(self, name: str) -> None:
+        """Forget this store's open object of a collection that was renamed or dropped elsewhere."""
+        with self._lock:
+            self._open.pop(name, None)
+
     def list(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(collections).order_by(collections.c.name)).mappings().all()
@@ -190,7 +196,8 @@ class Store:
         coll = self.open(name)
         with file_lock(self.lock_path(name, "merge")), coll.writer_lock(), file_lock(self.lock_path(name)):
             with self.engine.begin() as conn:
-                for table in (payload_values, payload_fields, passages, documents, segments, tombstones, trainings):
+                tables = (payload_values, payload_fields, passages, documents, segments, tombstones, trainings, snapshots_taken)
+                for table in tables:
                     conn.execute(delete(table).where(table.c.collection_id == coll.id))
                 lexical.drop(conn, coll.id)
                 search_settings.drop(conn, coll.id)

@@ -189,6 +189,17 @@ search_settings = Table(
     Column("stop_words", String(32), nullable=True),  # a language of store/stop_words.py, or "none"
 )
 
+# The last snapshot of a collection taken through the CLI (store/snapshot.py; `index info` shows it).
+snapshots_taken = Table(
+    "snapshots_taken",
+    metadata_obj,
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    Column("generation", BigInteger, nullable=False),
+    Column("file", Text, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+)
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
