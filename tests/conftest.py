@@ -61,6 +61,15 @@ def minilm():
     return load_embedder("minilm", device="cpu")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server process a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def clustered(n: int, dim: int, seed: int = 0, clusters: int = 40, noise: float = 0.35) -> np.ndarray:
     """Seeded, normalised vectors drawn around cluster centres (IVF and PQ need structure)."""
     rng = np.random.default_rng(seed)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import threading
 import time
 
@@ -19,7 +18,7 @@ import pytest
 
 from embedsearch.config import Settings
 from embedsearch.store import Store
-from tests.conftest import topic_docs
+from tests.conftest import free_port, topic_docs
 
 pytestmark = pytest.mark.slow  # drives Chromium
 
@@ -48,12 +47,6 @@ def _require_browser():
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(data_dir, hashing, minilm):
     import uvicorn
@@ -69,7 +62,7 @@ def server(data_dir, hashing, minilm):
     Store(settings).create("manuals", minilm, "Flat", lexical=True, chunking=Chunking(32)).add_documents(
         [Document("pump", manual, {}), Document("note", "Volcanoes erupt lava.", {})], minilm
     )
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

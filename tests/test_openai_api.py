@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -33,7 +32,7 @@ from embedsearch.corpus import Document, tokenize
 from embedsearch.service.app import create_app
 from embedsearch.service.requests import MAX_EMBED_INPUTS
 from embedsearch.store import Store
-from tests.conftest import topic_docs
+from tests.conftest import free_port, topic_docs
 
 openai = pytest.importorskip("openai")
 
@@ -43,12 +42,6 @@ KEY = "openai-test-key"
 TEXTS = ["interest rates rise again", "bushfires near the town", "the cricket test match was drawn", "Qantas flight QF1"]
 
 pytestmark = pytest.mark.slow  # a server process, and MiniLM for the parity test
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,7 @@ def server(tmp_path_factory, hashing):
     import_vectors(vectors, "glove", outside)
     (root / "models" / "escape").symlink_to(outside)  # a model linking out of --models-dir: not served
     (root / "key.txt").write_text(KEY + "\n")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "embedsearch", "--data-dir", str(root / "data"), "serve", "--port", str(port),

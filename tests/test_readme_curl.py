@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from embedsearch.config import Settings
 from embedsearch.corpus import Document
 from embedsearch.models import import_vectors
 from embedsearch.store import Store
+from tests.conftest import free_port
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PLACEHOLDER_BODY = "[0.1, ...]"
@@ -44,12 +44,6 @@ def readme_curl_commands() -> list[str]:
     return commands
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, hashing):
     root = tmp_path_factory.mktemp("curl")
@@ -63,7 +57,7 @@ def server(tmp_path_factory, hashing):
     import_vectors(vectors, "glove", root / "models" / "glove")
     key = root / "key.txt"
     key.write_text("...\n")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "embedsearch", "--data-dir", str(root / "data"), "serve", "--port", str(port),

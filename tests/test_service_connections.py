@@ -20,17 +20,11 @@ import pytest
 
 from embedsearch.config import Settings
 from embedsearch.store import Store
-from tests.conftest import topic_docs
+from tests.conftest import free_port, topic_docs
 
 pytestmark = pytest.mark.slow  # server processes and timeouts
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,7 +36,7 @@ def news(data_dir, hashing) -> Path:
 
 class Server:
     def __init__(self, data_dir: Path, *args: str, nofile: int | None = None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
 
         def limit() -> None:
             if nofile:

@@ -27,7 +27,7 @@ from embedsearch.search import STAGES, search
 from embedsearch.service.app import create_app
 from embedsearch.service.middleware import RequestIdFilter
 from embedsearch.store import Store
-from tests.conftest import topic_docs
+from tests.conftest import free_port, topic_docs
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "obs-key"
@@ -305,11 +305,7 @@ def test_every_log_line_of_a_request_carries_its_id(words_collection, caplog):
 def test_serve_logs_the_request_id_and_serves_the_metrics(words_collection, data_dir):
     """`embedsearch serve` as a process: its stderr log has the library's line of a request with
     that request's id, and its /metrics has the process and the collections."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "embedsearch", "--data-dir", str(data_dir), "serve", "--port", str(port),
                              "--no-preload"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)  # fmt: skip

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from embedsearch.embedders import load_counts, load_embedder
 from embedsearch.models import import_vectors
 from embedsearch.service.app import create_app
 from embedsearch.store import Store
-from tests.conftest import topic_docs
+from tests.conftest import free_port, topic_docs
 from tests.test_broken_models import minilm_copy
 from tests.test_service import scrape
 
@@ -183,18 +182,12 @@ def test_serve_help_lists_the_preload(cli):
     assert "--preload / --no-preload" in r.output and "[default: preload]" in r.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_logs_each_load_on_stderr(settings_hashing, data_dir):
     """`embedsearch serve` as a process: its log has the load line with the time; /health ends at 200."""
     import urllib.error
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "embedsearch", "--data-dir", str(data_dir), "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)  # fmt: skip

@@ -189,7 +189,7 @@ class Store:
         writers run."""
         return collection_stats(self.engine, self.settings.collection_dir)
 
-    @space.frees_space(lambda store: store.settings.data_dir)
+    @space.frees_space(lambda store: store)
     def drop(self, name: str) -> None:
         """Delete a collection's rows and its files (locks in the order store/locks.py writes
         down: a running merge finishes first, then writers in this process and in others)."""

@@ -246,7 +246,7 @@ class Collection(CollectionReads, CollectionWrites, CollectionSealing):
                 return {"merges": [], "skipped": "another merge is running"}
             return run_merges(self, force=force, retrain=retrain, progress=progress)
 
-    @space.frees_space(lambda coll: coll.store.settings.data_dir)
+    @space.frees_space(lambda coll: coll.store)
     def optimize(self, *, retrain: bool = False, progress: bool = False) -> dict[str, Any]:
         """Merge segments as far as the size limit allows, purge tombstones, retrain when due."""
         self.merge(force=False, retrain=retrain, progress=progress)  # seal-independent work first

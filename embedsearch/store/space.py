@@ -136,16 +136,17 @@ def checkpoint(engine, mode: str = "TRUNCATE") -> None:
         log.debug("WAL checkpoint skipped: %s", exc)
 
 
-def frees_space(data_dir_of):
+def frees_space(store_of):
     """Decorate an operation that frees space (delete, optimize, drop): on a full disk it
     releases the reserve (if still held) and runs once more, deletes in small commits
     (:func:`on_reserve`); afterwards the WAL is given back and the reserve taken again when
-    there is room. ``data_dir_of(self)`` names the data directory."""
+    there is room. ``store_of(self)`` is the Store the operation writes to."""
 
     def wrap(method):
         @functools.wraps(method)
         def run(self, *args, **kwargs):
-            data_dir = data_dir_of(self)
+            store = store_of(self)
+            data_dir = store.settings.data_dir
             try:
                 result = method(self, *args, **kwargs)
             except Exception as exc:
@@ -160,7 +161,7 @@ def frees_space(data_dir_of):
                 finally:
                     _on_reserve.reset(token)
             if not (Path(data_dir) / RESERVE_NAME).exists():
-                checkpoint(self.store.engine if hasattr(self, "store") else self.engine)
+                checkpoint(store.engine)
                 ensure_reserve(data_dir)
             return result
 

@@ -328,7 +328,7 @@ class CollectionWrites:
             self._after_write()
         return result
 
-    @space.frees_space(lambda coll: coll.store.settings.data_dir)
+    @space.frees_space(lambda coll: coll.store)
     def delete(self, external_ids: Iterable[str]) -> tuple[int, list[str]]:
         """Delete documents by id; returns (deleted count, ids that were not found)."""
         wanted = list(dict.fromkeys(external_ids))
@@ -352,7 +352,7 @@ class CollectionWrites:
             self._commit([], None, list(part))
             space.checkpoint(self.store.engine, mode="PASSIVE")
 
-    @space.frees_space(lambda coll: coll.store.settings.data_dir)
+    @space.frees_space(lambda coll: coll.store)
     def delete_where(self, where: dict | str | None) -> int:
         """Delete every document matching a filter, in one commit; returns how many. ``{}``
         (and None) match every document, as in :func:`count` and MongoDB."""
